@@ -44,10 +44,13 @@ SOURCE_SHARE = {
 }
 # Share of dev/test utterances spoken by voices never heard in training.
 HELDOUT_SHARE = 0.5
+# Share of utterances per engine (renormalised over the engines a pool has). Without it the 23
+# espeak-ng voices would speak four utterances in five; piper is the only neural voice.
+ENGINE_SHARE = {"espeak-ng": 0.4, "flite": 0.25, "festival": 0.1, "piper": 0.25}
 RATE_RANGE = (0.85, 1.2)
 PITCH_RANGE = (0.88, 1.12)
 N_BABBLE = 12
-PLAN_VERSION = 1
+PLAN_VERSION = 2
 
 
 class BuildError(RuntimeError):
@@ -155,7 +158,7 @@ def make_plan(cfg: BuildConfig, sentences: dict[str, dict[str, list[Sentence]]],
             pool = pools[directed][source]
             sentence = pool[i % len(pool)]
             use_heldout = split != "train" and rng.random() < HELDOUT_SHARE
-            voice = str(rng.choice(heldout if use_heldout else seen))
+            voice = _pick_voice(rng, heldout if use_heldout else seen)
             plan.append(PlanItem(
                 id=f"{split}-{i:06d}", split=split, sentence=sentence, voice=voice,
                 rate=round(float(rng.uniform(*RATE_RANGE)), 3), pitch=round(float(rng.uniform(*PITCH_RANGE)), 3),
@@ -176,6 +179,13 @@ def _pick_source(rng: np.random.Generator, pools: dict[str, list[Sentence]]) -> 
     names = sorted(shares)
     p = np.array([shares[s] for s in names])
     return names[int(rng.choice(len(names), p=p / p.sum()))]
+
+
+def _pick_voice(rng: np.random.Generator, voices: list[str]) -> str:
+    """A voice drawn so each engine gets its ENGINE_SHARE of the pool, split evenly among its voices."""
+    engine = [v.split("/")[0] for v in voices]
+    p = np.array([ENGINE_SHARE.get(e, 0.1) / engine.count(e) for e in engine])
+    return voices[int(rng.choice(len(voices), p=p / p.sum()))]
 
 
 SOURCE_SHARE_OF = {src: share for per_class in SOURCE_SHARE.values() for src, share in per_class.items()}

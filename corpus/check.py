@@ -20,7 +20,7 @@ from typing import Any, Iterable
 
 import numpy as np
 
-from corpus.manifest import Utterance, audio_path, read_manifest
+from corpus.manifest import SPLITS, Utterance, audio_path, read_manifest
 
 CLEAN_SNR_DB = 20.0
 # Upper edges of the SNR bins, dB.
@@ -148,15 +148,27 @@ def transcribe_files(paths: list[Path], threads: int = 2) -> list[str]:
 
 
 def sample_per_voice(utts: list[Utterance], per_voice: int, rng: np.random.Generator) -> list[Utterance]:
-    """Up to `per_voice` utterances of each voice, drawn without replacement, voices in sorted order."""
+    """Up to `per_voice` utterances of each voice, drawn without replacement, voices in sorted order.
+
+    Half of each voice's sample is drawn from its clean-ish utterances (where it has enough), so
+    the drop rule judges a voice on more than the two or three clean-ish utterances a uniform
+    draw would give it; the other half is drawn from the rest, so conditions are scored too.
+    """
     by_voice: dict[str, list[Utterance]] = {}
     for u in utts:
         by_voice.setdefault(u.voice or "unknown", []).append(u)
     out = []
     for voice in sorted(by_voice):
-        pool = by_voice[voice]
-        out += [pool[i] for i in sorted(rng.permutation(len(pool))[:per_voice])]
+        clean = [u for u in by_voice[voice] if is_clean(u.augment)]
+        other = [u for u in by_voice[voice] if not is_clean(u.augment)]
+        n_clean = min(len(clean), max(per_voice // 2, per_voice - len(other)))
+        picked = _draw(clean, n_clean, rng) + _draw(other, per_voice - n_clean, rng)
+        out += sorted(picked, key=lambda u: u.id)
     return out
+
+
+def _draw(pool: list[Utterance], n: int, rng: np.random.Generator) -> list[Utterance]:
+    return [pool[i] for i in rng.permutation(len(pool))[:max(n, 0)]]
 
 
 def drop_candidates(voices: list[VoiceRow], max_wer: float) -> list[str]:
@@ -171,12 +183,14 @@ def _row(name: str, results: list[UttResult]) -> Row:
 
 def check_corpus(corpus_dir: Path, split: str = "test", per_voice: int = 20, threads: int = 2, seed: int = 0,
                  max_wer: float = 0.5) -> CheckReport:
-    """Transcribe a per-voice sample of DIR/<split>.jsonl and pool WER by voice, condition and class."""
+    """Transcribe a per-voice sample of DIR/<split>.jsonl (`split="all"`: of every split) and pool
+    WER by voice, condition and class."""
     from corpus.verbalize import spoken_form
 
-    manifest = Path(corpus_dir) / f"{split}.jsonl"
-    sample = sample_per_voice([u for u in read_manifest(manifest) if u.audio is not None], per_voice,
-                              np.random.default_rng(seed))
+    splits = SPLITS if split == "all" else (split,)
+    manifest = Path(corpus_dir) / f"{splits[0]}.jsonl"  # all manifests of a corpus share a folder
+    utts = [u for s in splits for u in read_manifest(Path(corpus_dir) / f"{s}.jsonl") if u.audio is not None]
+    sample = sample_per_voice(utts, per_voice, np.random.default_rng(seed))
     hyps = transcribe_files([audio_path(manifest, u) for u in sample], threads)
     results = []
     for u, raw in zip(sample, hyps):
@@ -234,7 +248,7 @@ def add_check_parser(subparsers: argparse._SubParsersAction) -> None:
     """Register `heed corpus check DIR [--split test] [--per-voice 20] [--threads 2] [--max-wer 0.5] [--seed 0] [--out FILE]`."""
     p = subparsers.add_parser("check", help="Whisper WER per voice and condition on a sample of a split")
     p.add_argument("dir", type=Path, help="corpus folder holding <split>.jsonl")
-    p.add_argument("--split", default="test")
+    p.add_argument("--split", default="test", help="train, dev, test or all")
     p.add_argument("--per-voice", type=int, default=20, help="utterances sampled per voice")
     p.add_argument("--threads", type=int, default=2, help="CPU threads for Whisper")
     p.add_argument("--max-wer", type=float, default=0.5, help="clean-ish WER above which a voice is a drop candidate")

