@@ -55,6 +55,8 @@ def user_errors() -> tuple[type[BaseException], ...]:
     from corpus.build import BuildError
     from corpus.manifest import ManifestError
     from corpus.sentence import SpokenFormError
-    from corpus.tts import MissingEngineError
+    from corpus.tts import MissingEngineError, SynthesisError
 
-    return (BuildError, ManifestError, SpokenFormError, MissingEngineError, FileNotFoundError)
+    # ImportError and FileNotFoundError: the text sources raise them naming what to install.
+    return (BuildError, ManifestError, SpokenFormError, MissingEngineError, SynthesisError,
+            FileNotFoundError, ImportError)

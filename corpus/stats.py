@@ -37,6 +37,18 @@ def _noise(u: Utterance) -> str | None:
     return str(kind) if kind else None
 
 
+def _condition_labels(u: Utterance) -> list[str]:
+    """The conditions an utterance was rendered under, as labels for the class-overlap table."""
+    a = u.augment
+    labels = [f"noise:{_noise(u) or 'none'}", "reverb" if a.get("rir") else "dry"]
+    labels += [f"distance:{a['distance']}"] if a.get("distance") else []
+    labels += ["telephone"] if a.get("telephone") else []
+    gain = a.get("gain_db")
+    if isinstance(gain, (int, float)) and not isinstance(gain, bool):
+        labels.append("gain:<-12dB" if gain < -12 else "gain:-12..-3dB" if gain < -3 else "gain:>=-3dB")
+    return labels
+
+
 def _by(corpus: dict[str, list[Utterance]], key: Any) -> dict[str, dict[str, int]]:
     """{value of key(u): {split: count}}, sorted by value."""
     out: dict[str, Counter[str]] = defaultdict(Counter)
@@ -71,6 +83,11 @@ def corpus_stats(dir: Path) -> dict[str, Any]:
             "rir": sum(bool(u.augment.get("rir")) for u in every),
             "telephone": sum(bool(u.augment.get("telephone")) for u in every),
         },
+        # Both classes should occur under every condition, so acoustics alone cannot decide
+        # directedness: {condition: {class: n}}.
+        "condition_by_class": {
+            label: dict(Counter(_class(u) for u in every if label in _condition_labels(u)))
+            for label in sorted({x for u in every for x in _condition_labels(u)})},
         "held_out_voices": {s: sorted(voices[s] - voices.get("train", set())) for s in corpus if s != "train"},
         "overlap": {f"{a}-{b}": len(texts[a] & texts[b]) for a, b in combinations(corpus, 2)},
         "samples": {
@@ -102,7 +119,9 @@ def format_stats(stats: dict[str, Any]) -> str:
                      f"over {snr['n']} noisy")
     lines.append(f"- clean share: {snr['clean_share']:.1%}")
     lines.append(f"- noise kinds: {', '.join(f'{k} {n}' for k, n in cond['noise'].items()) or 'none'}")
-    lines += [f"- rir: {cond['rir']}", f"- telephone: {cond['telephone']}", "", "## Checks", ""]
+    lines += [f"- rir: {cond['rir']}", f"- telephone: {cond['telephone']}", ""]
+    lines += _table("Conditions by class", stats["condition_by_class"], ["directed", "undirected"])
+    lines += ["## Checks", ""]
     for s, vs in stats["held_out_voices"].items():
         lines.append(f"- voices only in {s}: {len(vs)}" + (f" ({', '.join(vs)})" if vs else ""))
     for pair, n in stats["overlap"].items():

@@ -55,6 +55,10 @@ def test_counts_hours_and_checks(corpus_dir: Path) -> None:
                              "unknown": {"test": 1}}
     assert s["snr"] == {"n": 3, "min": 0.0, "median": 10.0, "max": 20.0, "clean_share": 0.5}
     assert s["conditions"] == {"noise": {"babble": 2, "music": 1}, "rir": 1, "telephone": 1}
+    assert s["condition_by_class"] == {
+        "dry": {"undirected": 2, "directed": 2, "unknown": 1}, "noise:babble": {"directed": 1, "undirected": 1},
+        "noise:music": {"directed": 1}, "noise:none": {"undirected": 1, "directed": 1, "unknown": 1},
+        "reverb": {"directed": 1}, "telephone": {"directed": 1}}
     assert s["held_out_voices"] == {"dev": ["c"], "test": ["d"]}
     assert s["overlap"] == {"train-dev": 1, "train-test": 0, "dev-test": 0}
     assert s["samples"]["duration"]["test"] == [2.0, 1.0]
