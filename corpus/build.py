@@ -226,8 +226,13 @@ def render_item(item: PlanItem, out: Path) -> Utterance:
         id=item.id, audio=rel.as_posix(), duration=round(len(audio) / SAMPLE_RATE, 4), sample_rate=SAMPLE_RATE,
         text=s.text, words=list(s.words), tags=list(s.tags), intent=s.intent, directed=s.directed,
         speech_start=round(speech_start, 4), speech_end=round(speech_end, 4), voice=item.voice,
-        source=s.source, split=item.split, augment=item.condition,
+        source=s.source, split=item.split, augment=_augment(item),
     )
+
+
+def _augment(item: PlanItem) -> dict:
+    """The manifest's `augment`: the acoustic condition plus the synthesizer's rate and pitch."""
+    return {**item.condition, "tts_rate": item.rate, "tts_pitch": item.pitch}
 
 
 def _render_star(args: tuple[PlanItem, Path]) -> Utterance:
@@ -310,7 +315,8 @@ def _read_progress(out: Path, plan: list[PlanItem]) -> dict[str, Utterance]:
             except (json.JSONDecodeError, TypeError):
                 continue  # the line being written when the build was stopped
             item = by_id.get(u.id)
-            if item and u.text == item.sentence.text and u.voice == item.voice and (out / u.audio).exists():
+            same = item and (u.text, u.voice, u.augment) == (item.sentence.text, item.voice, _augment(item))
+            if same and (out / u.audio).exists():
                 done[u.id] = u
     return done
 

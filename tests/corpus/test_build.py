@@ -25,7 +25,9 @@ def manifests(tiny_corpus: Path) -> dict[str, list]:
 def test_manifest_lines_carry_every_field(tiny_corpus: Path) -> None:
     for split in SPLITS:
         for line in (tiny_corpus / f"{split}.jsonl").read_text().splitlines():
-            assert set(json.loads(line)) == FIELDS
+            d = json.loads(line)
+            assert set(d) == FIELDS
+            assert {"noise", "snr_db", "rir", "telephone", "gain_db", "speed", "tts_rate", "tts_pitch"} <= set(d["augment"])
 
 
 def test_counts_and_classes(manifests: dict) -> None:
