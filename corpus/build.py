@@ -50,7 +50,7 @@ ENGINE_SHARE = {"espeak-ng": 0.4, "flite": 0.25, "festival": 0.1, "piper": 0.25}
 RATE_RANGE = (0.85, 1.2)
 PITCH_RANGE = (0.88, 1.12)
 N_BABBLE = 12
-PLAN_VERSION = 2
+PLAN_VERSION = 3
 
 
 class BuildError(RuntimeError):
@@ -152,11 +152,15 @@ def make_plan(cfg: BuildConfig, sentences: dict[str, dict[str, list[Sentence]]],
     plan: list[PlanItem] = []
     for split, n in split_counts(cfg.n_utterances).items():
         pools = {c: {src: _shuffled(sentences[split].get(src, []), rng) for src in SOURCE_SHARE[c]} for c in (True, False)}
+        used = {src: 0 for per_class in SOURCE_SHARE.values() for src in per_class}
         for i in range(n):
             directed = bool(rng.random() < DIRECTED_SHARE) if i >= 2 else i == 0  # both classes in every split
             source = _pick_source(rng, pools[directed])
             pool = pools[directed][source]
-            sentence = pool[i % len(pool)]
+            # Each pool is walked in its shuffled order, so a sentence is repeated (by another
+            # voice) only once every sentence of its pool has been used.
+            sentence = pool[used[source] % len(pool)]
+            used[source] += 1
             use_heldout = split != "train" and rng.random() < HELDOUT_SHARE
             voice = _pick_voice(rng, heldout if use_heldout else seen)
             plan.append(PlanItem(
