@@ -391,7 +391,7 @@ def _durations() -> list[str]:
     out += [f"{say(n)} minutes" for n in list(range(2, 21)) + list(range(25, 61, 5)) + [90]]
     out += [f"{say(n)} seconds" for n in (10, 15, 20, 45)]
     out += [f"{say(n)} hours" for n in range(2, 9)]
-    out += [f"{say(h)} hours and {say(m)} minutes" for h in (1, 2) for m in (10, 15, 30)]
+    out += [f"{say(h)} {'hour' if h == 1 else 'hours'} and {say(m)} minutes" for h in (1, 2) for m in (10, 15, 30)]
     out += [f"an hour and {say(m)} minutes" for m in (5, 10, 15, 20, 45)]
     return out
 

@@ -125,3 +125,9 @@ def test_numbers_come_from_num2words_without_hyphens() -> None:
     assert {"half past six", "seven thirty", "noon", "six a m"} <= set(slot_values(0)["time"])
     assert {"an hour and a half", "twenty minutes"} <= set(slot_values(0)["duration"])
     assert {"tomorrow", "next friday", "march third"} <= set(slot_values(0)["date"])
+
+
+def test_number_agreement_in_durations() -> None:
+    texts = [s.text for s in generate_assistant(0)]
+    assert not [t for t in texts if "one hours" in t or "one minutes" in t]
+    assert any("one hour and" in t for t in texts)
