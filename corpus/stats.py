@@ -49,6 +49,15 @@ def _condition_labels(u: Utterance) -> list[str]:
     return labels
 
 
+def _condition_by_class(utts: list[Utterance]) -> dict[str, dict[str, int]]:
+    """{condition label: {class: n}}, labels sorted; one pass over the utterances."""
+    counts: dict[str, Counter[str]] = defaultdict(Counter)
+    for u in utts:
+        for label in _condition_labels(u):
+            counts[label][_class(u)] += 1
+    return {label: dict(counts[label]) for label in sorted(counts)}
+
+
 def _by(corpus: dict[str, list[Utterance]], key: Any) -> dict[str, dict[str, int]]:
     """{value of key(u): {split: count}}, sorted by value."""
     out: dict[str, Counter[str]] = defaultdict(Counter)
@@ -85,9 +94,7 @@ def corpus_stats(dir: Path) -> dict[str, Any]:
         },
         # Both classes should occur under every condition, so acoustics alone cannot decide
         # directedness: {condition: {class: n}}.
-        "condition_by_class": {
-            label: dict(Counter(_class(u) for u in every if label in _condition_labels(u)))
-            for label in sorted({x for u in every for x in _condition_labels(u)})},
+        "condition_by_class": _condition_by_class(every),
         "held_out_voices": {s: sorted(voices[s] - voices.get("train", set())) for s in corpus if s != "train"},
         "overlap": {f"{a}-{b}": len(texts[a] & texts[b]) for a, b in combinations(corpus, 2)},
         "samples": {
