@@ -19,6 +19,59 @@ def tiny_corpus(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return out
 
 
+FOUR_SENTENCES = ["wake me up at seven", "play some jazz", "what is the weather", "call my mother"]
+
+
+@pytest.fixture(scope="session")
+def four_utts(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Four short sentences spoken by one espeak-ng voice: train.jsonl and dev.jsonl (the same four)."""
+    import soundfile as sf
+
+    from corpus.manifest import Utterance, write_manifest
+    from corpus.tts import synthesize
+
+    root = tmp_path_factory.mktemp("four")
+    (root / "wav").mkdir()
+    utts = []
+    for i, text in enumerate(FOUR_SENTENCES):
+        audio = synthesize("espeak-ng/en-us+m3", text)
+        sf.write(root / "wav" / f"u{i}.wav", audio, 16000)
+        utts.append(Utterance(id=f"u{i}", text=text, words=text.split(), audio=f"wav/u{i}.wav",
+                              duration=round(len(audio) / 16000, 3), sample_rate=16000, voice="espeak-ng/en-us+m3",
+                              source="test", directed=True))
+    write_manifest(root / "train.jsonl", utts)
+    write_manifest(root / "dev.jsonl", utts)
+    return root
+
+
+@pytest.fixture(scope="session")
+def overfit_asr(four_utts: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The tiny transducer trained until it knows the four utterances by heart; returns its experiment folder."""
+    import dataclasses
+
+    from asr.train import PRESETS, train
+
+    out = tmp_path_factory.mktemp("overfit") / "exp"
+    cfg = dataclasses.replace(PRESETS["tiny"], corpus=str(four_utts), out=str(out), vocab_size=40, max_epochs=150,
+                              checkpoint_minutes=60)
+    train(cfg, progress=False)
+    return out
+
+
+@pytest.fixture(scope="session")
+def tiny_bundle(overfit_asr: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The overfit model exported (fp32 and int8, parity-checked) and assembled into a bundle."""
+    from asr.export import export_asr, load_checkpoint
+    from asr.export_cli import write_bundle
+    from asr.tokenizer import Tokenizer
+
+    root = tmp_path_factory.mktemp("bundle")
+    model, _ = load_checkpoint(overfit_asr / "last.pt")
+    export_asr(model, Tokenizer(overfit_asr / "tokens.model"), root / "asr-export")
+    write_bundle(root / "asr-export", root / "bundle", ["int8", "fp32"], beam=4)
+    return root / "bundle"
+
+
 @pytest.hookimpl(hookwrapper=True)
 def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo):
     """With HEED_STRICT_SKIPS=1 (CI sets it) a skip fails: CI installs every engine and package,

@@ -1,0 +1,209 @@
+"""`heed export asr`: the transducer as three ONNX graphs, fp32 and int8, each checked against torch.
+
+The contract is sherpa-onnx's streaming conformer transducer:
+
+- encoder: `x` (N, T, n_mels) with T = chunk + look-ahead fbank frames, `attn_cache`
+  (layers, left_context, N, d_model), `conv_cache` (layers, kernel - 1, N, d_model),
+  `processed_frames` (N,) int64 -> `encoder_out` (N, chunk, joiner_dim), `next_attn_cache`,
+  `next_conv_cache`. The encoder's projection for the joiner is inside the graph.
+- decoder: `y` (N, context_size) int64 -> `decoder_out` (N, joiner_dim).
+- joiner: `encoder_out` (N, joiner_dim), `decoder_out` (N, joiner_dim) -> `logit` (N, vocab).
+
+Metadata (read by our runtime and by sherpa-onnx): model_type, num_encoder_layers, T,
+decode_chunk_len, left_context, encoder_dim, pad_length, cnn_module_kernel, vocab_size,
+context_size, joiner_dim, plus heed's own: schema_version, feature config (JSON), model config
+(JSON). The export feeds `check_chunks` chunks of real or random features through torch and
+onnxruntime and raises `ExportMismatch` when they differ.
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from asr.model import SUBSAMPLING_PAD, ConformerConfig, State, Transducer
+from asr.tokenizer import Tokenizer
+from runtime.features import FbankConfig
+
+SCHEMA_VERSION = 1
+FP32_TOLERANCE = 1e-3  # max abs difference of encoder outputs / logits between torch and onnxruntime
+
+
+class ExportMismatch(RuntimeError):
+    """onnxruntime disagrees with torch on the exported graph."""
+
+
+class _EncoderStep(nn.Module):
+    def __init__(self, model: Transducer) -> None:
+        super().__init__()
+        self.encoder, self.proj = model.encoder, model.encoder_proj
+
+    def forward(self, x, attn_cache, conv_cache, processed_frames):
+        y, state = self.encoder.step(x, State(attn_cache, conv_cache, processed_frames))
+        return self.proj(y), state.attn_cache, state.conv_cache
+
+
+class _DecoderStep(nn.Module):
+    def __init__(self, model: Transducer) -> None:
+        super().__init__()
+        self.decoder = model.decoder
+
+    def forward(self, y):
+        return self.decoder(y)[:, -1]
+
+
+class _JoinerStep(nn.Module):
+    def __init__(self, model: Transducer) -> None:
+        super().__init__()
+        self.joiner = model.joiner
+
+    def forward(self, encoder_out, decoder_out):
+        return self.joiner(encoder_out, decoder_out)
+
+
+def load_checkpoint(path: str | Path) -> tuple[Transducer, dict[str, Any]]:
+    ckpt = torch.load(path, map_location="cpu", weights_only=False)
+    model = Transducer(ConformerConfig.from_dict(ckpt["config"]))
+    model.load_state_dict(ckpt["model"])
+    return model.eval(), ckpt
+
+
+def _metadata(cfg: ConformerConfig, fbank_cfg: FbankConfig) -> dict[str, dict[str, str]]:
+    common = {"schema_version": str(SCHEMA_VERSION), "model_config": json.dumps(cfg.to_dict())}
+    encoder = {
+        "model_type": "conformer",
+        "num_encoder_layers": str(cfg.n_layers),
+        "T": str(cfg.step_input_frames),
+        "decode_chunk_len": str(cfg.chunk_input_frames),
+        "left_context": str(cfg.left_frames),
+        "encoder_dim": str(cfg.d_model),
+        "pad_length": str(SUBSAMPLING_PAD),
+        "cnn_module_kernel": str(cfg.conv_kernel),
+        "chunk_frames": str(cfg.chunk_frames),
+        "lookahead_ms": str(SUBSAMPLING_PAD * fbank_cfg.frame_shift_ms),
+        "feature_config": json.dumps(fbank_cfg.to_dict()),
+        **common,
+    }
+    decoder = {"vocab_size": str(cfg.vocab_size), "context_size": str(cfg.context_size), **common}
+    joiner = {"joiner_dim": str(cfg.joiner_dim), "vocab_size": str(cfg.vocab_size), **common}
+    return {"encoder": encoder, "decoder": decoder, "joiner": joiner}
+
+
+def _add_metadata(path: Path, meta: dict[str, str]) -> None:
+    import onnx
+
+    model = onnx.load(str(path))
+    del model.metadata_props[:]
+    for k, v in meta.items():
+        model.metadata_props.add(key=k, value=v)
+    onnx.save(model, str(path))
+
+
+def _export(module: nn.Module, args: tuple, path: Path, inputs: list[str], outputs: list[str], dynamic: dict) -> None:
+    torch.onnx.export(
+        module, args, str(path), input_names=inputs, output_names=outputs, dynamic_axes=dynamic,
+        opset_version=17, dynamo=False,
+    )
+
+
+def quantize_int8(src: Path, dst: Path) -> None:
+    """Dynamic int8 quantization of the matrix products (weights int8, activations quantized per call)."""
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    quantize_dynamic(str(src), str(dst), op_types_to_quantize=["MatMul", "Gemm"], weight_type=QuantType.QInt8)
+
+
+def check_parity(
+    model: Transducer, out_dir: Path, suffix: str = "", n_chunks: int = 12, feats: np.ndarray | None = None,
+    tolerance: float = FP32_TOLERANCE,
+) -> dict[str, float]:
+    """Run n_chunks chunks through torch and onnxruntime; raise ExportMismatch beyond tolerance.
+
+    feats: (T, n_mels) real features to use; random ones (seeded) otherwise.
+    Returns the largest absolute differences seen (encoder_out, caches, decoder_out, logit).
+    """
+    import onnxruntime as ort
+
+    cfg = model.cfg
+    opts = ort.SessionOptions()
+    opts.intra_op_num_threads = 1
+    sess = {n: ort.InferenceSession(str(out_dir / f"{n}{suffix}.onnx"), opts, providers=["CPUExecutionProvider"])
+            for n in ("encoder", "decoder", "joiner")}
+    need = n_chunks * cfg.chunk_input_frames + SUBSAMPLING_PAD
+    if feats is None or len(feats) < need:
+        feats = np.random.default_rng(0).normal(size=(need, cfg.n_mels)).astype(np.float32) * 2 - 8
+    x_all = torch.from_numpy(np.ascontiguousarray(feats[:need], dtype=np.float32))[None]
+    enc_step, dec_step, join_step = _EncoderStep(model), _DecoderStep(model), _JoinerStep(model)
+    state = model.encoder.init_state(1)
+    ort_state = [s.numpy() for s in state]
+    worst = {"encoder_out": 0.0, "attn_cache": 0.0, "conv_cache": 0.0, "decoder_out": 0.0, "logit": 0.0}
+    with torch.no_grad():
+        for k in range(n_chunks):
+            x = x_all[:, k * cfg.chunk_input_frames : k * cfg.chunk_input_frames + cfg.step_input_frames]
+            t_out, t_attn, t_conv = enc_step(x, *state)
+            o_out, o_attn, o_conv = sess["encoder"].run(None, {
+                "x": x.numpy(), "attn_cache": ort_state[0], "conv_cache": ort_state[1], "processed_frames": ort_state[2]})
+            for name, a, b in (("encoder_out", t_out, o_out), ("attn_cache", t_attn, o_attn), ("conv_cache", t_conv, o_conv)):
+                worst[name] = max(worst[name], float(np.abs(a.numpy() - b).max()))
+            state = State(t_attn, t_conv, state.processed_frames + cfg.chunk_frames)
+            # Feed onnxruntime its own state, as the runtime will: errors must not grow chunk over chunk.
+            ort_state = [o_attn, o_conv, ort_state[2] + cfg.chunk_frames]
+            y = torch.randint(0, cfg.vocab_size, (cfg.chunk_frames, cfg.context_size), generator=torch.Generator().manual_seed(k))
+            t_dec = dec_step(y)
+            (o_dec,) = sess["decoder"].run(None, {"y": y.numpy()})
+            worst["decoder_out"] = max(worst["decoder_out"], float(np.abs(t_dec.numpy() - o_dec).max()))
+            t_logit = join_step(t_out[0], t_dec)
+            (o_logit,) = sess["joiner"].run(None, {"encoder_out": o_out[0], "decoder_out": o_dec})
+            worst["logit"] = max(worst["logit"], float(np.abs(t_logit.numpy() - o_logit).max()))
+    bad = {k: v for k, v in worst.items() if v > tolerance}
+    if bad:
+        raise ExportMismatch(f"onnxruntime{suffix or ' fp32'} differs from torch over {n_chunks} chunks: "
+                             + ", ".join(f"{k} by {v:.2e}" for k, v in bad.items()) + f" (tolerance {tolerance:.0e})")
+    return worst
+
+
+def export_asr(
+    model: Transducer, tokenizer: Tokenizer, out_dir: str | Path, fbank_cfg: FbankConfig = FbankConfig(),
+    int8: bool = True, check_chunks: int = 12, check_feats: np.ndarray | None = None,
+) -> dict[str, Any]:
+    """Write encoder/decoder/joiner (.onnx and .int8.onnx), tokens.txt and tokens.model to out_dir.
+
+    Returns a summary: file names, parity figures, sizes. Raises ExportMismatch on a failed check.
+    """
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    model = model.eval()
+    cfg = model.cfg
+    st = model.encoder.init_state(1)
+    x = torch.zeros(1, cfg.step_input_frames, cfg.n_mels)
+    batch = {0: "N"}
+    with torch.no_grad():
+        _export(_EncoderStep(model), (x, *st), out / "encoder.onnx",
+                ["x", "attn_cache", "conv_cache", "processed_frames"], ["encoder_out", "next_attn_cache", "next_conv_cache"],
+                {"x": batch, "attn_cache": {2: "N"}, "conv_cache": {2: "N"}, "processed_frames": batch,
+                 "encoder_out": batch, "next_attn_cache": {2: "N"}, "next_conv_cache": {2: "N"}})
+        _export(_DecoderStep(model), (torch.zeros(1, cfg.context_size, dtype=torch.long),), out / "decoder.onnx",
+                ["y"], ["decoder_out"], {"y": batch, "decoder_out": batch})
+        j = torch.zeros(1, cfg.joiner_dim)
+        _export(_JoinerStep(model), (j, j), out / "joiner.onnx", ["encoder_out", "decoder_out"], ["logit"],
+                {"encoder_out": batch, "decoder_out": batch, "logit": batch})
+    meta = _metadata(cfg, fbank_cfg)
+    for name in ("encoder", "decoder", "joiner"):
+        _add_metadata(out / f"{name}.onnx", meta[name])
+    summary: dict[str, Any] = {"parity": {"fp32": check_parity(model, out, "", check_chunks, check_feats)}}
+    if int8:
+        for name in ("encoder", "decoder", "joiner"):
+            quantize_int8(out / f"{name}.onnx", out / f"{name}.int8.onnx")
+            _add_metadata(out / f"{name}.int8.onnx", meta[name])
+        # int8 changes the numbers on purpose; the check bounds how far (logits are O(10)).
+        summary["parity"]["int8"] = check_parity(model, out, ".int8", check_chunks, check_feats, tolerance=float("inf"))
+    tokenizer.write_tokens_txt(out / "tokens.txt")
+    (out / "tokens.model").write_bytes(tokenizer.path.read_bytes())
+    summary["files"] = sorted(p.name for p in out.iterdir() if p.suffix in (".onnx", ".txt", ".model"))
+    summary["bytes"] = {p.name: p.stat().st_size for p in out.iterdir() if p.suffix == ".onnx"}
+    summary["n_params"] = model.n_params()
+    return summary

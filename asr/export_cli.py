@@ -1,0 +1,103 @@
+"""`heed export asr|bundle`: ONNX export with self-check, and assembling a model bundle."""
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import sys
+from pathlib import Path
+
+
+def add_parser(subparsers: argparse._SubParsersAction) -> None:
+    p = subparsers.add_parser("export", help="ONNX export with self-check")
+    sub = p.add_subparsers(dest="what", metavar="WHAT")
+    sub.required = True
+    a = sub.add_parser("asr", help="the transducer: encoder, decoder, joiner; fp32 and int8; parity-checked")
+    a.add_argument("checkpoint", help="a checkpoint of heed train asr (e.g. exp/asr-small/last.pt)")
+    a.add_argument("--out", required=True, help="folder for the ONNX files and tokens")
+    a.add_argument("--tokens", help="sentencepiece model (default: tokens.model beside the checkpoint)")
+    a.add_argument("--no-int8", action="store_true")
+    a.add_argument("--check-chunks", type=int, default=12, help="chunks compared between torch and onnxruntime")
+    a.set_defaults(func=run_asr)
+    b = sub.add_parser("bundle", help="assemble a model bundle folder with bundle.json")
+    b.add_argument("--asr", required=True, help="folder written by heed export asr")
+    b.add_argument("--out", required=True, help="bundle folder to write (e.g. models/default)")
+    b.add_argument("--precision", choices=["int8", "fp32", "both"], default="int8")
+    b.add_argument("--metrics", help="JSON file of measured metrics to record in bundle.json")
+    b.add_argument("--beam", type=int, default=4, help="modified beam search width; 1 = greedy")
+    b.set_defaults(func=run_bundle)
+    for name, issue in (("tagger", 4), ("iqd", 5)):
+        t = sub.add_parser(name, help=f"arrives with issue #{issue}")
+        t.set_defaults(func=lambda args, n=name, i=issue: _later(n, i))
+
+
+def _later(name: str, issue: int) -> int:
+    print(f"heed export {name}: not available in this version (it arrives with issue #{issue})", file=sys.stderr)
+    return 2
+
+
+def run_asr(args: argparse.Namespace) -> int:
+    from asr.export import ExportMismatch, export_asr, load_checkpoint
+    from asr.tokenizer import Tokenizer
+
+    ckpt = Path(args.checkpoint)
+    if not ckpt.exists():
+        print(f"heed export asr: {ckpt}: no such checkpoint", file=sys.stderr)
+        return 1
+    model, _ = load_checkpoint(ckpt)
+    tok = Tokenizer(args.tokens or ckpt.parent / "tokens.model")
+    try:
+        summary = export_asr(model, tok, args.out, int8=not args.no_int8, check_chunks=args.check_chunks)
+    except ExportMismatch as e:
+        print(f"heed export asr: {e}", file=sys.stderr)
+        return 1
+    (Path(args.out) / "export.json").write_text(json.dumps(summary, indent=1) + "\n")
+    print(json.dumps(summary, indent=1))
+    return 0
+
+
+def run_bundle(args: argparse.Namespace) -> int:
+    precisions = ["int8", "fp32"] if args.precision == "both" else [args.precision]
+    metrics = json.loads(Path(args.metrics).read_text()) if args.metrics else {}
+    try:
+        write_bundle(Path(args.asr), Path(args.out), precisions, args.beam, metrics)
+    except FileNotFoundError as e:
+        print(f"heed export bundle: {e}", file=sys.stderr)
+        return 1
+    print(f"bundle written to {args.out}")
+    return 0
+
+
+def write_bundle(src: Path, out: Path, precisions: list[str], beam: int = 4, metrics: dict | None = None) -> None:
+    """Copy an ASR export into bundle folder `out` and write its bundle.json (INTERFACES.md section 2)."""
+    suffix = {"int8": ".int8.onnx", "fp32": ".onnx"}
+    (out / "asr").mkdir(parents=True, exist_ok=True)
+    files = {}
+    for prec in precisions:
+        files[prec] = {}
+        for part in ("encoder", "decoder", "joiner"):
+            name = part + suffix[prec]
+            if not (src / name).exists():
+                raise FileNotFoundError(f"{src / name} missing; run heed export asr first")
+            shutil.copyfile(src / name, out / "asr" / name)
+            files[prec][part] = f"asr/{name}"
+    for name in ("tokens.txt", "tokens.model"):
+        shutil.copyfile(src / name, out / "asr" / name)
+    import onnx
+
+    meta = {p.key: p.value for p in onnx.load(str(src / "encoder.onnx"), load_external_data=False).metadata_props}
+    manifest = {
+        "schema_version": 1,
+        "asr": {
+            "files": files,
+            "tokens": "asr/tokens.txt",
+            "sentencepiece": "asr/tokens.model",
+            "search": {"method": "modified_beam_search" if beam > 1 else "greedy_search", "beam": beam},
+            "chunk_ms": int(meta["decode_chunk_len"]) * 10,
+            "lookahead_ms": float(meta["lookahead_ms"]),
+        },
+        "features": json.loads(meta["feature_config"]),
+        "endpoint": {"trailing_silence_ms": 800.0, "silence_without_speech_ms": 5000.0, "max_utterance_ms": 20000.0},
+        "metrics": metrics or {},
+    }
+    (out / "bundle.json").write_text(json.dumps(manifest, indent=1) + "\n")

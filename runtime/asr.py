@@ -1,0 +1,198 @@
+"""The streaming transducer on onnxruntime: one shared model, one small state object per stream.
+
+`TransducerModel` holds the three sessions and what their metadata says (chunk sizes, cache
+shapes, feature configuration); it is immutable and shared by every stream. `AsrStream` holds
+one utterance's state: fbank frames not yet consumed, the encoder caches, the search
+hypotheses and the endpointing clock. Nothing about a model is hard-coded here.
+"""
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import onnxruntime as ort
+
+from runtime.features import FbankConfig, StreamingFbank
+from runtime.search import DecoderCache, Hypothesis, greedy_search, modified_beam_search
+
+WORD_START = "\u2581"
+
+
+@dataclass(frozen=True)
+class EndpointConfig:
+    """When an utterance is over. Silence is time since the last emitted token (or since the start)."""
+
+    trailing_silence_ms: float = 800.0  # after some speech was decoded
+    silence_without_speech_ms: float = 5000.0  # nothing decoded at all
+    max_utterance_ms: float = 20000.0
+
+    def reached(self, now_ms: float, last_token_ms: float | None) -> bool:
+        if now_ms >= self.max_utterance_ms:
+            return True
+        if last_token_ms is None:
+            return now_ms >= self.silence_without_speech_ms
+        return now_ms - last_token_ms >= self.trailing_silence_ms
+
+
+def _session(path: Path, threads: int) -> ort.InferenceSession:
+    opts = ort.SessionOptions()
+    opts.intra_op_num_threads = threads
+    opts.inter_op_num_threads = 1
+    opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    return ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
+
+
+class TransducerModel:
+    """Encoder, decoder and joiner sessions plus the token table; shared, never mutated."""
+
+    def __init__(self, encoder: Path, decoder: Path, joiner: Path, tokens: Path, threads: int = 1) -> None:
+        self.encoder, self.decoder, self.joiner = (_session(p, threads) for p in (encoder, decoder, joiner))
+        meta = self.encoder.get_modelmeta().custom_metadata_map
+        dmeta = self.decoder.get_modelmeta().custom_metadata_map
+        self.n_layers = int(meta["num_encoder_layers"])
+        self.step_frames = int(meta["T"])  # fbank frames per encoder call
+        self.shift_frames = int(meta["decode_chunk_len"])  # fbank frames a call advances
+        self.chunk_frames = int(meta["chunk_frames"])  # encoder frames per call
+        self.left_context = int(meta["left_context"])
+        self.d_model = int(meta["encoder_dim"])
+        self.conv_kernel = int(meta["cnn_module_kernel"])
+        self.context_size = int(dmeta["context_size"])
+        self.vocab_size = int(dmeta["vocab_size"])
+        self.fbank = FbankConfig.from_dict(json.loads(meta["feature_config"]))
+        self.frame_s = self.shift_frames / self.chunk_frames * self.fbank.frame_shift_ms / 1000  # seconds per encoder frame
+        self.tokens = _read_tokens(tokens)
+        if len(self.tokens) != self.vocab_size:
+            raise ValueError(f"{tokens}: {len(self.tokens)} tokens, the decoder expects {self.vocab_size}")
+        self.metadata = dict(meta)
+
+    def init_state(self) -> list[np.ndarray]:
+        return [
+            np.zeros((self.n_layers, self.left_context, 1, self.d_model), np.float32),
+            np.zeros((self.n_layers, self.conv_kernel - 1, 1, self.d_model), np.float32),
+            np.zeros((1,), np.int64),
+        ]
+
+    def run_encoder(self, x: np.ndarray, state: list[np.ndarray]) -> tuple[np.ndarray, list[np.ndarray]]:
+        """x: (step_frames, n_mels) -> (chunk_frames, joiner_dim) and the next state."""
+        out, attn, conv = self.encoder.run(None, {
+            "x": x[None].astype(np.float32, copy=False), "attn_cache": state[0], "conv_cache": state[1],
+            "processed_frames": state[2]})
+        return out[0], [attn, conv, state[2] + self.chunk_frames]
+
+    def decode(self, contexts: np.ndarray) -> np.ndarray:
+        return self.decoder.run(None, {"y": contexts})[0]
+
+    def join(self, enc: np.ndarray, dec: np.ndarray) -> np.ndarray:
+        return self.joiner.run(None, {"encoder_out": enc, "decoder_out": dec})[0]
+
+    def words(self, hyp: Hypothesis) -> list[dict[str, Any]]:
+        """Words of a hypothesis with start/end times (s) and confidence (the lowest token probability)."""
+        words: list[dict[str, Any]] = []
+        for tok, frame, prob in zip(hyp.tokens, hyp.frames, hyp.probs):
+            piece = self.tokens[tok]
+            t = frame * self.frame_s
+            if piece.startswith(WORD_START) or not words:
+                text = piece.lstrip(WORD_START)
+                if not text and piece == WORD_START:
+                    text = ""
+                words.append({"word": text, "start": round(t, 3), "end": round(t + self.frame_s, 3), "confidence": prob})
+            else:
+                w = words[-1]
+                w["word"] += piece
+                w["end"] = round(t + self.frame_s, 3)
+                w["confidence"] = min(w["confidence"], prob)
+        for w in words:
+            w["confidence"] = round(float(w["confidence"]), 3)
+        return [w for w in words if w["word"]]
+
+
+def _read_tokens(path: Path) -> list[str]:
+    table: dict[int, str] = {}
+    for line in Path(path).read_text(encoding="utf-8").splitlines():
+        if line.strip():
+            piece, idx = line.rsplit(" ", 1)
+            table[int(idx)] = piece
+    return [table[i] for i in range(len(table))]
+
+
+class AsrStream:
+    """One utterance (or one endless stream) through a shared `TransducerModel`."""
+
+    def __init__(self, model: TransducerModel, beam: int = 4, endpoint: EndpointConfig = EndpointConfig()) -> None:
+        self.model, self.beam, self.endpoint_cfg = model, beam, endpoint
+        self.decoder = DecoderCache(model.decode, model.context_size)
+        self.reset()
+
+    def reset(self) -> None:
+        self.fbank = StreamingFbank(self.model.fbank)
+        self.frames = np.zeros((0, self.model.fbank.n_mels), np.float32)  # fbank frames not yet consumed
+        self.state = self.model.init_state()
+        self.hyps: list[Hypothesis] = [Hypothesis()]
+        self.n_enc_frames = 0  # encoder frames produced so far
+        self.segment_start = 0  # encoder frame where the current segment (utterance) began
+        self.finished = False
+        self.chunk_ms: list[float] = []  # compute time of each chunk: encoder + search (benchmarks read it)
+
+    def new_segment(self) -> None:
+        """After an endpoint: forget the hypothesis, keep the encoder's acoustic context."""
+        self.hyps = [Hypothesis()]
+        self.segment_start = self.n_enc_frames
+
+    @property
+    def best(self) -> Hypothesis:
+        return self.hyps[0]
+
+    @property
+    def time_s(self) -> float:
+        """Audio time covered by the decoded chunks."""
+        return self.n_enc_frames * self.model.frame_s
+
+    def accept_waveform(self, samples: np.ndarray) -> int:
+        """Add (n,) float32 samples at the model's rate; decode every complete chunk. Returns chunks decoded."""
+        self.fbank.accept_waveform(samples)
+        self.frames = np.concatenate([self.frames, self.fbank.pop_frames()])
+        return self._decode_ready()
+
+    def input_finished(self) -> int:
+        """Flush: pad the last partial chunk with copies of the final frame and decode it."""
+        self.fbank.input_finished()
+        self.finished = True
+        m = self.model
+        n = 0
+        if len(self.frames) > m.step_frames - m.shift_frames:
+            missing = m.step_frames - len(self.frames) % m.shift_frames - (m.step_frames - m.shift_frames)
+            missing = missing % m.shift_frames + (m.step_frames - m.shift_frames)
+            pad = np.repeat(self.frames[-1:], missing, axis=0)
+            self.frames = np.concatenate([self.frames, pad])
+            n = self._decode_ready()
+        return n
+
+    def _decode_ready(self) -> int:
+        m, n = self.model, 0
+        while len(self.frames) >= m.step_frames:
+            t0 = time.perf_counter()
+            enc, self.state = m.run_encoder(self.frames[: m.step_frames], self.state)
+            self.frames = self.frames[m.shift_frames :]
+            if self.beam <= 1:
+                self.hyps = [greedy_search(enc, self.best, self.decoder, m.join, self.n_enc_frames)]
+            else:
+                self.hyps = modified_beam_search(enc, self.hyps, self.decoder, m.join, self.n_enc_frames, self.beam)
+            self.n_enc_frames += len(enc)
+            self.chunk_ms.append(1000 * (time.perf_counter() - t0))
+            n += 1
+        return n
+
+    def is_endpoint(self) -> bool:
+        """Whether the endpoint rules fire for the current segment."""
+        ms = self.model.frame_s * 1000
+        last = self.best.last_emit_frame
+        last_ms = None if last < self.segment_start else (last + 1 - self.segment_start) * ms
+        return self.endpoint_cfg.reached((self.n_enc_frames - self.segment_start) * ms, last_ms)
+
+    def result(self) -> dict[str, Any]:
+        words = self.model.words(self.best)
+        return {"text": " ".join(w["word"] for w in words), "words": words}

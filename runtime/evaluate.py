@@ -1,0 +1,206 @@
+"""`heed eval MANIFEST`: word error rate and speed of a bundle on a manifest.
+
+Every utterance is streamed through a fresh stream in 100 ms pieces, exactly as
+`heed transcribe` does, and timed (features, encoder and search: the whole pipeline).
+
+Text normalization, applied to references and hypotheses alike before scoring (`normalize`):
+lowercase; every character that is not a letter, a digit, an apostrophe or a space becomes a
+space; runs of spaces collapse. Our corpus's references are already in spoken form (numbers in
+words), so for heed's output this changes nothing; it matters for imported data.
+WER is pooled: total word errors (jiwer) over total reference words, per group and overall.
+Later issues add slot F1, intent accuracy, streaming tagging metrics and IQD figures here.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import sys
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Iterable
+
+from corpus.check import conditions, sample_per_voice
+from corpus.manifest import ManifestError, Utterance, audio_path, read_manifest
+from runtime.audio import AudioError, load_audio
+
+_NOT_WORD = re.compile(r"[^\w' ]+|_")
+
+
+def normalize(text: str) -> str:
+    return " ".join(_NOT_WORD.sub(" ", text.lower()).split())
+
+
+def word_errors(ref: str, hyp: str) -> tuple[int, int]:
+    """(errors, reference words) after normalization; an empty reference counts insertions only."""
+    import jiwer
+
+    ref, hyp = normalize(ref), normalize(hyp)
+    if not ref:
+        return len(hyp.split()), 0
+    o = jiwer.process_words(ref, hyp)
+    return o.substitutions + o.deletions + o.insertions, len(ref.split())
+
+
+def pooled_wer(pairs: Iterable[tuple[str, str]]) -> float | None:
+    n_err = n_ref = 0
+    for ref, hyp in pairs:
+        e, n = word_errors(ref, hyp)
+        n_err, n_ref = n_err + e, n_ref + n
+    return None if n_ref == 0 else n_err / n_ref
+
+
+@dataclass
+class UttResult:
+    id: str
+    ref: str
+    hyp: str
+    duration_s: float
+    compute_s: float
+    voice: str | None = None
+    source: str | None = None
+    directed: bool | None = None
+    conditions: tuple[str, ...] = ()
+
+
+@dataclass
+class EvalReport:
+    manifest: str
+    bundle: str
+    n_utts: int
+    wer: float | None
+    rtf: float
+    threads: int
+    groups: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
+    failed: list[dict[str, str]] = field(default_factory=list)
+    results: list[UttResult] = field(default_factory=list)
+
+    def to_json(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["results"] = [asdict(r) for r in self.results]
+        return d
+
+
+def _groups(results: list[UttResult]) -> dict[str, list[dict[str, Any]]]:
+    keys: dict[str, Callable[[UttResult], Iterable[str]]] = {
+        "voice": lambda r: [r.voice or "unknown"],
+        "source": lambda r: [r.source or "unknown"],
+        "condition": lambda r: list(r.conditions) or ["unknown"],
+        "class": lambda r: ["unknown" if r.directed is None else ("directed" if r.directed else "undirected")],
+    }
+    out = {}
+    for name, key in keys.items():
+        members: dict[str, list[UttResult]] = {}
+        for r in results:
+            for k in key(r):
+                members.setdefault(k, []).append(r)
+        out[name] = [{"name": k, "n_utts": len(v), "n_words": sum(len(normalize(r.ref).split()) for r in v),
+                      "wer": pooled_wer((r.ref, r.hyp) for r in v)} for k, v in sorted(members.items())]
+    return out
+
+
+def select(utts: list[Utterance], limit: int | None, per_voice: int | None, seed: int = 0) -> list[Utterance]:
+    """The evaluated subset: a per-voice sample (as `heed corpus check` draws it) and/or the first `limit`."""
+    import numpy as np
+
+    if per_voice:
+        utts = sample_per_voice(utts, per_voice, np.random.default_rng(seed))
+    return utts[:limit] if limit else utts
+
+
+def evaluate(manifest: str | Path, pipe, utts: list[Utterance] | None = None, progress: bool = False,
+             beam: int | None = None) -> EvalReport:
+    from runtime.transcribe import stream_file
+
+    manifest = Path(manifest)
+    utts = read_manifest(manifest) if utts is None else utts
+    results, failed = [], []
+    bar = None
+    if progress:
+        try:
+            from tqdm import tqdm
+
+            bar = tqdm(total=len(utts), desc="eval", file=sys.stderr, dynamic_ncols=True)
+        except ImportError:
+            bar = None
+    for u in utts:
+        if u.audio is None:
+            failed.append({"id": u.id, "error": "no audio field"})
+            continue
+        try:
+            samples = load_audio(audio_path(manifest, u), pipe.sample_rate)
+        except AudioError as e:
+            failed.append({"id": u.id, "error": str(e)})
+            continue
+        t0 = time.perf_counter()
+        *_, final = stream_file(pipe, samples, beam=beam)
+        dt = time.perf_counter() - t0
+        results.append(UttResult(u.id, u.text, final["text"], len(samples) / pipe.sample_rate, dt, u.voice, u.source,
+                                 u.directed, conditions(u.augment) if u.augment else ()))
+        if bar is not None:
+            bar.update(1)
+    if bar is not None:
+        bar.close()
+    audio_s = sum(r.duration_s for r in results)
+    return EvalReport(str(manifest), str(pipe.bundle.path), len(results), pooled_wer((r.ref, r.hyp) for r in results),
+                      sum(r.compute_s for r in results) / audio_s if audio_s else 0.0, pipe.threads,
+                      _groups(results), failed, results)
+
+
+def _pct(x: float | None) -> str:
+    return "n/a" if x is None else f"{100 * x:.1f}%"
+
+
+def to_markdown(report: EvalReport) -> str:
+    lines = [f"# heed eval: {report.manifest}", "",
+             f"- bundle: {report.bundle}",
+             f"- utterances: {report.n_utts} ({len(report.failed)} failed)",
+             f"- WER: {_pct(report.wer)}",
+             f"- real-time factor: {report.rtf:.4f} ({report.threads} thread(s), whole pipeline)", ""]
+    for name, rows in report.groups.items():
+        lines += [f"## WER by {name}", "", f"| {name} | utterances | words | WER |", "|---|---:|---:|---:|"]
+        lines += [f"| {r['name']} | {r['n_utts']} | {r['n_words']} | {_pct(r['wer'])} |" for r in rows]
+        lines.append("")
+    if report.failed:
+        lines += ["## Failed", ""] + [f"- {f['id']}: {f['error']}" for f in report.failed] + [""]
+    return "\n".join(lines)
+
+
+def add_parser(subparsers: argparse._SubParsersAction) -> None:
+    p = subparsers.add_parser("eval", help="WER and speed of a bundle on a manifest", description=__doc__,
+                              formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("manifest", help="a JSON-lines manifest (e.g. data/base/test.jsonl)")
+    p.add_argument("--bundle", help="model bundle (default: models/default)")
+    p.add_argument("--out", help="folder for eval.json and eval.md")
+    p.add_argument("--limit", type=int, help="only the first N utterances (after --per-voice)")
+    p.add_argument("--per-voice", type=int, help="a sample of N utterances per voice, drawn as heed corpus check does")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--beam", type=int, help="beam width (1 = greedy); default from the bundle")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from runtime.pipeline import BundleError, Pipeline
+
+    try:
+        utts = read_manifest(args.manifest)
+    except (ManifestError, OSError) as e:
+        print(f"heed eval: {e}", file=sys.stderr)
+        return 1
+    try:
+        pipe = Pipeline.from_bundle(args.bundle, threads=args.threads)
+    except (BundleError, OSError) as e:
+        print(f"heed eval: {e}", file=sys.stderr)
+        return 1
+    report = evaluate(args.manifest, pipe, select(utts, args.limit, args.per_voice, args.seed), progress=True,
+                      beam=args.beam)
+    md = to_markdown(report)
+    if args.out:
+        out = Path(args.out)
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "eval.json").write_text(json.dumps(report.to_json(), indent=1) + "\n")
+        (out / "eval.md").write_text(md + "\n")
+    print(md)
+    return 0 if report.n_utts else 1

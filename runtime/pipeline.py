@@ -1,0 +1,163 @@
+"""The public runtime API: `Pipeline` (one per bundle, shared) and `Stream` (one per audio stream).
+
+    pipe = Pipeline.from_bundle("models/default", threads=1)
+    stream = pipe.create_stream()
+    stream.accept_waveform(samples, sample_rate)   # any rate, float or int16, mono or stereo
+    for event in stream.events(): ...              # dicts, ../shared/INTERFACES.md section 3
+    stream.input_finished(); final = stream.result()
+
+Events: a partial after every decoded chunk whose text changed (`final: false`), a final event
+for each segment the endpointer closes (`final: true, endpoint: true`), and after
+`input_finished` the last segment's final event. `result()` is the whole stream: every
+segment's words in order.
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterator
+
+import numpy as np
+
+from runtime.asr import AsrStream, EndpointConfig, TransducerModel
+from runtime.audio import AudioError, to_mono_float
+
+SCHEMA_VERSION = 1
+DEFAULT_BUNDLE = Path(__file__).resolve().parent.parent / "models" / "default"
+
+
+class BundleError(ValueError):
+    """A bundle folder that is missing, incomplete or of another schema."""
+
+
+@dataclass(frozen=True)
+class Bundle:
+    path: Path
+    manifest: dict[str, Any]
+
+    @classmethod
+    def load(cls, path: str | Path) -> "Bundle":
+        path = Path(path)
+        f = path / "bundle.json"
+        if not f.exists():
+            raise BundleError(f"{path}: not a model bundle (no bundle.json)")
+        manifest = json.loads(f.read_text(encoding="utf-8"))
+        if manifest.get("schema_version") != SCHEMA_VERSION:
+            raise BundleError(f"{f}: schema_version {manifest.get('schema_version')}, this heed reads {SCHEMA_VERSION}")
+        return cls(path, manifest)
+
+    def file(self, rel: str) -> Path:
+        p = self.path / rel
+        if not p.exists():
+            raise BundleError(f"{self.path}: bundle.json names {rel}, which is missing")
+        return p
+
+
+class Pipeline:
+    """Everything loaded from one bundle; immutable and shared by all streams."""
+
+    def __init__(self, bundle: Bundle, threads: int = 1, precision: str = "int8") -> None:
+        asr = bundle.manifest["asr"]
+        files = asr["files"][precision]
+        self.bundle = bundle
+        self.asr = TransducerModel(*(bundle.file(files[k]) for k in ("encoder", "decoder", "joiner")),
+                                   bundle.file(asr["tokens"]), threads=threads)
+        self.search = asr.get("search", {"method": "modified_beam_search", "beam": 4})
+        self.endpoint = EndpointConfig(**bundle.manifest.get("endpoint", {}))
+        self.sample_rate = self.asr.fbank.sample_rate
+        self.threads = threads
+
+    @classmethod
+    def from_bundle(cls, path: str | Path | None = None, threads: int = 1, precision: str = "int8") -> "Pipeline":
+        return cls(Bundle.load(path or DEFAULT_BUNDLE), threads, precision)
+
+    def create_stream(self, beam: int | None = None) -> "Stream":
+        if beam is None:
+            beam = self.search.get("beam", 4) if self.search.get("method") == "modified_beam_search" else 1
+        return Stream(self, beam)
+
+
+class Stream:
+    """One audio stream; not thread-safe, cheap to create."""
+
+    def __init__(self, pipe: Pipeline, beam: int) -> None:
+        self.pipe = pipe
+        self.asr = AsrStream(pipe.asr, beam=beam, endpoint=pipe.endpoint)
+        self._resampler = None
+        self._rate: int | None = None
+        self._events: list[dict[str, Any]] = []
+        self._segments: list[list[dict[str, Any]]] = []
+        self._last_text = ""
+        self.n_samples = 0
+
+    def accept_waveform(self, samples: np.ndarray, sample_rate: int) -> None:
+        """Add audio: (n,) or (n, channels), float in [-1, 1] or integer PCM, at any rate."""
+        if self.asr.finished:
+            raise RuntimeError("accept_waveform after input_finished")
+        x = to_mono_float(samples, "accept_waveform")
+        if not len(x):
+            return
+        x = self._resample(x, int(sample_rate))
+        self.n_samples += len(x)
+        if self.asr.accept_waveform(x):
+            self._after_chunks()
+
+    def _resample(self, x: np.ndarray, rate: int) -> np.ndarray:
+        if rate <= 0:
+            raise AudioError(f"sample rate must be positive, got {rate}")
+        if self._rate is None:
+            self._rate = rate
+        elif rate != self._rate:
+            raise AudioError(f"sample rate changed within a stream from {self._rate} to {rate}")
+        if rate == self.pipe.sample_rate:
+            return x
+        if self._resampler is None:
+            import soxr
+
+            self._resampler = soxr.ResampleStream(rate, self.pipe.sample_rate, 1, dtype="float32", quality="HQ")
+        return self._resampler.resample_chunk(x, last=self.asr.finished)
+
+    def input_finished(self) -> None:
+        if self._resampler is not None:
+            tail = self._resampler.resample_chunk(np.zeros(0, np.float32), last=True)
+            if len(tail):
+                self.asr.accept_waveform(tail)
+        self.asr.input_finished()
+        self._after_chunks(final=True)
+
+    def _event(self, final: bool, endpoint: bool) -> dict[str, Any]:
+        r = self.asr.result()
+        return {"t": round(self.asr.time_s, 3), "final": final, "endpoint": endpoint, **r}
+
+    def _after_chunks(self, final: bool = False) -> None:
+        a = self.asr
+        if a.is_endpoint() and not final:
+            ev = self._event(final=True, endpoint=True)
+            if ev["words"]:
+                self._events.append(ev)
+                self._segments.append(ev["words"])
+            a.new_segment()
+            self._last_text = ""
+            return
+        ev = self._event(final=final, endpoint=final)
+        if final:
+            if ev["words"] or not self._segments:
+                self._segments.append(ev["words"])
+            self._events.append(ev)
+        elif ev["text"] != self._last_text:
+            self._events.append(ev)
+        self._last_text = ev["text"]
+
+    def events(self) -> Iterator[dict[str, Any]]:
+        """The events since the last call, oldest first."""
+        out, self._events = self._events, []
+        yield from out
+
+    def result(self) -> dict[str, Any]:
+        """The whole stream so far: all closed segments plus the open one."""
+        words = [w for seg in self._segments for w in seg]
+        if not self.asr.finished:
+            words += self.asr.result()["words"]
+        return {"t": round(self.asr.time_s, 3), "final": self.asr.finished, "endpoint": self.asr.finished,
+                "text": " ".join(w["word"] for w in words), "words": words}

@@ -1,0 +1,67 @@
+"""`heed transcribe FILE...`: streaming decode of audio files through a bundle.
+
+Each file is fed to a fresh stream in pieces of `--piece-ms` (100 ms by default), as a
+microphone would deliver it. A file that cannot be used is reported on stderr with its name and
+the problem; the other files still get their results, and the exit status is 1.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any, Iterator
+
+from runtime.audio import AudioError, load_audio
+
+
+def add_parser(subparsers: argparse._SubParsersAction) -> None:
+    p = subparsers.add_parser("transcribe", help="streaming decode of audio files", description=__doc__)
+    p.add_argument("files", nargs="+", metavar="FILE")
+    p.add_argument("--bundle", help="model bundle folder (default: models/default)")
+    p.add_argument("--json", action="store_true", help="one JSON object per file (INTERFACES.md section 3)")
+    p.add_argument("--partials", action="store_true", help="print every event as it happens (implies --json)")
+    p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--beam", type=int, help="beam width (1 = greedy); default from the bundle")
+    p.add_argument("--piece-ms", type=float, default=100.0, help="audio fed per call, as a microphone would")
+    p.set_defaults(func=run)
+
+
+def stream_file(pipe, samples, piece_ms: float = 100.0, beam: int | None = None) -> Iterator[dict[str, Any]]:
+    """All events of one file (float32 at the pipeline's rate), the last one being the final result."""
+    stream = pipe.create_stream(beam=beam)
+    step = max(1, int(pipe.sample_rate * piece_ms / 1000))
+    for start in range(0, len(samples), step):
+        stream.accept_waveform(samples[start : start + step], pipe.sample_rate)
+        yield from stream.events()
+    stream.input_finished()
+    # The closing segment's event is superseded by the result of the whole file.
+    yield from list(stream.events())[:-1]
+    yield stream.result()
+
+
+def run(args: argparse.Namespace) -> int:
+    from runtime.pipeline import BundleError, Pipeline
+
+    try:
+        pipe = Pipeline.from_bundle(args.bundle, threads=args.threads)
+    except (BundleError, FileNotFoundError) as e:
+        print(f"heed transcribe: {e}", file=sys.stderr)
+        return 1
+    status = 0
+    for name in args.files:
+        try:
+            samples = load_audio(name, pipe.sample_rate)
+        except AudioError as e:
+            print(f"heed transcribe: {e}", file=sys.stderr)
+            status = 1
+            continue
+        for event in stream_file(pipe, samples, args.piece_ms, args.beam):
+            if args.partials:
+                print(json.dumps({"file": name, **event}), flush=True)
+        if not args.partials:
+            if args.json:
+                print(json.dumps({"file": name, **event}), flush=True)
+            else:
+                print(f"{name}\t{event['text']}", flush=True)
+    return status

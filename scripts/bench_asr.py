@@ -1,0 +1,125 @@
+#!/usr/bin/env python
+"""The ASR benchmark behind docs/asr.md and the issue's closing note.
+
+    .venv/bin/python scripts/bench_asr.py --bundle models/default --corpus data/base --per-voice 20
+
+On the same per-voice sample of the test split (drawn as `heed corpus check` draws it):
+- heed's WER and whole-pipeline real-time factor (int8, one thread, 100 ms pieces);
+- Whisper tiny.en's WER (faster-whisper, int8; hypotheses put in spoken form as the corpus gate does);
+- per-chunk compute time (encoder + search), median and p95, on one thread;
+- parameters, int8 ASR size and bundle size.
+Writes JSON and markdown (--out), prints the markdown.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import time
+from pathlib import Path
+
+import numpy as np
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--bundle", default="models/default")
+    ap.add_argument("--corpus", default="data/base")
+    ap.add_argument("--split", default="test")
+    ap.add_argument("--per-voice", type=int, default=20)
+    ap.add_argument("--limit", type=int)
+    ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--whisper-threads", type=int, default=2)
+    ap.add_argument("--no-whisper", action="store_true")
+    ap.add_argument("--out", default="docs/asr_bench")
+    args = ap.parse_args()
+
+    from corpus.manifest import audio_path, read_manifest
+    from runtime.audio import load_audio
+    from runtime.evaluate import evaluate, pooled_wer, select
+    from runtime.pipeline import Pipeline
+
+    manifest = Path(args.corpus) / f"{args.split}.jsonl"
+    utts = select(read_manifest(manifest), args.limit, args.per_voice)
+    pipe = Pipeline.from_bundle(args.bundle, threads=args.threads)
+    report = evaluate(manifest, pipe, utts, progress=True)
+    refs = {r.id: r.ref for r in report.results}
+
+    # Per-chunk compute, one stream per utterance, the first 100 utterances.
+    chunk_ms: list[float] = []
+    for u in utts[:100]:
+        s = pipe.create_stream()
+        x = load_audio(audio_path(manifest, u))
+        for i in range(0, len(x), 1600):
+            s.accept_waveform(x[i : i + 1600], 16000)
+        s.input_finished()
+        chunk_ms += s.asr.chunk_ms
+
+    result = {
+        "machine": f"{platform.machine()}, {os.cpu_count()} cores, {platform.processor() or 'cpu'}",
+        "bundle": args.bundle, "manifest": str(manifest), "n_utts": report.n_utts,
+        "audio_s": round(sum(r.duration_s for r in report.results), 1),
+        "heed": {"wer": report.wer, "rtf": report.rtf, "threads": args.threads,
+                 "by_class": report.groups["class"], "by_condition": report.groups["condition"]},
+        "chunk_ms": {"median": float(np.median(chunk_ms)), "p95": float(np.percentile(chunk_ms, 95)),
+                     "n": len(chunk_ms), "chunk_audio_ms": pipe.bundle.manifest["asr"]["chunk_ms"]},
+    }
+    bundle = Path(args.bundle)
+    files = pipe.bundle.manifest["asr"]["files"]["int8"]
+    result["int8_asr_bytes"] = sum((bundle / f).stat().st_size for f in files.values())
+    result["bundle_bytes"] = sum(p.stat().st_size for p in bundle.rglob("*") if p.is_file())
+    result["n_params"] = pipe.bundle.manifest.get("metrics", {}).get("n_params")
+
+    if not args.no_whisper:
+        from corpus.check import transcribe_files
+        from corpus.verbalize import spoken_form
+
+        t0 = time.perf_counter()
+        hyps = transcribe_files([audio_path(manifest, u) for u in utts], args.whisper_threads)
+        dt = time.perf_counter() - t0
+        pairs = [(u.text, spoken_form(h) or "") for u, h in zip(utts, hyps)]
+        by_class = {}
+        for name, d in (("directed", True), ("undirected", False)):
+            by_class[name] = pooled_wer(p for p, u in zip(pairs, utts) if u.directed is d)
+        result["whisper_tiny_en"] = {"wer": pooled_wer(pairs), "rtf": dt / result["audio_s"],
+                                     "threads": args.whisper_threads, "by_class": by_class}
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.with_suffix(".json").write_text(json.dumps(result, indent=1) + "\n")
+    md = to_markdown(result)
+    out.with_suffix(".md").write_text(md + "\n")
+    print(md)
+    return 0
+
+
+def _pct(x):
+    return "n/a" if x is None else f"{100 * x:.1f}%"
+
+
+def to_markdown(r: dict) -> str:
+    h = r["heed"]
+    lines = [
+        f"# ASR benchmark ({r['manifest']}, {r['n_utts']} utterances, {r['audio_s'] / 60:.1f} min)", "",
+        f"Machine: {r['machine']}. Command: `.venv/bin/python scripts/bench_asr.py`.", "",
+        "| system | WER | directed | undirected | real-time factor |", "|---|---:|---:|---:|---:|",
+    ]
+    cls = {row["name"]: row["wer"] for row in h["by_class"]}
+    lines.append(f"| heed (int8, {h['threads']} thread) | {_pct(h['wer'])} | {_pct(cls.get('directed'))} | "
+                 f"{_pct(cls.get('undirected'))} | {h['rtf']:.4f} |")
+    if "whisper_tiny_en" in r:
+        w = r["whisper_tiny_en"]
+        lines.append(f"| Whisper tiny.en (int8, {w['threads']} threads) | {_pct(w['wer'])} | "
+                     f"{_pct(w['by_class'].get('directed'))} | {_pct(w['by_class'].get('undirected'))} | {w['rtf']:.4f} |")
+    c = r["chunk_ms"]
+    lines += ["", f"- per-chunk compute ({c['chunk_audio_ms']} ms of audio, encoder + search, 1 thread): "
+              f"median {c['median']:.2f} ms, p95 {c['p95']:.2f} ms over {c['n']} chunks",
+              f"- int8 ASR (encoder + decoder + joiner): {r['int8_asr_bytes'] / 1e6:.2f} MB; "
+              f"bundle folder: {r['bundle_bytes'] / 1e6:.2f} MB; parameters: {r['n_params']}", "",
+              "## heed WER by condition", "", "| condition | utterances | WER |", "|---|---:|---:|"]
+    lines += [f"| {row['name']} | {row['n_utts']} | {_pct(row['wer'])} |" for row in h["by_condition"]]
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

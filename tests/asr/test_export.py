@@ -1,0 +1,57 @@
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import onnx
+import pytest
+import torch
+
+from asr.export import ExportMismatch, check_parity, export_asr, load_checkpoint
+from asr.model import Transducer
+from asr.tokenizer import Tokenizer
+from asr.train import PRESETS
+
+
+def test_export_writes_checked_graphs_with_metadata(overfit_asr: Path, tmp_path: Path) -> None:
+    model, _ = load_checkpoint(overfit_asr / "last.pt")
+    summary = export_asr(model, Tokenizer(overfit_asr / "tokens.model"), tmp_path, check_chunks=12)
+    assert max(summary["parity"]["fp32"].values()) < 1e-3
+    assert summary["parity"]["int8"]["logit"] < 1.0  # int8 moves the numbers, not the decisions
+    for name in ("encoder", "decoder", "joiner", "encoder.int8", "decoder.int8", "joiner.int8"):
+        assert (tmp_path / f"{name}.onnx").exists()
+    meta = {p.key: p.value for p in onnx.load(str(tmp_path / "encoder.int8.onnx")).metadata_props}
+    cfg = model.cfg
+    assert meta["model_type"] == "conformer" and int(meta["T"]) == cfg.step_input_frames
+    assert int(meta["decode_chunk_len"]) == cfg.chunk_input_frames and int(meta["left_context"]) == cfg.left_frames
+    assert json.loads(meta["feature_config"])["n_mels"] == 80 and meta["schema_version"] == "1"
+    dmeta = {p.key: p.value for p in onnx.load(str(tmp_path / "decoder.onnx")).metadata_props}
+    assert int(dmeta["context_size"]) == 2 and int(dmeta["vocab_size"]) == cfg.vocab_size
+    tokens = (tmp_path / "tokens.txt").read_text().splitlines()
+    assert tokens[0] == "<blk> 0" and len(tokens) == cfg.vocab_size
+    assert (tmp_path / "encoder.int8.onnx").stat().st_size < (tmp_path / "encoder.onnx").stat().st_size
+
+
+def test_parity_check_fails_when_the_graph_is_not_the_model(overfit_asr: Path, tmp_path: Path) -> None:
+    model, _ = load_checkpoint(overfit_asr / "last.pt")
+    export_asr(model, Tokenizer(overfit_asr / "tokens.model"), tmp_path, int8=False, check_chunks=10)
+    with torch.no_grad():  # random, not constant: a constant shift after LayerNorm cancels out
+        w = model.encoder.layers[0].ff1.net[1].weight
+        w.add_(0.5 * torch.randn(w.shape, generator=torch.Generator().manual_seed(0)))
+    with pytest.raises(ExportMismatch, match="encoder_out"):
+        check_parity(model, tmp_path, "", n_chunks=10)
+
+
+def test_export_of_an_untrained_model_with_default_chunking(tmp_path: Path) -> None:
+    """The default (small) geometry: 35-frame steps, 32-frame shift, 4 chunks of left context."""
+    cfg = PRESETS["small"].model
+    torch.manual_seed(0)
+    model = Transducer(cfg)
+    tok_dir = tmp_path / "tok"
+    from asr.tokenizer import train_tokenizer
+
+    tok = Tokenizer(train_tokenizer(["one two three four five six seven eight nine ten"] * 50, tok_dir / "t", 256))
+    model = Transducer(type(cfg)(**{**cfg.to_dict(), "vocab_size": tok.vocab_size}))
+    s = export_asr(model, tok, tmp_path / "out", int8=False, check_chunks=10)
+    assert max(s["parity"]["fp32"].values()) < 1e-3
