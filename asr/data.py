@@ -115,6 +115,14 @@ class FeatureCache:
         return torch.from_numpy(x), u.text
 
 
+def feature_stats(cache: FeatureCache, max_utts: int = 2000, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+    """Mean and standard deviation per mel bin over (a random sample of) a cache's frames."""
+    rng = random.Random(seed)
+    idx = rng.sample(range(len(cache)), min(max_utts, len(cache)))
+    frames = torch.cat([cache[i][0] for i in idx]).double()  # (n_frames, n_mels)
+    return frames.mean(dim=0).float(), frames.std(dim=0).float()
+
+
 def duration_batches(
     n_frames: Sequence[int], max_frames: int, seed: int, rank: int = 0, world_size: int = 1
 ) -> list[list[int]]:

@@ -4,7 +4,7 @@ The contract is sherpa-onnx's streaming conformer transducer:
 
 - encoder: `x` (N, T, n_mels) with T = chunk + look-ahead fbank frames, `attn_cache`
   (layers, left_context, N, d_model), `conv_cache` (layers, kernel - 1, N, d_model),
-  `processed_frames` (N,) int64 -> `encoder_out` (N, chunk, joiner_dim), `next_attn_cache`,
+  `processed_frames` (N,) int64 fbank frames consumed so far -> `encoder_out` (N, chunk, joiner_dim), `next_attn_cache`,
   `next_conv_cache`. The encoder's projection for the joiner is inside the graph.
 - decoder: `y` (N, context_size) int64 -> `decoder_out` (N, joiner_dim).
 - joiner: `encoder_out` (N, joiner_dim), `decoder_out` (N, joiner_dim) -> `logit` (N, vocab).
@@ -25,7 +25,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from asr.model import SUBSAMPLING_PAD, ConformerConfig, State, Transducer
+from asr.model import SUBSAMPLING, SUBSAMPLING_PAD, ConformerConfig, State, Transducer
 from asr.tokenizer import Tokenizer
 from runtime.features import FbankConfig
 
@@ -43,7 +43,9 @@ class _EncoderStep(nn.Module):
         self.encoder, self.proj = model.encoder, model.encoder_proj
 
     def forward(self, x, attn_cache, conv_cache, processed_frames):
-        y, state = self.encoder.step(x, State(attn_cache, conv_cache, processed_frames))
+        # sherpa-onnx counts processed frames in fbank frames; the encoder counts its own frames.
+        processed = torch.div(processed_frames, SUBSAMPLING, rounding_mode="floor")
+        y, state = self.encoder.step(x, State(attn_cache, conv_cache, processed))
         return self.proj(y), state.attn_cache, state.conv_cache
 
 
@@ -144,14 +146,14 @@ def check_parity(
     with torch.no_grad():
         for k in range(n_chunks):
             x = x_all[:, k * cfg.chunk_input_frames : k * cfg.chunk_input_frames + cfg.step_input_frames]
-            t_out, t_attn, t_conv = enc_step(x, *state)
+            t_out, t_attn, t_conv = enc_step(x, state.attn_cache, state.conv_cache, state.processed_frames * SUBSAMPLING)
             o_out, o_attn, o_conv = sess["encoder"].run(None, {
                 "x": x.numpy(), "attn_cache": ort_state[0], "conv_cache": ort_state[1], "processed_frames": ort_state[2]})
             for name, a, b in (("encoder_out", t_out, o_out), ("attn_cache", t_attn, o_attn), ("conv_cache", t_conv, o_conv)):
                 worst[name] = max(worst[name], float(np.abs(a.numpy() - b).max()))
             state = State(t_attn, t_conv, state.processed_frames + cfg.chunk_frames)
             # Feed onnxruntime its own state, as the runtime will: errors must not grow chunk over chunk.
-            ort_state = [o_attn, o_conv, ort_state[2] + cfg.chunk_frames]
+            ort_state = [o_attn, o_conv, ort_state[2] + cfg.chunk_input_frames]
             y = torch.randint(0, cfg.vocab_size, (cfg.chunk_frames, cfg.context_size), generator=torch.Generator().manual_seed(k))
             t_dec = dec_step(y)
             (o_dec,) = sess["decoder"].run(None, {"y": y.numpy()})

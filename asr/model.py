@@ -109,11 +109,13 @@ class Subsampling(nn.Module):
         self.conv = nn.Sequential(nn.Conv2d(1, c, 3, stride=2), nn.ReLU(), nn.Conv2d(c, c, 3, stride=2), nn.ReLU())
         n_freq = ((cfg.n_mels - 3) // 2 + 1 - 3) // 2 + 1
         self.out = nn.Linear(c * n_freq, cfg.d_model)
+        # The residual stream starts normalised, so that no layer's contribution is drowned by it.
+        self.norm = nn.LayerNorm(cfg.d_model)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = self.conv(x.unsqueeze(1))  # (N, C, T', F')
         n, c, t, f = x.shape
-        return self.out(x.transpose(1, 2).reshape(n, t, c * f))
+        return self.norm(self.out(x.transpose(1, 2).reshape(n, t, c * f)))
 
 
 class FeedForward(nn.Module):
@@ -220,9 +222,17 @@ class ConformerLayer(nn.Module):
 
 
 class Encoder(nn.Module):
+    """Global feature normalisation (CMVN, kept inside the model as wenet does), subsampling, conformer layers.
+
+    `feat_mean` and `feat_std` are buffers set from the training features before training
+    (`set_cmvn`); they travel in checkpoints and in the exported graph, so no caller normalises.
+    """
+
     def __init__(self, cfg: ConformerConfig) -> None:
         super().__init__()
         self.cfg = cfg
+        self.register_buffer("feat_mean", torch.zeros(cfg.n_mels))
+        self.register_buffer("feat_std", torch.ones(cfg.n_mels))
         self.subsampling = Subsampling(cfg)
         self.layers = nn.ModuleList(ConformerLayer(cfg) for _ in range(cfg.n_layers))
 
@@ -235,7 +245,7 @@ class Encoder(nn.Module):
             (N, T', d_model) and lengths (N,), T' = encoder_frames(T).
         """
         cfg = self.cfg
-        x = self.subsampling(feats)
+        x = self.subsampling(self.normalize(feats))
         n, t, d = x.shape
         lens = encoder_frames(feat_lens).clamp(max=t)
         pos = torch.arange(t, device=x.device)
@@ -249,6 +259,14 @@ class Encoder(nn.Module):
             bias = layer.attn.bias(pos, pos)
             x, _, _ = layer(x, no_cache, conv_cache, mask, bias)
         return x, lens
+
+    def set_cmvn(self, mean: torch.Tensor, std: torch.Tensor) -> None:
+        """Per-mel-bin mean and standard deviation of the training features."""
+        self.feat_mean.copy_(mean)
+        self.feat_std.copy_(std.clamp(min=1e-3))
+
+    def normalize(self, feats: torch.Tensor) -> torch.Tensor:
+        return (feats - self.feat_mean) / self.feat_std
 
     def init_state(self, batch: int = 1, device: torch.device | str = "cpu") -> State:
         cfg = self.cfg
@@ -268,7 +286,7 @@ class Encoder(nn.Module):
             (N, chunk_frames, d_model) encoder output and the next state.
         """
         cfg = self.cfg
-        x = self.subsampling(feats)  # (N, C, D)
+        x = self.subsampling(self.normalize(feats))  # (N, C, D)
         c, p = cfg.chunk_frames, cfg.left_frames
         # Cache slot j holds encoder frame processed - P + j; slots before the stream's start are empty.
         slot = torch.arange(p + c, device=x.device)

@@ -22,7 +22,7 @@ from typing import Any
 import torch
 import torch.distributed as dist
 
-from asr.data import FeatureCache, build_cache, collate, duration_batches, spec_augment
+from asr.data import FeatureCache, build_cache, collate, duration_batches, feature_stats, spec_augment
 from asr.decode import greedy_decode_batch
 from asr.model import ConformerConfig, Transducer
 from asr.tokenizer import Tokenizer, train_tokenizer
@@ -151,7 +151,9 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True) -> Path
     targets = [tok.encode(u.text) for u in train_set.utts]
 
     torch.manual_seed(cfg.seed)
-    model = Transducer(cfg.model).to(device)
+    model = Transducer(cfg.model)
+    model.encoder.set_cmvn(*feature_stats(train_set, seed=cfg.seed))  # same on every rank: same sample
+    model = model.to(device)
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.peak_lr, weight_decay=cfg.weight_decay)
     step, epoch, batch_in_epoch = 0, 0, 0
     ckpt_path = out / "last.pt"

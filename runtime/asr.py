@@ -81,7 +81,7 @@ class TransducerModel:
         out, attn, conv = self.encoder.run(None, {
             "x": x[None].astype(np.float32, copy=False), "attn_cache": state[0], "conv_cache": state[1],
             "processed_frames": state[2]})
-        return out[0], [attn, conv, state[2] + self.chunk_frames]
+        return out[0], [attn, conv, state[2] + self.shift_frames]  # processed_frames counts fbank frames
 
     def decode(self, contexts: np.ndarray) -> np.ndarray:
         return self.decoder.run(None, {"y": contexts})[0]
@@ -158,25 +158,35 @@ class AsrStream:
         return self._decode_ready()
 
     def input_finished(self) -> int:
-        """Flush: pad the last partial chunk with copies of the final frame and decode it."""
+        """Flush the frames left over: the encoder frames that a whole-utterance forward would
+        still produce from them (4 fbank frames each, 7 for the first) are decoded. The step's
+        fixed size is filled with copies of the last frame; the search never sees encoder frames
+        made only of that filler, so padding cannot put words in the transcript."""
         self.fbank.input_finished()
+        self.frames = np.concatenate([self.frames, self.fbank.pop_frames()])
         self.finished = True
         m = self.model
-        n = 0
-        if len(self.frames) > m.step_frames - m.shift_frames:
-            missing = m.step_frames - len(self.frames) % m.shift_frames - (m.step_frames - m.shift_frames)
-            missing = missing % m.shift_frames + (m.step_frames - m.shift_frames)
-            pad = np.repeat(self.frames[-1:], missing, axis=0)
-            self.frames = np.concatenate([self.frames, pad])
-            n = self._decode_ready()
-        return n
+        look = m.step_frames - m.shift_frames  # fbank frames of look-ahead a step reads past its chunk
+        sub = m.shift_frames // m.chunk_frames  # fbank frames per encoder frame
+        # encoder frame t of the buffer reads fbank frames sub*t .. sub*t + sub - 1 + look
+        n_valid = (len(self.frames) - look - sub) // sub + 1 if len(self.frames) >= look + sub else 0
+        if n_valid <= 0:
+            return 0
+        n_steps = -(-n_valid // m.chunk_frames)
+        missing = n_steps * m.shift_frames + look - len(self.frames)
+        if missing > 0:
+            self.frames = np.concatenate([self.frames, np.repeat(self.frames[-1:], missing, axis=0)])
+        return self._decode_ready(n_valid)
 
-    def _decode_ready(self) -> int:
+    def _decode_ready(self, n_valid: int | None = None) -> int:
+        """Run every complete step; with n_valid, search only the first n_valid encoder frames."""
         m, n = self.model, 0
-        while len(self.frames) >= m.step_frames:
+        while len(self.frames) >= m.step_frames and (n_valid is None or n_valid > 0):
             t0 = time.perf_counter()
             enc, self.state = m.run_encoder(self.frames[: m.step_frames], self.state)
             self.frames = self.frames[m.shift_frames :]
+            if n_valid is not None:
+                enc, n_valid = enc[:n_valid], n_valid - len(enc)
             if self.beam <= 1:
                 self.hyps = [greedy_search(enc, self.best, self.decoder, m.join, self.n_enc_frames)]
             else:

@@ -122,6 +122,7 @@ class Stream:
         if self._resampler is not None:
             tail = self._resampler.resample_chunk(np.zeros(0, np.float32), last=True)
             if len(tail):
+                self.n_samples += len(tail)
                 self.asr.accept_waveform(tail)
         self.asr.input_finished()
         self._after_chunks(final=True)
