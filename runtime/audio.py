@@ -21,19 +21,19 @@ def to_mono_float(samples: np.ndarray, where: str = "audio") -> np.ndarray:
     Raises AudioError on NaN/Inf or on a shape that is not audio.
     """
     x = np.asarray(samples)
-    if x.ndim == 2:
-        if x.shape[1] > 16 and x.shape[0] <= 16:  # (channels, n) given: accept it as such
-            x = x.T
-        x = x.mean(axis=1) if np.issubdtype(x.dtype, np.floating) else x.astype(np.float64).mean(axis=1)
-    elif x.ndim != 1:
+    if x.ndim not in (1, 2):
         raise AudioError(f"{where}: expected samples of shape (n,) or (n, channels), got {x.shape}")
-    if np.issubdtype(x.dtype, np.integer):
+    if np.issubdtype(x.dtype, np.integer):  # scale before mixing, while the type still says the range
         info = np.iinfo(x.dtype)
         x = x.astype(np.float64) / max(abs(info.min), info.max)
     elif np.issubdtype(x.dtype, np.floating):
         x = x.astype(np.float64, copy=False)
     elif x.size:
         raise AudioError(f"{where}: samples of type {x.dtype} are not audio")
+    if x.ndim == 2:
+        if x.shape[1] > 16 and x.shape[0] <= 16:  # (channels, n) given: accept it as such
+            x = x.T
+        x = x.mean(axis=1)
     if x.size and not np.all(np.isfinite(x)):
         raise AudioError(f"{where}: the samples contain NaN or Inf")
     return x.astype(np.float32)
