@@ -94,6 +94,7 @@ def write_bundle(src: Path, out: Path, precisions: list[str], beam: int = 4, met
             "sentencepiece": "asr/tokens.model",
             "search": {"method": "modified_beam_search" if beam > 1 else "greedy_search", "beam": beam},
             "chunk_ms": int(meta["decode_chunk_len"]) * 10,
+            "n_params": json.loads((src / "export.json").read_text())["n_params"] if (src / "export.json").exists() else None,
             "lookahead_ms": float(meta["lookahead_ms"]),
         },
         "features": json.loads(meta["feature_config"]),

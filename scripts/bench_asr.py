@@ -69,7 +69,7 @@ def main() -> int:
     files = pipe.bundle.manifest["asr"]["files"]["int8"]
     result["int8_asr_bytes"] = sum((bundle / f).stat().st_size for f in files.values())
     result["bundle_bytes"] = sum(p.stat().st_size for p in bundle.rglob("*") if p.is_file())
-    result["n_params"] = pipe.bundle.manifest.get("metrics", {}).get("n_params")
+    result["n_params"] = pipe.bundle.manifest["asr"].get("n_params")
 
     if not args.no_whisper:
         from corpus.check import transcribe_files
