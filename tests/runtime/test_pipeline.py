@@ -266,3 +266,9 @@ def test_endpoint_rules_in_milliseconds() -> None:
     assert not cfg.reached(now_ms=4000, last_token_ms=None)
     assert cfg.reached(now_ms=5000, last_token_ms=None)
     assert cfg.reached(now_ms=20000, last_token_ms=19990)
+
+
+def test_public_api_is_importable_from_runtime_without_torch() -> None:
+    code = "import sys; from runtime import Pipeline, Stream; print(Pipeline.__name__, 'torch' in sys.modules)"
+    r = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=60)
+    assert r.stdout.split() == ["Pipeline", "False"], r.stderr
