@@ -155,10 +155,10 @@ class ChunkAttention(nn.Module):
         """q_in: (N, Tq, D); kv_in: (N, Tk, D); mask: (N or 1, 1, Tq, Tk) bool, True = may attend; bias: (H, Tq, Tk)."""
         n, tq, d = q_in.shape
         tk = kv_in.shape[1]
-        w_q, w_kv = self.qkv.weight.split([d, 2 * d]), None
+        w_q, w_kv = self.qkv.weight.split([d, 2 * d])  # one Linear holds all three projections
         b_q, b_kv = self.qkv.bias.split([d, 2 * d])
-        q = F.linear(q_in, w_q[0] if isinstance(w_q, tuple) else w_q, b_q)
-        k, v = F.linear(kv_in, self.qkv.weight[d:], b_kv).chunk(2, dim=-1)
+        q = F.linear(q_in, w_q, b_q)
+        k, v = F.linear(kv_in, w_kv, b_kv).chunk(2, dim=-1)
         q = q.view(n, tq, self.n_heads, self.d_head).transpose(1, 2)  # (N, H, Tq, dh)
         k = k.view(n, tk, self.n_heads, self.d_head).transpose(1, 2)
         v = v.view(n, tk, self.n_heads, self.d_head).transpose(1, 2)
