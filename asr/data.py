@@ -16,7 +16,7 @@ import multiprocessing as mp
 import random
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator, Sequence
+from typing import Sequence
 
 import numpy as np
 import soundfile as sf
@@ -184,7 +184,3 @@ def spec_augment(
             out[b, t0 : t0 + w] = fill
     return out
 
-
-def iterate_texts(manifest: str | Path) -> Iterator[str]:
-    for u in read_manifest(manifest):
-        yield u.text

@@ -7,6 +7,8 @@ import shutil
 import sys
 from pathlib import Path
 
+from runtime.cli import add_planned
+
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser("export", help="ONNX export with self-check")
@@ -26,14 +28,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     b.add_argument("--metrics", help="JSON file of measured metrics to record in bundle.json")
     b.add_argument("--beam", type=int, default=4, help="modified beam search width; 1 = greedy")
     b.set_defaults(func=run_bundle)
-    for name, issue in (("tagger", 4), ("iqd", 5)):
-        t = sub.add_parser(name, help=f"arrives with issue #{issue}")
-        t.set_defaults(func=lambda args, n=name, i=issue: _later(n, i))
+    add_planned(sub, "export", {"tagger": 4, "iqd": 5})
 
-
-def _later(name: str, issue: int) -> int:
-    print(f"heed export {name}: not available in this version (it arrives with issue #{issue})", file=sys.stderr)
-    return 2
 
 
 def run_asr(args: argparse.Namespace) -> int:

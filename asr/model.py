@@ -77,7 +77,7 @@ class ConformerConfig:
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> "ConformerConfig":
-        return cls(**{k: v for k, v in d.items()})
+        return cls(**d)
 
 
 def encoder_frames(n_fbank_frames: torch.Tensor | int) -> torch.Tensor | int:

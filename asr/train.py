@@ -13,7 +13,6 @@ from __future__ import annotations
 import csv
 import dataclasses
 import math
-import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path

@@ -7,6 +7,8 @@ import json
 import os
 import sys
 
+from runtime.cli import add_planned
+
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser("train", help="training recipes: asr, tagger, iqd")
@@ -25,14 +27,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
                    help="override a TrainConfig field (model.KEY for the model), value as JSON")
     a.add_argument("--no-progress", action="store_true")
     a.set_defaults(func=run_asr)
-    for name, issue in (("tagger", 4), ("iqd", 5)):
-        t = sub.add_parser(name, help=f"arrives with issue #{issue}")
-        t.set_defaults(func=lambda args, n=name, i=issue: _later(n, i))
+    add_planned(sub, "train", {"tagger": 4, "iqd": 5})
 
-
-def _later(name: str, issue: int) -> int:
-    print(f"heed train {name}: not available in this version (it arrives with issue #{issue})", file=sys.stderr)
-    return 2
 
 
 def _override(cfg, items: list[str]):

@@ -96,10 +96,7 @@ class TransducerModel:
             piece = self.tokens[tok]
             t = frame * self.frame_s
             if piece.startswith(WORD_START) or not words:
-                text = piece.lstrip(WORD_START)
-                if not text and piece == WORD_START:
-                    text = ""
-                words.append({"word": text, "start": round(t, 3), "end": round(t + self.frame_s, 3), "confidence": prob})
+                words.append({"word": piece.lstrip(WORD_START), "start": round(t, 3), "end": round(t + self.frame_s, 3), "confidence": prob})
             else:
                 w = words[-1]
                 w["word"] += piece

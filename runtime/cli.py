@@ -51,12 +51,24 @@ def _owner(module: str):
 
 def _unavailable(name: str, module: str):
     def run(args: argparse.Namespace) -> int:
-        issue = PLANNED.get(name)
-        where = f" (it arrives with issue #{issue})" if issue else ""
-        print(f"heed {name}: not available in this version{where}", file=sys.stderr)
+        if name in PLANNED:
+            return _say_later(name, PLANNED[name])
+        print(f"heed {name}: not available in this version", file=sys.stderr)
         return 2
 
     return run
+
+
+def add_planned(sub: argparse._SubParsersAction, command: str, planned: dict[str, int]) -> None:
+    """Register subcommands that a later issue brings (`heed train tagger`, ...): each says so, exit 2."""
+    for name, issue in planned.items():
+        p = sub.add_parser(name, help=f"arrives with issue #{issue}")
+        p.set_defaults(func=lambda args, what=f"{command} {name}", i=issue: _say_later(what, i))
+
+
+def _say_later(what: str, issue: int) -> int:
+    print(f"heed {what}: not available in this version (it arrives with issue #{issue})", file=sys.stderr)
+    return 2
 
 
 def main(argv: list[str] | None = None) -> int:

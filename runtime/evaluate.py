@@ -21,7 +21,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterable
 
-from corpus.check import conditions, sample_per_voice
+from corpus.check import _errors, conditions, sample_per_voice
 from corpus.manifest import ManifestError, Utterance, audio_path, read_manifest
 from runtime.audio import AudioError, load_audio
 
@@ -34,13 +34,7 @@ def normalize(text: str) -> str:
 
 def word_errors(ref: str, hyp: str) -> tuple[int, int]:
     """(errors, reference words) after normalization; an empty reference counts insertions only."""
-    import jiwer
-
-    ref, hyp = normalize(ref), normalize(hyp)
-    if not ref:
-        return len(hyp.split()), 0
-    o = jiwer.process_words(ref, hyp)
-    return o.substitutions + o.deletions + o.insertions, len(ref.split())
+    return _errors(normalize(ref), normalize(hyp))
 
 
 def pooled_wer(pairs: Iterable[tuple[str, str]]) -> float | None:

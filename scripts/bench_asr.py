@@ -44,7 +44,6 @@ def main() -> int:
     utts = select(read_manifest(manifest), args.limit, args.per_voice)
     pipe = Pipeline.from_bundle(args.bundle, threads=args.threads)
     report = evaluate(manifest, pipe, utts, progress=True)
-    refs = {r.id: r.ref for r in report.results}
 
     # Per-chunk compute, one stream per utterance, the first 100 utterances.
     chunk_ms: list[float] = []

@@ -237,7 +237,7 @@ def test_eval_reports_wer_and_rtf(tiny_bundle: Path, four_utts: Path, tmp_path: 
 
 def test_endpoint_after_trailing_silence_splits_segments(tiny_bundle: Path, four_utts: Path) -> None:
     pipe = Pipeline.from_bundle(tiny_bundle)
-    (a, text_a), (b, text_b) = _utts(four_utts)[0], _utts(four_utts)[1]
+    a, b = _utts(four_utts)[0][0], _utts(four_utts)[1][0]
     gap = np.zeros(int(16000 * (pipe.endpoint.trailing_silence_ms / 1000 + 1.0)), np.float32)
     samples = np.concatenate([load_audio(a), gap, load_audio(b)])
     s = pipe.create_stream()
