@@ -115,11 +115,18 @@ class FeatureCache:
         return torch.from_numpy(x), u.text
 
 
-def feature_stats(cache: FeatureCache, max_utts: int = 2000, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
-    """Mean and standard deviation per mel bin over (a random sample of) a cache's frames."""
+def feature_stats(
+    cache: FeatureCache, max_utts: int = 2000, seed: int = 0, floor: float | None = None
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Mean and standard deviation per mel bin over (a random sample of) a cache's frames.
+
+    floor: the model's `log_mel_floor`, applied first so the statistics match what it normalises.
+    """
     rng = random.Random(seed)
     idx = rng.sample(range(len(cache)), min(max_utts, len(cache)))
     frames = torch.cat([cache[i][0] for i in idx]).double()  # (n_frames, n_mels)
+    if floor is not None:
+        frames = frames.clamp(min=floor)
     return frames.mean(dim=0).float(), frames.std(dim=0).float()
 
 

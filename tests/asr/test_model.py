@@ -45,9 +45,9 @@ def test_loss_shapes_and_gradients() -> None:
     assert all(p.grad is not None for n, p in m.named_parameters()), "every parameter gets a gradient"
 
 
-@pytest.mark.parametrize("left_chunks", [0, 2])
-def test_streaming_step_equals_full_utterance_under_the_chunk_mask(left_chunks: int) -> None:
-    cfg = dataclasses.replace(TINY, left_chunks=left_chunks)
+@pytest.mark.parametrize("left_chunks,layer_out_norm,floor", [(0, True, None), (2, True, None), (2, False, 4.0)])
+def test_streaming_step_equals_full_utterance_under_the_chunk_mask(left_chunks: int, layer_out_norm: bool, floor) -> None:
+    cfg = dataclasses.replace(TINY, left_chunks=left_chunks, layer_out_norm=layer_out_norm, log_mel_floor=floor)
     m = _model(cfg)
     n_chunks = 7
     t = n_chunks * cfg.chunk_input_frames + SUBSAMPLING_PAD
@@ -63,6 +63,21 @@ def test_streaming_step_equals_full_utterance_under_the_chunk_mask(left_chunks: 
     assert stream.shape == full.shape == (2, n_chunks * cfg.chunk_frames, cfg.d_model)
     assert torch.allclose(stream, full, atol=1e-5), float((stream - full).abs().max())
     assert int(state.processed_frames[0]) == n_chunks * cfg.chunk_frames
+
+
+def test_log_mel_floor_raises_digital_silence_before_normalisation() -> None:
+    m = _model(dataclasses.replace(TINY, log_mel_floor=4.0))
+    x = torch.full((1, 10, 80), -15.9)
+    assert torch.equal(m.encoder.normalize(x), m.encoder.normalize(torch.full_like(x, 4.0)))
+    assert not torch.equal(_model().encoder.normalize(x), _model().encoder.normalize(torch.full_like(x, 4.0)))
+
+
+def test_pre_norm_stack_has_one_final_norm_and_old_checkpoints_still_load() -> None:
+    pre = _model(dataclasses.replace(TINY, layer_out_norm=False))
+    assert isinstance(pre.encoder.final_norm, torch.nn.LayerNorm)
+    assert all(isinstance(layer.out_norm, torch.nn.Identity) for layer in pre.encoder.layers)
+    old = {k: v for k, v in TINY.to_dict().items() if k not in ("layer_out_norm", "log_mel_floor")}
+    assert ConformerConfig.from_dict(old) == TINY  # a checkpoint written before these fields existed
 
 
 def test_padding_does_not_change_an_utterance() -> None:
