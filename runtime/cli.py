@@ -21,7 +21,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "train": ("asr.train_cli", "training recipes: asr, tagger, iqd"),
     "export": ("asr.export_cli", "ONNX export with self-check"),
 }
-PLANNED = {"demo": 6, "mic": 6, "transcribe": 3, "eval": 6, "bench": 6}
+PLANNED = {"mic": 6, "bench": 6}
 
 
 def build_parser() -> argparse.ArgumentParser:

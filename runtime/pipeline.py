@@ -84,6 +84,11 @@ class Stream:
     def __init__(self, pipe: Pipeline, beam: int) -> None:
         self.pipe = pipe
         self.asr = AsrStream(pipe.asr, beam=beam, endpoint=pipe.endpoint)
+        self.reset()
+
+    def reset(self) -> None:
+        """Forget all audio and results: the stream is as new (cheaper than creating one)."""
+        self.asr.reset()
         self._resampler = None
         self._rate: int | None = None
         self._events: list[dict[str, Any]] = []
