@@ -121,10 +121,12 @@ class AsrStream:
 
     def __init__(self, model: TransducerModel, beam: int = 4, endpoint: EndpointConfig = EndpointConfig()) -> None:
         self.model, self.beam, self.endpoint_cfg = model, beam, endpoint
-        self.decoder = DecoderCache(model.decode, model.context_size)
         self.reset()
 
     def reset(self) -> None:
+        # A fresh decoder cache too: int8 outputs depend slightly on the batch they were computed
+        # in, so a reused cache would make a reset stream differ from a new one in the last digit.
+        self.decoder = DecoderCache(self.model.decode, self.model.context_size)
         self.fbank = StreamingFbank(self.model.fbank)
         self.frames = np.zeros((0, self.model.fbank.n_mels), np.float32)  # fbank frames not yet consumed
         self.state = self.model.init_state()
@@ -132,6 +134,7 @@ class AsrStream:
         self.n_enc_frames = 0  # encoder frames produced so far
         self.segment_start = 0  # encoder frame where the current segment (utterance) began
         self.finished = False
+        self._n_valid: int | None = None  # encoder frames of real audio left to search, once input is finished
         self.chunk_ms: list[float] = []  # compute time of each chunk: encoder + search (benchmarks read it)
 
     def new_segment(self) -> None:
@@ -150,11 +153,19 @@ class AsrStream:
 
     def accept_waveform(self, samples: np.ndarray) -> int:
         """Add (n,) float32 samples at the model's rate; decode every complete chunk. Returns chunks decoded."""
-        self.fbank.accept_waveform(samples)
-        self.frames = np.concatenate([self.frames, self.fbank.pop_frames()])
+        self.feed(samples)
         return self._decode_ready()
 
-    def input_finished(self) -> int:
+    def feed(self, samples: np.ndarray) -> None:
+        """Add samples without decoding; `decode(max_chunks=1)` then decodes chunk by chunk."""
+        self.fbank.accept_waveform(samples)
+        self.frames = np.concatenate([self.frames, self.fbank.pop_frames()])
+
+    def decode(self, max_chunks: int | None = None) -> int:
+        """Decode up to max_chunks of the complete chunks waiting (all by default). Returns chunks decoded."""
+        return self._decode_ready(max_chunks=max_chunks)
+
+    def input_finished(self, decode: bool = True) -> int:
         """Flush the frames left over: the encoder frames that a whole-utterance forward would
         still produce from them (4 fbank frames each, 7 for the first) are decoded. The step's
         fixed size is filled with copies of the last frame; the search never sees encoder frames
@@ -167,23 +178,26 @@ class AsrStream:
         sub = m.shift_frames // m.chunk_frames  # fbank frames per encoder frame
         # encoder frame t of the buffer reads fbank frames sub*t .. sub*t + sub - 1 + look
         n_valid = (len(self.frames) - look - sub) // sub + 1 if len(self.frames) >= look + sub else 0
+        self._n_valid = max(0, n_valid)
         if n_valid <= 0:
             return 0
         n_steps = -(-n_valid // m.chunk_frames)
         missing = n_steps * m.shift_frames + look - len(self.frames)
         if missing > 0:
             self.frames = np.concatenate([self.frames, np.repeat(self.frames[-1:], missing, axis=0)])
-        return self._decode_ready(n_valid)
+        return self._decode_ready() if decode else 0
 
-    def _decode_ready(self, n_valid: int | None = None) -> int:
-        """Run every complete step; with n_valid, search only the first n_valid encoder frames."""
+    def _decode_ready(self, max_chunks: int | None = None) -> int:
+        """Run complete steps (at most max_chunks); after input_finished, search only the encoder
+        frames that real audio produced (`_n_valid` of them are left)."""
         m, n = self.model, 0
-        while len(self.frames) >= m.step_frames and (n_valid is None or n_valid > 0):
+        while (len(self.frames) >= m.step_frames and (self._n_valid is None or self._n_valid > 0)
+               and (max_chunks is None or n < max_chunks)):
             t0 = time.perf_counter()
             enc, self.state = m.run_encoder(self.frames[: m.step_frames], self.state)
             self.frames = self.frames[m.shift_frames :]
-            if n_valid is not None:
-                enc, n_valid = enc[:n_valid], n_valid - len(enc)
+            if self._n_valid is not None:
+                enc, self._n_valid = enc[: self._n_valid], self._n_valid - len(enc)
             if self.beam <= 1:
                 self.hyps = [greedy_search(enc, self.best, self.decoder, m.join, self.n_enc_frames)]
             else:

@@ -105,8 +105,15 @@ class Stream:
             return
         x = self._resample(x, int(sample_rate))
         self.n_samples += len(x)
-        if self.asr.accept_waveform(x):
+        self.asr.feed(x)
+        self._decode()
+
+    def _decode(self, final: bool = False) -> None:
+        """Chunk by chunk, so that an endpoint falls at the same chunk whatever the piece size."""
+        while self.asr.decode(max_chunks=1):
             self._after_chunks()
+        if final:
+            self._after_chunks(final=True)
 
     def _resample(self, x: np.ndarray, rate: int) -> np.ndarray:
         if rate <= 0:
@@ -128,9 +135,10 @@ class Stream:
             tail = self._resampler.resample_chunk(np.zeros(0, np.float32), last=True)
             if len(tail):
                 self.n_samples += len(tail)
-                self.asr.accept_waveform(tail)
-        self.asr.input_finished()
-        self._after_chunks(final=True)
+                self.asr.feed(tail)
+                self._decode()
+        self.asr.input_finished(decode=False)
+        self._decode(final=True)
 
     def _event(self, final: bool, endpoint: bool) -> dict[str, Any]:
         r = self.asr.result()
