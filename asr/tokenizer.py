@@ -19,7 +19,7 @@ UNK_ID = 1
 WORD_START = "\u2581"  # sentencepiece's "▁", marks a piece that begins a word
 
 
-def train_tokenizer(texts: Iterable[str], out_prefix: str | Path, vocab_size: int = 256) -> Path:
+def train_tokenizer(texts: Iterable[str], out_prefix: str | Path, vocab_size: int = 256, model_type: str = "unigram") -> Path:
     """Train a unigram model on `texts` (spoken form, one utterance each); writes PREFIX.model.
 
     Returns:
@@ -30,12 +30,16 @@ def train_tokenizer(texts: Iterable[str], out_prefix: str | Path, vocab_size: in
         raise ValueError("no training text for the tokenizer")
     out_prefix = Path(out_prefix)
     out_prefix.parent.mkdir(parents=True, exist_ok=True)
+    if model_type not in ("unigram", "bpe", "char"):
+        raise ValueError(f"tokenizer model_type must be unigram, bpe or char, got {model_type!r}")
+    if model_type == "char":
+        vocab_size = len(set(data.replace("\n", "").replace(" ", ""))) + 3  # characters, word boundary, blank, unk
     model = io.BytesIO()
     spm.SentencePieceTrainer.train(
         sentence_iterator=iter(data.split("\n")),
         model_writer=model,
         vocab_size=vocab_size,
-        model_type="unigram",
+        model_type=model_type,  # "char": one piece per character plus the word boundary; vocab_size is then ignored
         character_coverage=1.0,
         user_defined_symbols=[BLANK],
         unk_id=UNK_ID,
