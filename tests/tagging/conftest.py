@@ -56,3 +56,15 @@ def toy_hybrid(tmp_path_factory: pytest.TempPathFactory) -> Path:
                       model=TaggerConfig(word_dim=16, char_dim=8, char_channels=16, uni_dim=32, bi_dim=16, arm_hidden=8,
                                          dropout=0.0))
     return train(cfg, (toy_examples(300, 0), toy_examples(60, 1)), progress=False)
+
+
+@pytest.fixture(scope="session")
+def toy_export(toy_hybrid: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The toy hybrid exported (fp32 and int8); returns the folder."""
+    from tagging.export import export_tagger
+    from tagging.train import load_checkpoint
+
+    model, tables, ckpt = load_checkpoint(toy_hybrid)
+    out = tmp_path_factory.mktemp("toy-export")
+    export_tagger(model, tables, out, toy_examples(6, 9), ckpt)
+    return out
