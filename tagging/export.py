@@ -168,6 +168,22 @@ def check_parity(model: Tagger, tables: Tables, examples: Sequence[Example], out
     return worst | {"label_agreement": agree / total}
 
 
+def parity_examples(tables: Tables, n: int = 12, seed: int = 0) -> list[Example]:
+    """Sentences of random table words (and one unseen word) for the parity check: any words do,
+    what matters is that every graph sees ten or more real tokens and several lengths."""
+    import random
+
+    rng = random.Random(seed)
+    vocab = list(tables.words[2:]) or ["a"]
+    out = []
+    for i in range(n):
+        words = [rng.choice(vocab) for _ in range(rng.randint(3, 15))]
+        if i == 0:
+            words[1] = "qzxwvj"  # not in the table: <unk> plus its letters
+        out.append(Example(tuple(words), ("O",) * len(words)))
+    return out
+
+
 def _write_lines(path: Path, items: Sequence[str]) -> None:
     for s in items:
         if "\n" in s or s == "":

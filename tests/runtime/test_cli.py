@@ -28,8 +28,8 @@ def test_corpus_help_lists_its_subcommands() -> None:
 def test_command_of_a_later_issue_says_so() -> None:
     r = heed("demo")
     assert r.returncode == 2 and "issue #6" in r.stderr and "Traceback" not in r.stderr
-    r = heed("train", "tagger")
-    assert r.returncode == 2 and "issue #4" in r.stderr and "Traceback" not in r.stderr
+    r = heed("train", "iqd")
+    assert r.returncode == 2 and "issue #5" in r.stderr and "Traceback" not in r.stderr
 
 
 def test_bad_size_is_one_clear_line(tmp_path: Path) -> None:
