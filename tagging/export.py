@@ -82,6 +82,9 @@ class _Bi(nn.Module):
 def _export(module: nn.Module, args: tuple, path: Path, inputs: list[str], outputs: list[str], dynamic: dict) -> None:
     import warnings
 
+    # A fresh wrapper is in training mode, and the exporter restores that mode recursively after
+    # tracing, which would switch the model's dropout on for the parity check that follows.
+    module.eval()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # the LSTM-with-batch_first export warnings are about batch > 1 states
         torch.onnx.export(module, args, str(path), input_names=inputs, output_names=outputs, dynamic_axes=dynamic,
