@@ -1,0 +1,178 @@
+"""Benchmark the streaming taggers: one row per model and restart policy, on gold prefixes.
+
+    OMP_NUM_THREADS=1 python scripts/bench_tagger.py --hybrid exp/tagger-hybrid/export \
+        --bi exp/tagger-bi/export --uni exp/tagger-uni/export --corpus data/base --out exp/bench-tagger
+
+Each test utterance is fed word by word through runtime.tagger (onnxruntime, one thread), as an
+ASR's growing partial hypothesis would be; the last prefix is marked final. Per row and test set:
+
+- GFLOPs over the whole test set, analytic (tagging/flops.py: matrix products and convolutions,
+  2 FLOPs per multiply-add) from the work the stream counted, including the final restart;
+- offline slot F1 and intent accuracy of the final results;
+- streaming exact match, edit overhead, correction time, relative correctness (tagging/metrics.py),
+  with one- and two-word delays;
+- ms per word: wall time of all `update` calls over the number of words.
+
+Rows: bidirectional restarted at every word, unidirectional only, hybrid restarted at every word,
+hybrid restarted every k words, HEAR (hybrid + ARM). Also the ARM threshold sweep on ATIS:
+compute (share of the bidirectional baseline's FLOPs) and stability against the threshold, as
+OUT/arm_curve.png. Writes OUT/results.json and OUT/results.md.
+"""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from runtime.tagger import RestartPolicy, StreamingTagger  # noqa: E402
+from tagging import flops  # noqa: E402
+from tagging.data import Example, load_atis, load_corpus  # noqa: E402
+from tagging.metrics import intent_accuracy, slot_f1, streaming_scores  # noqa: E402
+
+THRESHOLDS = (0.0, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95, 0.99, 1.0)
+
+
+def run(tagger: StreamingTagger, policy: RestartPolicy, examples: list[Example]) -> dict[str, float]:
+    """Stream every example's gold prefixes through one policy; all the row's figures."""
+    runs, finals, intents = [], [], []
+    seconds = 0.0
+    stream = tagger.create_stream(policy)
+    for e in examples:
+        stream.reset()
+        outputs = []
+        start = time.perf_counter()
+        for t in range(1, len(e.words) + 1):
+            tags, intent = stream.update(e.words[:t], final=t == len(e.words))
+            outputs.append(tags)
+        seconds += time.perf_counter() - start
+        runs.append((outputs, list(e.tags)))
+        finals.append(outputs[-1])
+        intents.append(intent["label"] if intent else None)
+    n_words = sum(len(e.words) for e in examples)
+    stats = stream.stats.to_dict()
+    return {
+        "gflops": flops.total(tagger.manifest["model_config"], stats) / 1e9,
+        "slot_f1": 100 * slot_f1([e.tags for e in examples], finals)["f1"],
+        "intent_accuracy": 100 * intent_accuracy([e.intent or "<none>" for e in examples], intents),
+        **{k: 100 * v if k.startswith(("exact", "relative")) else v for k, v in streaming_scores(runs).items()},
+        "ms_per_word": 1000 * seconds / n_words,
+        "restarts_per_word": stats["n_restarts"] / n_words,
+        "n_utterances": len(examples), "n_words": n_words,
+    }
+
+
+def rows(args: argparse.Namespace) -> list[tuple[str, StreamingTagger, RestartPolicy]]:
+    out = []
+    load = lambda d: StreamingTagger.from_dir(d, precision=args.precision, threads=1)  # noqa: E731
+    if args.bi:
+        out.append(("bidirectional, restart every word", load(args.bi), RestartPolicy(restart="every")))
+    if args.uni:
+        out.append(("unidirectional only", load(args.uni), RestartPolicy(restart="never", final_restart=False)))
+    if args.hybrid:
+        h = load(args.hybrid)
+        thr = args.threshold if args.threshold is not None else h.default_policy.arm_threshold
+        out += [("hybrid, restart every word", h, RestartPolicy(restart="every")),
+                (f"hybrid, restart every {args.every_k} words", h, RestartPolicy(restart="every_k", every_k=args.every_k)),
+                (f"HEAR (hybrid + ARM, threshold {thr:g})", h, RestartPolicy(restart="arm", arm_threshold=thr))]
+    return out
+
+
+COLUMNS = [("gflops", "GFLOPs", "{:.3f}"), ("slot_f1", "offline F1", "{:.2f}"), ("intent_accuracy", "intent acc", "{:.2f}"),
+           ("exact_match", "stream EM", "{:.2f}"), ("edit_overhead", "EO", "{:.3f}"), ("correction_time", "CT", "{:.3f}"),
+           ("relative_correctness", "RC", "{:.2f}"), ("edit_overhead@d1", "EO d1", "{:.3f}"),
+           ("correction_time@d1", "CT d1", "{:.3f}"), ("relative_correctness@d1", "RC d1", "{:.2f}"),
+           ("edit_overhead@d2", "EO d2", "{:.3f}"), ("relative_correctness@d2", "RC d2", "{:.2f}"),
+           ("ms_per_word", "ms/word", "{:.3f}"), ("restarts_per_word", "restarts/word", "{:.3f}")]
+
+
+def table(results: dict[str, dict[str, float]]) -> str:
+    base = next((r["gflops"] for name, r in results.items() if name.startswith("bidirectional")), None)
+    head = ["model"] + [c[1] for c in COLUMNS] + (["% of bi FLOPs"] if base else [])
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for name, r in results.items():
+        cells = [name] + [fmt.format(r[key]) for key, _, fmt in COLUMNS]
+        if base:
+            cells.append(f"{100 * r['gflops'] / base:.1f}")
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def arm_curve(tagger: StreamingTagger, examples: list[Example], base_gflops: float | None, out: Path) -> list[dict[str, float]]:
+    points = []
+    for thr in THRESHOLDS:
+        r = run(tagger, RestartPolicy(restart="arm", arm_threshold=thr), examples)
+        points.append({"threshold": thr, **r})
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, (a, b) = plt.subplots(1, 2, figsize=(10, 4))
+    x = [p["threshold"] for p in points]
+    compute = [100 * p["gflops"] / base_gflops if base_gflops else p["gflops"] for p in points]
+    a.plot(x, compute, "o-")
+    a.set_xlabel("ARM threshold")
+    a.set_ylabel("% of bidirectional-restart FLOPs" if base_gflops else "GFLOPs")
+    a.set_title("compute")
+    a.grid(alpha=0.3)
+    b.plot(x, [p["exact_match"] for p in points], "o-", label="streaming EM (%)")
+    b.plot(x, [p["relative_correctness"] for p in points], "s-", label="relative correctness (%)")
+    b.plot(x, [100 * p["edit_overhead"] for p in points], "^-", label="edit overhead (%)")
+    b.plot(x, [p["slot_f1"] for p in points], "d-", label="offline F1")
+    b.set_xlabel("ARM threshold")
+    b.set_title("stability and accuracy")
+    b.legend(fontsize=8)
+    b.grid(alpha=0.3)
+    fig.suptitle("HEAR on ATIS test: ARM threshold vs compute and stability (gold prefixes)")
+    fig.tight_layout()
+    fig.savefig(out / "arm_curve.png", dpi=110)
+    return points
+
+
+def main() -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--hybrid", help="export folder of the hybrid (HEAR) tagger")
+    p.add_argument("--bi", help="export folder of the bidirectional baseline")
+    p.add_argument("--uni", help="export folder of the unidirectional baseline")
+    p.add_argument("--corpus", help="corpus folder: its test split's assistant utterances are a second test set")
+    p.add_argument("--precision", default="fp32", choices=["fp32", "int8"])
+    p.add_argument("--every-k", type=int, default=4)
+    p.add_argument("--threshold", type=float, help="HEAR's ARM threshold (default: the export's)")
+    p.add_argument("--limit", type=int, help="first N utterances of each test set (smoke runs)")
+    p.add_argument("--no-curve", action="store_true")
+    p.add_argument("--out", default="exp/bench-tagger")
+    args = p.parse_args()
+    if not (args.hybrid or args.bi or args.uni):
+        p.error("give at least one of --hybrid, --bi, --uni")
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    sets = {"ATIS test": load_atis("test")}
+    if args.corpus:
+        sets["assistant test"] = load_corpus(args.corpus, "test", ["assistant"])
+    sets = {k: v[: args.limit] for k, v in sets.items()}
+    results: dict[str, dict] = {"settings": {"precision": args.precision, "threads": 1, "every_k": args.every_k}}
+    md = []
+    for set_name, examples in sets.items():
+        results[set_name] = {}
+        for name, tagger, policy in rows(args):
+            results[set_name][name] = run(tagger, policy, examples)
+            print(f"{set_name} | {name}: " + ", ".join(f"{k} {v:.3f}" for k, v in results[set_name][name].items()), flush=True)
+        md += [f"### {set_name} ({len(examples)} utterances, {sum(len(e.words) for e in examples)} words)", "",
+               table(results[set_name]), ""]
+    if args.hybrid and not args.no_curve:
+        base = next((r["gflops"] for n, r in results["ATIS test"].items() if n.startswith("bidirectional")), None)
+        results["arm_curve"] = arm_curve(StreamingTagger.from_dir(args.hybrid, args.precision), sets["ATIS test"], base, out)
+    (out / "results.json").write_text(json.dumps(results, indent=1) + "\n")
+    (out / "results.md").write_text("\n".join(md))
+    print("\n".join(md))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
