@@ -42,7 +42,7 @@ class TaggerConfig:
     n_chars: int = 2
     n_slots: int = 1
     n_intents: int = 1
-    word_dim: int = 64
+    word_dim: int = 100
     char_dim: int = 16
     char_channels: int = 32
     char_kernel: int = 3
@@ -51,7 +51,7 @@ class TaggerConfig:
     n_bi_layers: int = 1
     bi_dim: int = 128  # per direction
     arm_hidden: int = 32
-    dropout: float = 0.25
+    dropout: float = 0.3
 
     def __post_init__(self) -> None:
         if self.n_uni_layers < 0 or self.n_bi_layers < 0 or self.n_uni_layers + self.n_bi_layers == 0:

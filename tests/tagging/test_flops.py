@@ -25,5 +25,5 @@ def test_baselines_cost_what_their_layers_cost() -> None:
     bi = dataclasses.asdict(dataclasses.replace(KINDS["bi"], n_slots=3, n_intents=2))
     uni = dataclasses.asdict(dataclasses.replace(KINDS["uni"], n_slots=3, n_intents=2))
     assert flops.per_uni_step(bi) == 0 and flops.per_restart_word(uni) == 0
-    # the bi model's second layer reads both directions of the first (256 wide)
-    assert flops.per_restart_word(bi) == 2 * (2 * 4 * 128 * (96 + 128) + 2 * 4 * 128 * (256 + 128)) + 2 * 256 * 3
+    # tokens are 100 + 32 wide; the bi model's second layer reads both directions of the first (256 wide)
+    assert flops.per_restart_word(bi) == 2 * (2 * 4 * 128 * (132 + 128) + 2 * 4 * 128 * (256 + 128)) + 2 * 256 * 3
