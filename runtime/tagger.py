@@ -174,7 +174,6 @@ class TaggerStream:
         self._intent: tuple[int, float] | None = None
         self._since_restart = 0
         self._restarted_words: list[str] | None = None  # the words of the last restart
-        self._final = False
 
     def _initial_state(self) -> tuple[np.ndarray, np.ndarray]:
         layers, dim = self.model.state_shape
