@@ -7,6 +7,8 @@ Offline
   (an `I-x` that does not continue an `x` chunk starts one), so `slot_f1` equals seqeval's
   micro F1 (tests/tagging/test_metrics.py checks that).
 - `slot_f1(refs, hyps)`: micro precision / recall / F1 over exact (slot, start, end) spans.
+- `slot_value_f1`: micro F1 over (slot, value) pairs, for recognised text whose words differ
+  from the reference's (slot F1 through the ASR).
 - `intent_accuracy(refs, hyps)`.
 
 Streaming, after Madureira and Schlangen (2020), "Incremental Processing in the Age of
@@ -77,6 +79,27 @@ def slot_f1(refs: Sequence[Labels], hyps: Sequence[Labels]) -> dict[str, float]:
     r = n_correct / n_ref if n_ref else 0.0
     f1 = 2 * p * r / (p + r) if p + r else 0.0
     return {"precision": p, "recall": r, "f1": f1, "n_ref": n_ref, "n_hyp": n_hyp, "n_correct": n_correct}
+
+
+def slot_value_f1(refs: Sequence[tuple[Sequence[str], Labels]], hyps: Sequence[tuple[Sequence[str], Labels]]) -> dict[str, float]:
+    """Micro F1 over (slot, value) pairs, for output whose words differ from the reference's (ASR):
+    a slot counts as found when the hypothesis has the same slot with the same words, wherever.
+
+    refs, hyps: (words, tags) per utterance; pairs are counted as multisets per utterance.
+    """
+    from collections import Counter
+
+    if len(refs) != len(hyps):
+        raise ValueError(f"{len(refs)} reference utterances but {len(hyps)} hypotheses")
+    n_ref = n_hyp = n_correct = 0
+    for (rw, rt), (hw, ht) in zip(refs, hyps):
+        r = Counter((slot, " ".join(rw[i:j])) for slot, i, j in spans(rt))
+        h = Counter((slot, " ".join(hw[i:j])) for slot, i, j in spans(ht))
+        n_ref, n_hyp, n_correct = n_ref + sum(r.values()), n_hyp + sum(h.values()), n_correct + sum((r & h).values())
+    p = n_correct / n_hyp if n_hyp else 0.0
+    r_ = n_correct / n_ref if n_ref else 0.0
+    return {"precision": p, "recall": r_, "f1": 2 * p * r_ / (p + r_) if p + r_ else 0.0,
+            "n_ref": n_ref, "n_hyp": n_hyp, "n_correct": n_correct}
 
 
 def intent_accuracy(refs: Sequence[str | None], hyps: Sequence[str | None]) -> float:

@@ -5,8 +5,8 @@ import random
 import pytest
 
 from tagging.metrics import (
-    correction_time, delayed, edit_overhead, exact_matches, intent_accuracy, relative_correctness, slot_f1, spans,
-    streaming_scores,
+    correction_time, delayed, edit_overhead, exact_matches, intent_accuracy, relative_correctness, slot_f1,
+    slot_value_f1, spans, streaming_scores,
 )
 
 # A run worked by hand: the first label is corrected once, the second once, then all is stable.
@@ -55,6 +55,15 @@ def test_slot_f1_agrees_with_seqeval() -> None:
         assert ours["f1"] == pytest.approx(seqeval.f1_score(refs, hyps), abs=1e-12), trial
         assert ours["precision"] == pytest.approx(seqeval.precision_score(refs, hyps), abs=1e-12), trial
         assert ours["recall"] == pytest.approx(seqeval.recall_score(refs, hyps), abs=1e-12), trial
+
+
+def test_slot_value_f1_compares_values_not_positions() -> None:
+    ref = ("fly to new york on monday".split(), ["O", "O", "B-to", "I-to", "O", "B-day"])
+    # the ASR inserted a word and misheard the day: "to" is still found, "day" is not
+    hyp = ("uh fly to new york on sunday".split(), ["O", "O", "O", "B-to", "I-to", "O", "B-day"])
+    s = slot_value_f1([ref], [hyp])
+    assert (s["n_ref"], s["n_hyp"], s["n_correct"]) == (2, 2, 1) and s["f1"] == 0.5
+    assert slot_value_f1([ref], [ref])["f1"] == 1.0
 
 
 def test_intent_accuracy() -> None:
