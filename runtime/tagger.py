@@ -171,6 +171,7 @@ class TaggerStream:
         self._states: list[tuple[np.ndarray, np.ndarray]] = []  # after each word
         self._bi_inputs: list[np.ndarray] = []  # u_t (hybrid) or the token vector (bi), per word
         self._shown: list[int] = []  # slot id shown per word
+        self._uni_intents: list[tuple[int, float]] = []  # the unidirectional intent after each word
         self._intent: tuple[int, float] | None = None
         self._since_restart = 0
         self._restarted_words: list[str] | None = None  # the words of the last restart
@@ -186,8 +187,10 @@ class TaggerStream:
             keep += 1
         if keep < len(self.words):
             self.stats.n_rollbacks += 1
-            del self._states[keep:], self._bi_inputs[keep:], self._shown[keep:]
+            del self._states[keep:], self._bi_inputs[keep:], self._shown[keep:], self._uni_intents[keep:]
             self.words = self.words[:keep]
+            if self._uni_intents:  # the intent of the words that remain, until a restart says otherwise
+                self._intent = self._uni_intents[-1]
         return keep
 
     def update(self, words: Sequence[str], final: bool = False) -> tuple[list[str], dict[str, Any] | None]:
@@ -224,6 +227,7 @@ class TaggerStream:
                     self._shown.append(int(outs[3][0].argmax()))
                     p = _softmax(outs[4][0])
                     self._intent = (int(p.argmax()), float(p.max()))
+                    self._uni_intents.append(self._intent)
                     if len(outs) > 5:
                         probs.append(float(1 / (1 + np.exp(-outs[5][0]))))
                 else:

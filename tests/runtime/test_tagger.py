@@ -63,8 +63,10 @@ def test_a_revised_partial_rolls_back_to_the_first_changed_word(toy_export: Path
     assert tags == _torch_tags(twin, revised)[0]
     fresh = tagger.create_stream(RestartPolicy(restart="never", final_restart=False))
     assert fresh.update(revised)[0] == tags
-    # a hypothesis that loses words
-    assert stream.update(revised[:3])[0] == tags[:3] and stream.stats.n_uni_steps == 9
+    # a hypothesis that loses words: labels and intent of the words that remain, no new work
+    tags3, intent3 = stream.update(revised[:3])
+    assert tags3 == tags[:3] and stream.stats.n_uni_steps == 9
+    assert intent3 == tagger.create_stream(RestartPolicy(restart="never", final_restart=False)).update(revised[:3])[1]
 
 
 def test_arm_policy_restarts_only_when_the_arm_fires(toy_export: Path) -> None:
