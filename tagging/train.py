@@ -160,6 +160,27 @@ def _drop_words(word_ids: torch.Tensor, p: float, gen: torch.Generator) -> torch
     return word_ids.masked_fill(drop, 1)
 
 
+def _train_epoch(model: Tagger, opt: torch.optim.Optimizer, tables: Tables, batches: list[list[Example]], cfg: TrainConfig,
+                 gen: torch.Generator, step: int, n_steps: int) -> tuple[float, int, float]:
+    """One pass over `batches` with cosine learning-rate decay; returns (mean loss, step, last lr)."""
+    model.train()
+    total, lr = 0.0, cfg.lr
+    for chunk in batches:
+        lr = cfg.lr * 0.5 * (1 + math.cos(math.pi * min(step / n_steps, 1.0)))
+        for g in opt.param_groups:
+            g["lr"] = lr
+        b = _tensors(tables, chunk)
+        b["word_ids"] = _drop_words(b["word_ids"], cfg.word_dropout, gen)
+        loss = _loss(model, b, cfg)
+        opt.zero_grad()
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
+        opt.step()
+        total += loss.item()
+        step += 1
+    return total / len(batches), step, lr
+
+
 def train(cfg: TrainConfig, data: tuple[list[Example], list[Example]] | None = None, progress: bool = True) -> Path:
     """Train (from scratch) and write OUT/last.pt; `data` = (train, dev) replaces load_data(cfg)."""
     if cfg.num_threads:
@@ -186,29 +207,14 @@ def train(cfg: TrainConfig, data: tuple[list[Example], list[Example]] | None = N
     n_steps = cfg.max_epochs * math.ceil(len(train_set) / cfg.batch_size)
     step, best, best_state, best_epoch, start = 0, -1.0, None, 0, time.monotonic()
     for epoch in range(1, cfg.max_epochs + 1):
-        model.train()
-        total = 0.0
-        batches = _batches(train_set, cfg.batch_size, rng)
-        for chunk in batches:
-            lr = cfg.lr * 0.5 * (1 + math.cos(math.pi * min(step / n_steps, 1.0)))
-            for g in opt.param_groups:
-                g["lr"] = lr
-            b = _tensors(tables, chunk)
-            b["word_ids"] = _drop_words(b["word_ids"], cfg.word_dropout, gen)
-            loss = _loss(model, b, cfg)
-            opt.zero_grad()
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
-            opt.step()
-            total += loss.item()
-            step += 1
+        mean_loss, step, lr = _train_epoch(model, opt, tables, _batches(train_set, cfg.batch_size, rng), cfg, gen, step, n_steps)
         dev = evaluate(model, tables, dev_set)
         minutes = (time.monotonic() - start) / 60
-        log.writerow([epoch, f"{minutes:.2f}", f"{lr:.2e}", f"{total / len(batches):.4f}",
+        log.writerow([epoch, f"{minutes:.2f}", f"{lr:.2e}", f"{mean_loss:.4f}",
                       f"{dev['slot_f1']:.4f}", f"{dev['intent_accuracy']:.4f}"])
         log_file.flush()
         if progress:
-            print(f"epoch {epoch}: loss {total / len(batches):.4f}, dev slot F1 {100 * dev['slot_f1']:.2f}, "
+            print(f"epoch {epoch}: loss {mean_loss:.4f}, dev slot F1 {100 * dev['slot_f1']:.2f}, "
                   f"intent {100 * dev['intent_accuracy']:.2f}, {minutes:.1f} min", flush=True)
         if dev["slot_f1"] > best:
             best, best_epoch = dev["slot_f1"], epoch
