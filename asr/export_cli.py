@@ -1,4 +1,4 @@
-"""`heed export asr|bundle`: ONNX export with self-check, and assembling a model bundle."""
+"""`heed export asr|tagger|bundle`: ONNX export with self-check, and assembling a model bundle."""
 from __future__ import annotations
 
 import argparse
@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 from runtime.cli import add_planned
+from tagging.cli import add_export_parser as add_export_tagger
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
@@ -28,7 +29,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     b.add_argument("--metrics", help="JSON file of measured metrics to record in bundle.json")
     b.add_argument("--beam", type=int, default=4, help="modified beam search width; 1 = greedy")
     b.set_defaults(func=run_bundle)
-    add_planned(sub, "export", {"tagger": 4, "iqd": 5})
+    add_export_tagger(sub)
+    add_planned(sub, "export", {"iqd": 5})
 
 
 

@@ -8,6 +8,7 @@ import os
 import sys
 
 from runtime.cli import add_planned
+from tagging.cli import add_train_parser as add_train_tagger
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
@@ -27,7 +28,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
                    help="override a TrainConfig field (model.KEY for the model), value as JSON")
     a.add_argument("--no-progress", action="store_true")
     a.set_defaults(func=run_asr)
-    add_planned(sub, "train", {"tagger": 4, "iqd": 5})
+    add_train_tagger(sub)
+    add_planned(sub, "train", {"iqd": 5})
 
 
 

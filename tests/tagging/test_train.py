@@ -1,0 +1,50 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+
+from tagging.data import Example, align_tags
+from tagging.train import evaluate, load_checkpoint, restart_labels
+
+from .conftest import toy_examples
+
+
+def test_tiny_hybrid_learns_the_toy_task(toy_hybrid: Path) -> None:
+    model, tables, ckpt = load_checkpoint(toy_hybrid)
+    unseen = toy_examples(80, 2)
+    scores = evaluate(model, tables, unseen)
+    assert scores["slot_f1"] > 0.97 and scores["intent_accuracy"] > 0.97
+    assert ckpt["arm"]["n_fit"] > 0 and 0.0 <= ckpt["arm"]["fire_rate"] <= 1.0
+    # an untrained model of the same shape does not know the task: the figures above are learned
+    untrained = type(model)(model.cfg).eval()
+    assert evaluate(untrained, tables, unseen)["slot_f1"] < 0.5
+
+
+def test_unseen_words_are_read_by_their_letters(toy_hybrid: Path) -> None:
+    model, tables, _ = load_checkpoint(toy_hybrid)
+    ex = [Example(("weather", "in", "bostonn"), ("O", "O", "B-city"), "weather")]  # a misspelt city
+    assert tables.word_ids(ex[0].words)[2] == 1
+    assert evaluate(model, tables, ex)["slot_f1"] == 1.0
+
+
+def test_restart_labels_mark_tokens_where_a_restart_changes_something() -> None:
+    class Fixed:  # prefix_relabels of a model whose restart flips token 0 once token 2 arrives
+        def prefix_relabels(self, u):
+            return torch.tensor([[0, -1, -1], [0, 1, -1], [2, 1, 1]])
+
+    uni = torch.tensor([0, 1, 0])
+    # t=0: shown [0] vs [0]; t=1: [0, 1] vs [0, 1]; t=2: [0, 1, 0] vs [2, 1, 1]
+    assert restart_labels(Fixed(), torch.zeros(3, 4), uni).tolist() == [0.0, 0.0, 1.0]
+
+
+@pytest.mark.parametrize("hyp, want", [
+    ("fly to new york", ["O", "O", "B-to", "I-to"]),  # exact
+    ("fly to new work", ["O", "O", "B-to", "I-to"]),  # substitution keeps the tag
+    ("fly to york", ["O", "O", "B-to"]),  # deletion of the span's first word: still valid BIO
+    ("fly uh to new york", ["O", "O", "O", "B-to", "I-to"]),  # insertion outside a span
+    ("fly to new uh york", ["O", "O", "B-to", "I-to", "I-to"]),  # insertion inside a span
+])
+def test_align_tags_carries_reference_tags_to_a_hypothesis(hyp: str, want: list[str]) -> None:
+    assert align_tags("fly to new york".split(), ["O", "O", "B-to", "I-to"], hyp.split()) == want
