@@ -28,6 +28,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     b.add_argument("--precision", choices=["int8", "fp32", "both"], default="int8")
     b.add_argument("--metrics", help="JSON file of measured metrics to record in bundle.json")
     b.add_argument("--beam", type=int, default=4, help="modified beam search width; 1 = greedy")
+    b.add_argument("--tagger", help="folder written by heed export tagger: words get slot tags, results get slots and intent")
     b.set_defaults(func=run_bundle)
     add_export_tagger(sub)
     add_planned(sub, "export", {"iqd": 5})
@@ -58,7 +59,8 @@ def run_bundle(args: argparse.Namespace) -> int:
     precisions = ["int8", "fp32"] if args.precision == "both" else [args.precision]
     metrics = json.loads(Path(args.metrics).read_text()) if args.metrics else {}
     try:
-        write_bundle(Path(args.asr), Path(args.out), precisions, args.beam, metrics)
+        write_bundle(Path(args.asr), Path(args.out), precisions, args.beam, metrics,
+                     Path(args.tagger) if args.tagger else None)
     except FileNotFoundError as e:
         print(f"heed export bundle: {e}", file=sys.stderr)
         return 1
@@ -66,8 +68,10 @@ def run_bundle(args: argparse.Namespace) -> int:
     return 0
 
 
-def write_bundle(src: Path, out: Path, precisions: list[str], beam: int = 4, metrics: dict | None = None) -> None:
-    """Copy an ASR export into bundle folder `out` and write its bundle.json (INTERFACES.md section 2)."""
+def write_bundle(src: Path, out: Path, precisions: list[str], beam: int = 4, metrics: dict | None = None,
+                 tagger: Path | None = None) -> None:
+    """Copy an ASR export (and a tagger export) into bundle folder `out` and write its bundle.json
+    (INTERFACES.md section 2)."""
     suffix = {"int8": ".int8.onnx", "fp32": ".onnx"}
     (out / "asr").mkdir(parents=True, exist_ok=True)
     files = {}
@@ -99,4 +103,14 @@ def write_bundle(src: Path, out: Path, precisions: list[str], beam: int = 4, met
         "endpoint": {"trailing_silence_ms": 800.0, "silence_without_speech_ms": 5000.0, "max_utterance_ms": 20000.0},
         "metrics": metrics or {},
     }
+    if tagger is not None:
+        tagger = Path(tagger)
+        if not (tagger / "tagger.json").exists():
+            raise FileNotFoundError(f"{tagger / 'tagger.json'} missing; run heed export tagger first")
+        if (out / "tagger").exists():
+            shutil.rmtree(out / "tagger")
+        shutil.copytree(tagger, out / "tagger")
+        tj = json.loads((tagger / "tagger.json").read_text())
+        manifest["tagger"] = {"dir": "tagger", "precisions": sorted(tj["files"]), "kind": tj["kind"],
+                              "policy": tj["policy"]}
     (out / "bundle.json").write_text(json.dumps(manifest, indent=1) + "\n")

@@ -67,6 +67,16 @@ class Pipeline:
         self.endpoint = EndpointConfig(**bundle.manifest.get("endpoint", {}))
         self.sample_rate = self.asr.fbank.sample_rate
         self.threads = threads
+        self.tagger = None
+        tg = bundle.manifest.get("tagger")
+        if tg:
+            from runtime.tagger import StreamingTagger
+
+            tp = precision if precision in tg.get("precisions", []) else "fp32"
+            try:
+                self.tagger = StreamingTagger.from_dir(bundle.file(tg["dir"]), precision=tp, threads=threads)
+            except (FileNotFoundError, ValueError, KeyError) as e:
+                raise BundleError(f"{bundle.path}: the tagger cannot be loaded: {e}") from None
 
     @classmethod
     def from_bundle(cls, path: str | Path | None = None, threads: int = 1, precision: str = "int8") -> "Pipeline":
@@ -89,6 +99,8 @@ class Stream:
     def reset(self) -> None:
         """Forget all audio and results: the stream is as new (cheaper than creating one)."""
         self.asr.reset()
+        self._tagger = self.pipe.tagger.create_stream() if self.pipe.tagger is not None else None
+        self._understood: list[dict[str, Any]] = []  # slots and intent of each closed segment
         self._resampler = None
         self._rate: int | None = None
         self._events: list[dict[str, Any]] = []
@@ -142,7 +154,25 @@ class Stream:
 
     def _event(self, final: bool, endpoint: bool) -> dict[str, Any]:
         r = self.asr.result()
-        return {"t": round(self.asr.time_s, 3), "final": final, "endpoint": endpoint, **r}
+        ev = {"t": round(self.asr.time_s, 3), "final": final, "endpoint": endpoint, **r}
+        if self._tagger is not None:
+            ev.update(self._understand(r["words"], final or endpoint))
+        return ev
+
+    def _understand(self, words: list[dict[str, Any]], final: bool) -> dict[str, Any]:
+        """Tag the segment's words (the tagger rolls back to the first word the ASR revised);
+        sets each word's "tag" and returns the segment's slots and intent."""
+        from runtime.tagger import slot_spans
+
+        texts = [w["word"] for w in words]
+        if not texts:
+            return {"slots": [], "intent": None}
+        tags, intent = self._tagger.update(texts, final=final)
+        for w, tag in zip(words, tags):
+            w["tag"] = tag
+        spans = slot_spans(texts, tags, [w["start"] for w in words], [w["end"] for w in words])
+        slots = [{"slot": s["slot"], "value": s["value"], "start": s["start"], "end": s["end"]} for s in spans]
+        return {"slots": slots, "intent": intent}
 
     def _after_chunks(self, final: bool = False) -> None:
         a = self.asr
@@ -151,13 +181,17 @@ class Stream:
             if ev["words"]:
                 self._events.append(ev)
                 self._segments.append(ev["words"])
+                self._understood.append(ev)
             a.new_segment()
+            if self._tagger is not None:
+                self._tagger.reset()  # each segment is its own query
             self._last_text = ""
             return
         ev = self._event(final=final, endpoint=final)
         if final:
             if ev["words"] or not self._segments:
                 self._segments.append(ev["words"])
+                self._understood.append(ev)
             self._events.append(ev)
         elif ev["text"] != self._last_text:
             self._events.append(ev)
@@ -171,7 +205,15 @@ class Stream:
     def result(self) -> dict[str, Any]:
         """The whole stream so far: all closed segments plus the open one."""
         words = [w for seg in self._segments for w in seg]
+        understood = list(self._understood)
         if not self.asr.finished:
-            words += self.asr.result()["words"]
-        return {"t": round(self.asr.time_s, 3), "final": self.asr.finished, "endpoint": self.asr.finished,
-                "text": " ".join(w["word"] for w in words), "words": words}
+            open_segment = self._event(final=False, endpoint=False) if self._tagger is not None else self.asr.result()
+            words += open_segment["words"]
+            understood.append(open_segment)
+        out = {"t": round(self.asr.time_s, 3), "final": self.asr.finished, "endpoint": self.asr.finished,
+               "text": " ".join(w["word"] for w in words), "words": words}
+        if self._tagger is not None:  # slots of every segment; the intent of the last one that has one
+            out["slots"] = [s for ev in understood for s in ev.get("slots", [])]
+            intents = [ev["intent"] for ev in understood if ev.get("intent")]
+            out["intent"] = intents[-1] if intents else None
+        return out
