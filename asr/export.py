@@ -95,7 +95,8 @@ def _metadata(cfg: ConformerConfig, fbank_cfg: FbankConfig) -> dict[str, dict[st
     return {"encoder": encoder, "decoder": decoder, "joiner": joiner}
 
 
-def _add_metadata(path: Path, meta: dict[str, str]) -> None:
+def add_metadata(path: Path, meta: dict[str, str]) -> None:
+    """Replace an ONNX file's metadata_props with `meta`."""
     import onnx
 
     model = onnx.load(str(path))
@@ -112,11 +113,11 @@ def _export(module: nn.Module, args: tuple, path: Path, inputs: list[str], outpu
     )
 
 
-def quantize_int8(src: Path, dst: Path) -> None:
+def quantize_int8(src: Path, dst: Path, op_types: tuple[str, ...] = ("MatMul", "Gemm")) -> None:
     """Dynamic int8 quantization of the matrix products (weights int8, activations quantized per call)."""
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
-    quantize_dynamic(str(src), str(dst), op_types_to_quantize=["MatMul", "Gemm"], weight_type=QuantType.QInt8)
+    quantize_dynamic(str(src), str(dst), op_types_to_quantize=list(op_types), weight_type=QuantType.QInt8)
 
 
 def check_parity(
@@ -195,12 +196,12 @@ def export_asr(
                 {"encoder_out": batch, "decoder_out": batch, "logit": batch})
     meta = _metadata(cfg, fbank_cfg)
     for name in ("encoder", "decoder", "joiner"):
-        _add_metadata(out / f"{name}.onnx", meta[name])
+        add_metadata(out / f"{name}.onnx", meta[name])
     summary: dict[str, Any] = {"parity": {"fp32": check_parity(model, out, "", check_chunks, check_feats)}}
     if int8:
         for name in ("encoder", "decoder", "joiner"):
             quantize_int8(out / f"{name}.onnx", out / f"{name}.int8.onnx")
-            _add_metadata(out / f"{name}.int8.onnx", meta[name])
+            add_metadata(out / f"{name}.int8.onnx", meta[name])
         # int8 changes the numbers on purpose; the check bounds how far (logits are O(10)).
         summary["parity"]["int8"] = check_parity(model, out, ".int8", check_chunks, check_feats, tolerance=float("inf"))
     tokenizer.write_tokens_txt(out / "tokens.txt")

@@ -57,24 +57,14 @@ def _peak_rss_mb() -> float:
 def _clips(pipe, bundle: Path, files: list[str] | None) -> list[tuple[np.ndarray, float | None, float | None]]:
     """(samples with TAIL_S of silence appended, speech start s, speech end s) per recording."""
     from runtime.audio import load_audio
-    from runtime.demo import load_examples
+    from runtime.demo import Example, load_examples
 
-    meta: dict[str, dict] = {}
-    if files is None:
-        index = bundle / "examples" / "examples.jsonl"
-        if index.exists():
-            for line in index.read_text(encoding="utf-8").splitlines():
-                if line.strip():
-                    d = json.loads(line)
-                    meta[str(bundle / "examples" / d["audio"])] = d
-        files = [str(e.path) for e in load_examples(bundle)]
+    examples = [Example(Path(f)) for f in files] if files is not None else load_examples(bundle)
     out = []
-    for f in files:
-        x = load_audio(f, pipe.sample_rate)
-        d = meta.get(f, {})
-        end = d.get("speech_end", len(x) / pipe.sample_rate)
-        out.append((np.concatenate([x, np.zeros(int(TAIL_S * pipe.sample_rate), np.float32)]),
-                    d.get("speech_start"), end))
+    for ex in examples:
+        x = load_audio(ex.path, pipe.sample_rate)
+        end = ex.speech_end if ex.speech_end is not None else len(x) / pipe.sample_rate
+        out.append((np.concatenate([x, np.zeros(int(TAIL_S * pipe.sample_rate), np.float32)]), ex.speech_start, end))
     return out
 
 
@@ -188,13 +178,16 @@ def run(args: argparse.Namespace) -> int:
     if args.hour:
         result["hour"] = hour(pipe, clips)
     result["peak_rss_mb"] = _peak_rss_mb()
-    out = Path(args.out)
+    write_report(Path(args.out), result, to_markdown(result))
+    return 0
+
+
+def write_report(out: Path, result: dict[str, Any], markdown: str) -> None:
+    """OUT.json and OUT.md side by side; the markdown is also printed."""
     out.parent.mkdir(parents=True, exist_ok=True)
     out.with_suffix(".json").write_text(json.dumps(result, indent=1) + "\n")
-    md = to_markdown(result)
-    out.with_suffix(".md").write_text(md + "\n")
-    print(md)
-    return 0
+    out.with_suffix(".md").write_text(markdown + "\n")
+    print(markdown)
 
 
 def _s(v: float | None) -> str:

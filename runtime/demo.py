@@ -35,6 +35,8 @@ class Example:
     path: Path
     text: str | None = None  # what was said, when the bundle's examples.jsonl knows
     directed: bool | None = None
+    speech_start: float | None = None  # s; heed bench measures latencies from these
+    speech_end: float | None = None
 
 
 def load_examples(bundle_path: Path) -> list[Example]:
@@ -48,7 +50,8 @@ def load_examples(bundle_path: Path) -> list[Example]:
                 continue
             try:
                 d = json.loads(line)
-                out.append(Example(folder / d["audio"], d.get("text"), d.get("directed")))
+                out.append(Example(folder / d["audio"], d.get("text"), d.get("directed"),
+                                   d.get("speech_start"), d.get("speech_end")))
             except (json.JSONDecodeError, KeyError, TypeError) as e:
                 raise ValueError(f"{index}:{n}: not an example record ({e})") from None
         return out

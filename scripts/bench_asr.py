@@ -13,7 +13,6 @@ Writes JSON and markdown (--out), prints the markdown.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import platform
 import time
@@ -83,12 +82,9 @@ def main() -> int:
             by_class[name] = pooled_wer(p for p, u in zip(pairs, utts) if u.directed is d)
         result["whisper_tiny_en"] = {"wer": pooled_wer(pairs), "rtf": dt / result["audio_s"],
                                      "threads": args.whisper_threads, "by_class": by_class}
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.with_suffix(".json").write_text(json.dumps(result, indent=1) + "\n")
-    md = to_markdown(result)
-    out.with_suffix(".md").write_text(md + "\n")
-    print(md)
+    from runtime.bench import write_report
+
+    write_report(Path(args.out), result, to_markdown(result))
     return 0
 
 

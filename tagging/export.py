@@ -33,6 +33,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from asr.export import add_metadata, quantize_int8
 from tagging.data import Example, Tables, encode
 from tagging.model import Tagger
 
@@ -89,22 +90,6 @@ def _export(module: nn.Module, args: tuple, path: Path, inputs: list[str], outpu
         warnings.simplefilter("ignore")  # the LSTM-with-batch_first export warnings are about batch > 1 states
         torch.onnx.export(module, args, str(path), input_names=inputs, output_names=outputs, dynamic_axes=dynamic,
                           opset_version=17, dynamo=False)
-
-
-def _add_metadata(path: Path, meta: dict[str, str]) -> None:
-    import onnx
-
-    m = onnx.load(str(path))
-    del m.metadata_props[:]
-    for k, v in meta.items():
-        m.metadata_props.add(key=k, value=v)
-    onnx.save(m, str(path))
-
-
-def quantize_int8(src: Path, dst: Path) -> None:
-    from onnxruntime.quantization import QuantType, quantize_dynamic
-
-    quantize_dynamic(str(src), str(dst), op_types_to_quantize=["MatMul", "Gemm", "LSTM"], weight_type=QuantType.QInt8)
 
 
 def _sessions(out: Path, kind: str, suffix: str):
@@ -225,13 +210,13 @@ def export_tagger(model: Tagger, tables: Tables, out_dir: str | Path, check_exam
                     {"bi_input": {0: "N", 1: "T"}, "slot_logits": {0: "N", 1: "T"}, "intent_logits": {0: "N"}})
     meta = {"schema_version": str(SCHEMA_VERSION), "model_config": json.dumps(cfg.to_dict()), "kind": cfg.kind}
     for p in parts:
-        _add_metadata(out / f"{p}.onnx", meta)
+        add_metadata(out / f"{p}.onnx", meta)
     parity = {"fp32": check_parity(model, tables, check_examples, out)}
     files = {"fp32": {p: f"{p}.onnx" for p in parts}}
     if int8:
         for p in parts:
-            quantize_int8(out / f"{p}.onnx", out / f"{p}.int8.onnx")
-            _add_metadata(out / f"{p}.int8.onnx", meta)
+            quantize_int8(out / f"{p}.onnx", out / f"{p}.int8.onnx", ("MatMul", "Gemm", "LSTM"))
+            add_metadata(out / f"{p}.int8.onnx", meta)
         # int8 changes the numbers on purpose: recorded, not bounded (label_agreement says what it costs)
         parity["int8"] = check_parity(model, tables, check_examples, out, ".int8", tolerance=float("inf"))
         files["int8"] = {p: f"{p}.int8.onnx" for p in parts}
