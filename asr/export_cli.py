@@ -109,8 +109,17 @@ def write_bundle(src: Path, out: Path, precisions: list[str], beam: int = 4, met
             raise FileNotFoundError(f"{tagger / 'tagger.json'} missing; run heed export tagger first")
         if (out / "tagger").exists():
             shutil.rmtree(out / "tagger")
-        shutil.copytree(tagger, out / "tagger")
         tj = json.loads((tagger / "tagger.json").read_text())
+        missing = [p for p in precisions if p not in tj["files"]]
+        if missing:
+            raise FileNotFoundError(f"{tagger} has no {', '.join(missing)} graphs; export the tagger with them")
+        # only the precisions the bundle ships: an int8 bundle carries no fp32 tagger graphs
+        tj["files"] = {p: tj["files"][p] for p in precisions}
+        keep = {name for files_ in tj["files"].values() for name in files_.values()}
+        tj["bytes"] = {name: n for name, n in tj.get("bytes", {}).items() if name in keep}
+        shutil.copytree(tagger, out / "tagger",
+                        ignore=lambda _d, names: [n for n in names if n.endswith(".onnx") and n not in keep])
+        (out / "tagger" / "tagger.json").write_text(json.dumps(tj, indent=1) + "\n")
         manifest["tagger"] = {"dir": "tagger", "precisions": sorted(tj["files"]), "kind": tj["kind"],
                               "policy": tj["policy"]}
     (out / "bundle.json").write_text(json.dumps(manifest, indent=1) + "\n")

@@ -45,6 +45,9 @@ class TrainConfig:
     grad_clip: float = 5.0
     max_epochs: int = 30
     max_minutes: float = 100.0  # wall-clock budget of this run (a resumed run gets a fresh budget)
+    # The learning rate falls linearly to zero over the last cooldown_minutes of the budget: a run
+    # cut off by the clock ends annealed instead of at whatever rate the decay had reached.
+    cooldown_minutes: float = 0.0
     checkpoint_minutes: float = 10.0
     dev_utts: int = 300  # dev utterances decoded for the WER in the log
     crop_margin_s: float = 0.3  # training audio kept around the speech; None keeps everything
@@ -69,7 +72,7 @@ PRESETS: dict[str, TrainConfig] = {
         # Runs 1-3 (256 unigram pieces) stayed on the CTC plateau for 2,600 steps; probes found the
         # tokenizer to be what kept them there (docs/asr.md). Characters, and the pre-norm stack
         # that learned fastest in the probes.
-        tokenizer="char", max_minutes=95.0, peak_lr=2e-3, warmup_steps=500, max_frames=4000,
+        tokenizer="char", max_minutes=95.0, cooldown_minutes=20.0, peak_lr=2e-3, warmup_steps=500, max_frames=4000,
         # no dropout: it cost 17% of a CPU step, and three epochs of augmented audio do not overfit
         model=ConformerConfig(d_model=144, n_heads=4, n_layers=6, ffn_dim=576, conv_kernel=15, dropout=0.0,
                               layer_out_norm=False, log_mel_floor=4.0),
@@ -89,10 +92,14 @@ PRESETS: dict[str, TrainConfig] = {
 }
 
 
-def lr_at(step: int, cfg: TrainConfig) -> float:
-    """Linear warm-up to peak_lr, then decay with 1/sqrt(step)."""
+def lr_at(step: int, cfg: TrainConfig, minutes: float = 0.0) -> float:
+    """Linear warm-up to peak_lr, then decay with 1/sqrt(step); in the last cfg.cooldown_minutes of
+    the wall-clock budget (`minutes` into the run), a linear ramp down to zero on top."""
     step = max(step, 1)
-    return cfg.peak_lr * min(step / cfg.warmup_steps, math.sqrt(cfg.warmup_steps / step))
+    lr = cfg.peak_lr * min(step / cfg.warmup_steps, math.sqrt(cfg.warmup_steps / step))
+    if cfg.cooldown_minutes > 0:
+        lr *= min(1.0, max(0.0, (cfg.max_minutes - minutes) / cfg.cooldown_minutes))
+    return lr
 
 
 def _rank() -> tuple[int, int]:
@@ -211,8 +218,14 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True) -> Path
             feats, feat_lens, ys, y_lens = collate([(train_set[i][0], targets[i]) for i in batches[batch_in_epoch]])
             if cfg.spec_augment:
                 feats = spec_augment(feats, feat_lens, generator=gen)
+            minutes = (time.monotonic() - start) / 60
+            if world > 1:  # every rank must use the same clock: the learning rate and the stop depend on it
+                clock = torch.tensor([minutes], device=device, dtype=torch.float64)
+                dist.all_reduce(clock, op=dist.ReduceOp.MAX)
+                minutes = float(clock.item())
+            lr = lr_at(step + 1, cfg, minutes)
             for g in opt.param_groups:
-                g["lr"] = lr_at(step + 1, cfg)
+                g["lr"] = lr
             with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):
                 rnnt, ctc = ddp(feats.to(device), feat_lens.to(device), ys.to(device), y_lens.to(device))
                 loss = rnnt + cfg.ctc_weight * ctc
@@ -225,13 +238,9 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True) -> Path
             sums[0] += rnnt.item(); sums[1] += ctc.item(); sums[2] += 1
             if bar is not None:
                 bar.update(1)
-                bar.set_postfix(rnnt=f"{rnnt.item():.2f}", ctc=f"{ctc.item():.2f}", lr=f"{lr_at(step, cfg):.1e}")
-            minutes = (time.monotonic() - start) / 60
+                bar.set_postfix(rnnt=f"{rnnt.item():.2f}", ctc=f"{ctc.item():.2f}", lr=f"{lr:.1e}")
+            # `minutes` is the clock every rank agreed on before this step, so all ranks stop together
             over = minutes >= cfg.max_minutes
-            if world > 1:  # every rank must agree to stop, or the others hang in all-reduce
-                flag = torch.tensor([float(over)], device=device)
-                dist.all_reduce(flag, op=dist.ReduceOp.MAX)
-                over = bool(flag.item())
             if (time.monotonic() - last_ckpt) / 60 >= cfg.checkpoint_minutes or over:
                 if batch_in_epoch >= len(batches):
                     epoch, batch_in_epoch = epoch + 1, 0
@@ -270,7 +279,7 @@ def _log_and_checkpoint(rank, log, log_file, model, dev_set, tok, device, step, 
         return
     wer = dev_wer(model, dev_set, tok, device) if len(dev_set) else None
     n = max(1, sums[2])
-    log.writerow([step, epoch, f"{minutes:.2f}", f"{lr_at(step, cfg):.3e}", f"{sums[0] / n:.4f}", f"{sums[1] / n:.4f}",
+    log.writerow([step, epoch, f"{minutes:.2f}", f"{lr_at(step, cfg, minutes):.3e}", f"{sums[0] / n:.4f}", f"{sums[1] / n:.4f}",
                   cfg.max_frames, "" if wer is None else f"{wer:.4f}"])
     log_file.flush()
     checkpoint("last", wer)

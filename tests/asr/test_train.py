@@ -14,7 +14,7 @@ from asr.data import FeatureCache
 from asr.decode import greedy_decode_batch
 from asr.export import load_checkpoint
 from asr.tokenizer import Tokenizer
-from asr.train import PRESETS, train
+from asr.train import PRESETS, lr_at, train
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -64,3 +64,15 @@ def test_ddp_with_two_gloo_processes(four_utts: Path, tmp_path: Path) -> None:
     # one utterance per batch (max_frames=200), four batches an epoch shared by two ranks: 2 steps an epoch
     assert ckpt["epoch"] == 4 and ckpt["step"] == 8
     assert "world_size 2" in r.stdout
+
+
+def test_learning_rate_warms_up_decays_and_cools_down_to_zero_at_the_budget() -> None:
+    cfg = dataclasses.replace(PRESETS["tiny"], peak_lr=1e-3, warmup_steps=100, max_minutes=60.0, cooldown_minutes=20.0)
+    assert lr_at(50, cfg) == 0.5e-3  # warm-up
+    assert lr_at(100, cfg) == 1e-3
+    assert abs(lr_at(400, cfg) - 0.5e-3) < 1e-12  # 1/sqrt decay
+    assert lr_at(400, cfg, minutes=40.0) == lr_at(400, cfg)  # cool-down starts at max - cooldown
+    assert abs(lr_at(400, cfg, minutes=50.0) - 0.25e-3) < 1e-12
+    assert lr_at(400, cfg, minutes=60.0) == 0.0
+    no_cooldown = dataclasses.replace(cfg, cooldown_minutes=0.0)
+    assert lr_at(400, no_cooldown, minutes=59.9) == lr_at(400, no_cooldown)
