@@ -128,7 +128,8 @@ def play(pipe, example: Example, pace: bool, on_change: Callable[[View], None]) 
 def _apply(view: View, events: list[dict[str, Any]], on_change: Callable[[View], None]) -> None:
     for ev in events:
         if ev["final"]:
-            view.finals.append(ev)
+            if ev.get("words") or not view.finals:  # an empty closing segment after an endpoint says nothing
+                view.finals.append(ev)
             view.partial = {}
         else:
             view.partial = ev

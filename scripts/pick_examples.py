@@ -1,51 +1,113 @@
 #!/usr/bin/env python
 """Copy a few test-split recordings into a bundle as its example recordings (for `heed demo`,
-the README and `heed transcribe` out of the box): one per source kind, held-out voices, no heavy
-noise, 16-bit WAV.
+the README and `heed transcribe` out of the box) and record what the bundle makes of them.
 
-    .venv/bin/python scripts/pick_examples.py --corpus data/base --out models/default/examples
+One recording per source kind (an assistant command, an ATIS query, undirected chatter), from
+voices held out of training, without heavy noise, 16-bit WAV. With `--bundle`, each kind's
+recording is the candidate the bundle transcribes best (lowest WER, then the earliest in the
+manifest): the examples show what the model does when it works, and the test-split WER in the
+model card says how often that is. The bundle's output (text, tags, intent, directedness) is
+stored as `expected` in `examples.jsonl`; `tests/runtime/test_default_bundle.py` holds the
+bundle to it.
+
+    .venv/bin/python scripts/pick_examples.py --corpus data/base --bundle models/default
+    .venv/bin/python scripts/pick_examples.py --bundle models/default --keep   # only refresh `expected`
 """
 from __future__ import annotations
 
 import argparse
+import json
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import soundfile as sf
 
-from corpus.check import is_clean
-from corpus.manifest import audio_path, read_manifest, write_manifest
-from corpus.tts import VOICES
-
 WANTED = (("assistant", True), ("atis", True), ("chatter", False))
+
+
+def expected_output(pipe, path: Path) -> dict[str, Any]:
+    """What the bundle makes of one recording: the fields a test can hold it to."""
+    from runtime.audio import load_audio
+    from runtime.transcribe import stream_file
+
+    *_, final = stream_file(pipe, load_audio(path, pipe.sample_rate))
+    out: dict[str, Any] = {"text": final["text"], "tags": [w.get("tag") for w in final["words"]]}
+    if "intent" in final:
+        out["intent"] = final["intent"]["label"]
+    if "directed" in final:
+        out["directed"] = final["directed"]["decision"]
+    return out
+
+
+def candidates(manifest: Path, max_seconds: float):
+    from corpus.check import is_clean
+    from corpus.manifest import read_manifest
+    from corpus.tts import VOICES
+
+    heldout = {v for v, voice in VOICES.items() if voice.heldout}
+    for u in read_manifest(manifest):
+        if (u.voice in heldout and is_clean(u.augment) and u.duration <= max_seconds and len(u.words) >= 5
+                and "one hours" not in u.text):  # corpora built before that verbalizer fix say it
+            yield u
 
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--corpus", default="data/base")
     ap.add_argument("--out", default="models/default/examples")
+    ap.add_argument("--bundle", help="pick the candidates this bundle transcribes best and record its output")
+    ap.add_argument("--keep", action="store_true", help="keep the examples already in --out; refresh `expected`")
+    ap.add_argument("--per-kind", type=int, default=60, help="candidates tried per kind with --bundle")
     ap.add_argument("--max-seconds", type=float, default=5.0)
     args = ap.parse_args()
-    manifest = Path(args.corpus) / "test.jsonl"
+    import jiwer
+
+    from corpus.manifest import audio_path, read_manifest, write_manifest
+
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    picked = []
-    heldout = {v for v, voice in VOICES.items() if voice.heldout}
-    for source, directed in WANTED:
-        for u in read_manifest(manifest):
-            if (u.source == source and u.directed is directed and u.voice in heldout and is_clean(u.augment)
-                    and u.duration <= args.max_seconds and len(u.words) >= 5
-                    and u.voice not in {p.voice for p in picked}
-                    and "one hours" not in u.text):  # corpora built before that verbalizer fix say it
-                x, sr = sf.read(audio_path(manifest, u), dtype="float32")
-                name = f"{len(picked) + 1:02d}-{source}.wav"
-                sf.write(out / name, np.asarray(x), sr, subtype="PCM_16")
-                u.audio = name
-                picked.append(u)
-                break
+    pipe = None
+    if args.bundle:
+        from runtime.pipeline import Pipeline
+
+        pipe = Pipeline.from_bundle(args.bundle, threads=1)
+    if args.keep:
+        if pipe is None:
+            ap.error("--keep needs --bundle")
+        picked = read_manifest(out / "examples.jsonl")
+    else:
+        manifest = Path(args.corpus) / "test.jsonl"
+        picked = []
+        for source, directed in WANTED:
+            pool = [u for u in candidates(manifest, args.max_seconds)
+                    if u.source == source and u.directed is directed and u.voice not in {p.voice for p in picked}]
+            pool = pool[: args.per_kind if pipe is not None else 1]
+            if not pool:
+                print(f"no candidate for {source}")
+                continue
+            best = pool[0]
+            if pipe is not None:
+                scored = [(jiwer.wer(u.text, expected_output(pipe, audio_path(manifest, u))["text"] or "<empty>"), n, u)
+                          for n, u in enumerate(pool)]
+                best = min(scored, key=lambda s: s[:2])[2]
+            x, sr = sf.read(audio_path(manifest, best), dtype="float32")
+            name = f"{len(picked) + 1:02d}-{source}.wav"
+            sf.write(out / name, np.asarray(x), sr, subtype="PCM_16")
+            best.audio = name
+            picked.append(best)
+    extra = {}
+    if pipe is not None:
+        extra = {u.audio: expected_output(pipe, out / u.audio) for u in picked}
     write_manifest(out / "examples.jsonl", picked)
+    if extra:  # the manifest writer knows only the corpus fields; `expected` is added per line
+        lines = (out / "examples.jsonl").read_text(encoding="utf-8").splitlines()
+        rows = [json.loads(line) for line in lines if line.strip()]
+        (out / "examples.jsonl").write_text(
+            "".join(json.dumps({**r, "expected": extra[r["audio"]]}) + "\n" for r in rows), encoding="utf-8")
     for u in picked:
-        print(f"{u.audio}: {u.text} ({u.voice}, {u.duration:.2f} s)")
+        got = extra.get(u.audio, {}).get("text")
+        print(f"{u.audio}: {u.text} ({u.voice}, {u.duration:.2f} s)" + (f"\n    heard: {got}" if got is not None else ""))
     return 0
 
 
