@@ -8,7 +8,10 @@ lowercase; every character that is not a letter, a digit, an apostrophe or a spa
 space; runs of spaces collapse. Our corpus's references are already in spoken form (numbers in
 words), so for heed's output this changes nothing; it matters for imported data.
 WER is pooled: total word errors (jiwer) over total reference words, per group and overall.
-Later issues add slot F1, intent accuracy, streaming tagging metrics and IQD figures here.
+With a tagger in the bundle, on utterances whose manifest has slot tags: slot F1 over (slot, value)
+pairs of the final result against the reference (`tagging.metrics.slot_value_f1`: a slot counts
+when the recognised words of the same slot equal the reference's, wherever they are), and intent
+accuracy on utterances with a reference intent. This scores the whole chain: ASR errors cost slots.
 """
 from __future__ import annotations
 
@@ -56,6 +59,10 @@ class UttResult:
     source: str | None = None
     directed: bool | None = None
     conditions: tuple[str, ...] = ()
+    ref_tags: list[str] | None = None
+    hyp_tags: list[str] | None = None
+    ref_intent: str | None = None
+    hyp_intent: str | None = None
 
 
 @dataclass
@@ -69,6 +76,7 @@ class EvalReport:
     groups: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
     failed: list[dict[str, str]] = field(default_factory=list)
     results: list[UttResult] = field(default_factory=list)
+    understanding: dict[str, Any] | None = None  # slot F1 and intent accuracy, when the bundle tags
 
     def to_json(self) -> dict[str, Any]:
         d = asdict(self)
@@ -130,8 +138,10 @@ def evaluate(manifest: str | Path, pipe, utts: list[Utterance] | None = None, pr
         t0 = time.perf_counter()
         *_, final = stream_file(pipe, samples, beam=beam)
         dt = time.perf_counter() - t0
+        hyp_tags = [w.get("tag") for w in final["words"]] if "intent" in final else None
         results.append(UttResult(u.id, u.text, final["text"], len(samples) / pipe.sample_rate, dt, u.voice, u.source,
-                                 u.directed, conditions(u.augment) if u.augment else ()))
+                                 u.directed, conditions(u.augment) if u.augment else (), u.tags, hyp_tags,
+                                 u.intent, (final.get("intent") or {}).get("label") if "intent" in final else None))
         if bar is not None:
             bar.update(1)
     if bar is not None:
@@ -139,7 +149,25 @@ def evaluate(manifest: str | Path, pipe, utts: list[Utterance] | None = None, pr
     audio_s = sum(r.duration_s for r in results)
     return EvalReport(str(manifest), str(pipe.bundle.path), len(results), pooled_wer((r.ref, r.hyp) for r in results),
                       sum(r.compute_s for r in results) / audio_s if audio_s else 0.0, pipe.threads,
-                      _groups(results), failed, results)
+                      _groups(results), failed, results, understanding(results))
+
+
+def understanding(results: list[UttResult]) -> dict[str, Any] | None:
+    """Slot F1 over (slot, value) pairs and intent accuracy of the final results, on the utterances
+    that have reference tags (and intents); None when the bundle gave no tags."""
+    from tagging.metrics import intent_accuracy, slot_value_f1  # pure python, no torch
+
+    tagged = [r for r in results if r.ref_tags is not None and r.hyp_tags is not None]
+    if not tagged:
+        return None
+    f1 = slot_value_f1([(r.ref.split(), r.ref_tags) for r in tagged],
+                       [(r.hyp.split(), [t or "O" for t in r.hyp_tags]) for r in tagged])
+    with_intent = [r for r in tagged if r.ref_intent is not None]
+    return {"n_utts": len(tagged), "slot_f1": f1["f1"], "slot_precision": f1["precision"],
+            "slot_recall": f1["recall"], "n_ref_slots": f1["n_ref"],
+            "intent_accuracy": intent_accuracy([r.ref_intent for r in with_intent],
+                                               [r.hyp_intent for r in with_intent]) if with_intent else None,
+            "n_intent_utts": len(with_intent)}
 
 
 def _pct(x: float | None) -> str:
@@ -151,7 +179,15 @@ def to_markdown(report: EvalReport) -> str:
              f"- bundle: {report.bundle}",
              f"- utterances: {report.n_utts} ({len(report.failed)} failed)",
              f"- WER: {_pct(report.wer)}",
-             f"- real-time factor: {report.rtf:.4f} ({report.threads} thread(s), whole pipeline)", ""]
+             f"- real-time factor: {report.rtf:.4f} ({report.threads} thread(s), whole pipeline)"]
+    u = report.understanding
+    if u:
+        lines.append(f"- slot F1 ((slot, value) pairs, on ASR output): {100 * u['slot_f1']:.1f} "
+                     f"(P {100 * u['slot_precision']:.1f}, R {100 * u['slot_recall']:.1f}; "
+                     f"{u['n_ref_slots']} reference slots in {u['n_utts']} utterances)")
+        if u["intent_accuracy"] is not None:
+            lines.append(f"- intent accuracy: {100 * u['intent_accuracy']:.1f}% ({u['n_intent_utts']} utterances)")
+    lines.append("")
     for name, rows in report.groups.items():
         lines += [f"## WER by {name}", "", f"| {name} | utterances | words | WER |", "|---|---:|---:|---:|"]
         lines += [f"| {r['name']} | {r['n_utts']} | {r['n_words']} | {_pct(r['wer'])} |" for r in rows]

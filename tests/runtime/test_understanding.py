@@ -66,3 +66,25 @@ def test_a_bundle_whose_tagger_is_missing_says_so(tagged_bundle: Path, tmp_path:
     (broken / "tagger" / "tagger.json").unlink()
     with pytest.raises(BundleError, match="tagger"):
         Pipeline.from_bundle(broken)
+
+
+def test_eval_scores_slots_and_intents_of_the_recognised_text() -> None:
+    from runtime.evaluate import UttResult, understanding
+
+    def utt(ref, ref_tags, hyp, hyp_tags, ref_intent="call", hyp_intent="call"):
+        return UttResult("u", ref, hyp, 1.0, 0.01, ref_tags=ref_tags, hyp_tags=hyp_tags,
+                         ref_intent=ref_intent, hyp_intent=hyp_intent)
+
+    results = [
+        # the slot's words recognised, one word earlier than in the reference: found
+        utt("please call john", ["O", "O", "B-contact"], "call john", ["O", "B-contact"]),
+        # misrecognised slot value: a miss and a false alarm; wrong intent
+        utt("call mary now", ["O", "B-contact", "O"], "call marry now", ["O", "B-contact", "O"], hyp_intent="timer"),
+        # no tagger output for this one (None): not scored
+        UttResult("v", "call bob", "call bob", 1.0, 0.01, ref_tags=["O", "B-contact"], hyp_tags=None),
+    ]
+    u = understanding(results)
+    assert u["n_utts"] == 2 and u["n_ref_slots"] == 2
+    assert u["slot_precision"] == 0.5 and u["slot_recall"] == 0.5 and u["slot_f1"] == 0.5
+    assert u["intent_accuracy"] == 0.5
+    assert understanding(results[2:]) is None

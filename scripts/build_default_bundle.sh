@@ -1,0 +1,32 @@
+#!/usr/bin/env bash
+# The exact sequence that made models/default from trained checkpoints, and the benchmarks whose
+# figures are in its model card. Run from the repository root after scripts/setup:
+#
+#   ASR=exp/asr-char TAGGER=exp/tagger-hybrid IQD=exp/iqd-e2e CORPUS=data/c14k scripts/build_default_bundle.sh
+#
+# IQD is optional (a folder written by `heed export iqd`); without it the bundle has no `directed`.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+ASR=${ASR:-exp/asr-char}
+TAGGER=${TAGGER:-exp/tagger-hybrid}
+IQD=${IQD:-}
+CORPUS=${CORPUS:-data/c14k}
+OUT=${OUT:-models/default}
+heed=.venv/bin/heed
+py=.venv/bin/python
+
+$heed export asr "$ASR/last.pt" --out "$ASR-export"
+$heed export tagger "$TAGGER/last.pt" --out "$TAGGER/export"
+bundle_args=(--asr "$ASR-export" --tagger "$TAGGER/export" --out "$OUT" --precision int8)
+if [[ -n "$IQD" ]]; then bundle_args+=(--iqd "$IQD"); fi
+rm -rf "$OUT"
+$heed export bundle "${bundle_args[@]}"
+$py scripts/pick_examples.py --corpus "$CORPUS" --bundle "$OUT" --out "$OUT/examples"
+
+# Benchmarks (figures for the model card; each writes JSON + markdown under docs/)
+$py scripts/bench_asr.py --bundle "$OUT" --corpus "$CORPUS" --per-voice 20 --out docs/asr_bench
+for t in atis assistant; do
+  OMP_NUM_THREADS=1 $py scripts/bench_tagger.py --test $t --corpus "$CORPUS" --hybrid "$OUT/tagger" --precision int8 \
+    --no-curve --out docs/bundle_tagger_$t
+done
+$heed bench --bundle "$OUT" --out docs/runtime_bench
