@@ -59,7 +59,8 @@ def main() -> int:
         "bundle": args.bundle, "manifest": str(manifest), "n_utts": report.n_utts,
         "audio_s": round(sum(r.duration_s for r in report.results), 1),
         "heed": {"wer": report.wer, "rtf": report.rtf, "threads": args.threads,
-                 "by_class": report.groups["class"], "by_condition": report.groups["condition"]},
+                 "by_class": report.groups["class"], "by_condition": report.groups["condition"],
+                 "by_source": report.groups["source"], "understanding": report.understanding},
         "chunk_ms": {"median": float(np.median(chunk_ms)), "p95": float(np.percentile(chunk_ms, 95)),
                      "n": len(chunk_ms), "chunk_audio_ms": pipe.bundle.manifest["asr"]["chunk_ms"]},
     }
@@ -106,6 +107,12 @@ def to_markdown(r: dict) -> str:
         w = r["whisper_tiny_en"]
         lines.append(f"| Whisper tiny.en (int8, {w['threads']} threads) | {_pct(w['wer'])} | "
                      f"{_pct(w['by_class'].get('directed'))} | {_pct(w['by_class'].get('undirected'))} | {w['rtf']:.4f} |")
+    u = h.get("understanding")
+    if u:
+        lines += ["", f"- end to end (ASR then the bundle's tagger): slot F1 {100 * u['slot_f1']:.1f} over (slot, value) pairs "
+                  f"({u['n_ref_slots']} reference slots), intent accuracy "
+                  + ("n/a" if u["intent_accuracy"] is None else f"{100 * u['intent_accuracy']:.1f}%")
+                  + f" ({u['n_intent_utts']} utterances)"]
     c = r["chunk_ms"]
     lines += ["", f"- per-chunk compute ({c['chunk_audio_ms']} ms of audio, encoder + search, 1 thread): "
               f"median {c['median']:.2f} ms, p95 {c['p95']:.2f} ms over {c['n']} chunks",
@@ -113,6 +120,8 @@ def to_markdown(r: dict) -> str:
               f"bundle folder: {r['bundle_bytes'] / 1e6:.2f} MB; parameters: {r['n_params']}", "",
               "## heed WER by condition", "", "| condition | utterances | WER |", "|---|---:|---:|"]
     lines += [f"| {row['name']} | {row['n_utts']} | {_pct(row['wer'])} |" for row in h["by_condition"]]
+    lines += ["", "## heed WER by source", "", "| source | utterances | WER |", "|---|---:|---:|"]
+    lines += [f"| {row['name']} | {row['n_utts']} | {_pct(row['wer'])} |" for row in h.get("by_source", [])]
     return "\n".join(lines)
 
 
