@@ -53,7 +53,7 @@ def overfit_asr(four_utts: Path, tmp_path_factory: pytest.TempPathFactory) -> Pa
 
     out = tmp_path_factory.mktemp("overfit") / "exp"
     cfg = dataclasses.replace(PRESETS["tiny"], corpus=str(four_utts), out=str(out), vocab_size=40, max_epochs=150,
-                              checkpoint_minutes=60)
+                              checkpoint_minutes=60, max_minutes=60.0)  # bounded by epochs, not by the clock of a busy machine
     train(cfg, progress=False)
     return out
 
