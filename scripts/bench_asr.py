@@ -64,6 +64,13 @@ def main() -> int:
         "chunk_ms": {"median": float(np.median(chunk_ms)), "p95": float(np.percentile(chunk_ms, 95)),
                      "n": len(chunk_ms), "chunk_audio_ms": pipe.bundle.manifest["asr"]["chunk_ms"]},
     }
+    from corpus.tts import VOICES
+
+    heldout = {v for v, voice in VOICES.items() if voice.heldout}
+    result["heed"]["by_voice_set"] = {
+        name: {"wer": pooled_wer((x.ref, x.hyp) for x in report.results if (x.voice in heldout) is held),
+               "n_utts": sum((x.voice in heldout) is held for x in report.results)}
+        for name, held in (("held-out", True), ("training", False))}
     bundle = Path(args.bundle)
     files = pipe.bundle.manifest["asr"]["files"]["int8"]
     result["int8_asr_bytes"] = sum((bundle / f).stat().st_size for f in files.values())
@@ -81,8 +88,10 @@ def main() -> int:
         by_class = {}
         for name, d in (("directed", True), ("undirected", False)):
             by_class[name] = pooled_wer(p for p, u in zip(pairs, utts) if u.directed is d)
+        by_set = {name: {"wer": pooled_wer(p for p, u in zip(pairs, utts) if (u.voice in heldout) is held)}
+                  for name, held in (("held-out", True), ("training", False))}
         result["whisper_tiny_en"] = {"wer": pooled_wer(pairs), "rtf": dt / result["audio_s"],
-                                     "threads": args.whisper_threads, "by_class": by_class}
+                                     "threads": args.whisper_threads, "by_class": by_class, "by_voice_set": by_set}
     from runtime.bench import write_report
 
     write_report(Path(args.out), result, to_markdown(result))
@@ -113,6 +122,12 @@ def to_markdown(r: dict) -> str:
                   f"({u['n_ref_slots']} reference slots), intent accuracy "
                   + ("n/a" if u["intent_accuracy"] is None else f"{100 * u['intent_accuracy']:.1f}%")
                   + f" ({u['n_intent_utts']} utterances)"]
+    if "by_voice_set" in h:
+        lines += ["", "- heed WER by voice set: " + ", ".join(
+            f"{k} voices {_pct(v['wer'])} ({v['n_utts']} utterances)" for k, v in h["by_voice_set"].items())]
+    if "by_voice_set" in r.get("whisper_tiny_en", {}):
+        lines += ["- Whisper tiny.en WER by voice set: " + ", ".join(
+            f"{k} voices {_pct(v['wer'])}" for k, v in r["whisper_tiny_en"]["by_voice_set"].items())]
     c = r["chunk_ms"]
     lines += ["", f"- per-chunk compute ({c['chunk_audio_ms']} ms of audio, encoder + search, 1 thread): "
               f"median {c['median']:.2f} ms, p95 {c['p95']:.2f} ms over {c['n']} chunks",
