@@ -31,6 +31,8 @@ def main() -> int:
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--whisper-threads", type=int, default=2)
     ap.add_argument("--no-whisper", action="store_true")
+    ap.add_argument("--whisper-cache", help="JSON file of Whisper hypotheses by utterance id: read, completed, written "
+                    "(Whisper's output does not depend on heed's bundle)")
     ap.add_argument("--out", default="docs/asr_bench")
     args = ap.parse_args()
 
@@ -81,9 +83,21 @@ def main() -> int:
         from corpus.check import transcribe_files
         from corpus.verbalize import spoken_form
 
+        import json
+
+        cache_path = Path(args.whisper_cache) if args.whisper_cache else None
+        cache = json.loads(cache_path.read_text()) if cache_path and cache_path.exists() else {}
+        todo = [u for u in utts if u.id not in cache.get("hyps", {})]
         t0 = time.perf_counter()
-        hyps = transcribe_files([audio_path(manifest, u) for u in utts], args.whisper_threads)
+        new = transcribe_files([audio_path(manifest, u) for u in todo], args.whisper_threads) if todo else []
         dt = time.perf_counter() - t0
+        if todo:  # the real-time factor is that of the files transcribed now, or the cached one
+            cache = {"hyps": {**cache.get("hyps", {}), **{u.id: h for u, h in zip(todo, new)}},
+                     "compute_s": dt, "audio_s": sum(u.duration for u in todo)}
+            if cache_path:
+                cache_path.write_text(json.dumps(cache) + "\n")
+        hyps = [cache["hyps"][u.id] for u in utts]
+        dt = cache["compute_s"] * result["audio_s"] / cache["audio_s"]
         pairs = [(u.text, spoken_form(h) or "") for u, h in zip(utts, hyps)]
         by_class = {}
         for name, d in (("directed", True), ("undirected", False)):
