@@ -30,3 +30,4 @@ for t in atis assistant; do
     --no-curve --out docs/bundle_tagger_$t
 done
 $heed bench --bundle "$OUT" --out docs/runtime_bench
+$py scripts/collect_metrics.py --bundle "$OUT"
