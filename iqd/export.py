@@ -1,0 +1,125 @@
+"""`heed export iqd`: the E2E detector as a one-frame ONNX step with explicit state, fp32 and int8.
+
+Graph `iqd.onnx` (N is the batch, 1 in the runtime):
+  `encoder_out` (N, enc_dim) float, `tokens` (N, K) int64 (emitted at this frame, 0 = none),
+  `token_state` (1, N, token_hidden), `frame_state` (1, N, frame_hidden)
+  -> `probability` (N,), `next_token_state`, `next_frame_state`.
+`iqd.int8.onnx`: the same with int8 weights in its matrix products (onnxruntime dynamic
+quantization of MatMul/Gemm; the GRUs stay fp32, onnxruntime has no int8 GRU).
+
+iqd.json: schema_version, kind, files per precision, sizes (enc_dim, vocab_size, n_token_slots),
+state names and shapes, the decision policy and theta chosen on dev, frame_s, the dev figures,
+the parity figures. The export feeds `check_frames` frames (real encoder frames from a cache
+when given, else random ones, with tokens on about a third of them) through torch and
+onnxruntime, each fed its own state, and raises `ExportMismatch` beyond tolerance.
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from asr.export import add_metadata, quantize_int8
+from iqd.model import N_TOKEN_SLOTS, IqdState, IqJoint
+
+SCHEMA_VERSION = 1
+FP32_TOLERANCE = 1e-4
+INT8_TOLERANCE = 0.1  # on the probability: int8 moves the numbers, it must not move the decision much
+
+
+class ExportMismatch(RuntimeError):
+    """onnxruntime disagrees with torch on the exported graph."""
+
+
+class _Step(nn.Module):
+    def __init__(self, model: IqJoint) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, encoder_out, tokens, token_state, frame_state):
+        p, state = self.model.step(encoder_out, tokens, IqdState(token_state, frame_state))
+        return p, state.token_state, state.frame_state
+
+
+def check_frames_input(model: IqJoint, n_frames: int, enc: np.ndarray | None = None,
+                       seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """(n_frames, enc_dim) encoder frames and (n_frames, K) tokens for the parity check."""
+    cfg = model.cfg
+    rng = np.random.default_rng(seed)
+    if enc is None or len(enc) < n_frames:
+        enc = rng.normal(size=(n_frames, cfg.enc_dim)).astype(np.float32)
+    k = N_TOKEN_SLOTS
+    tokens = np.zeros((n_frames, k), np.int64)
+    for t in range(n_frames):
+        n = rng.choice([0, 0, 1, 1, 2, 3]) if rng.random() < 0.4 else 0
+        tokens[t, :n] = rng.integers(1, cfg.vocab_size, n)
+    return np.ascontiguousarray(enc[:n_frames], np.float32), tokens
+
+
+def check_parity(model: IqJoint, onnx_path: Path, enc: np.ndarray, tokens: np.ndarray, tolerance: float) -> dict[str, float]:
+    """Step torch and onnxruntime over the frames, each on its own state; raise beyond tolerance."""
+    import onnxruntime as ort
+
+    opts = ort.SessionOptions()
+    opts.intra_op_num_threads = 1
+    sess = ort.InferenceSession(str(onnx_path), opts, providers=["CPUExecutionProvider"])
+    state = model.init_state(1)
+    o_state = [s.numpy() for s in state]
+    worst = {"probability": 0.0, "token_state": 0.0, "frame_state": 0.0}
+    with torch.no_grad():
+        for t in range(len(enc)):
+            p, state = model.step(torch.from_numpy(enc[t : t + 1]), torch.from_numpy(tokens[t : t + 1]), state)
+            o_p, o_tok, o_frame = sess.run(None, {"encoder_out": enc[t : t + 1], "tokens": tokens[t : t + 1],
+                                                  "token_state": o_state[0], "frame_state": o_state[1]})
+            o_state = [o_tok, o_frame]
+            for name, a, b in (("probability", p, o_p), ("token_state", state.token_state, o_tok),
+                               ("frame_state", state.frame_state, o_frame)):
+                worst[name] = max(worst[name], float(np.abs(a.numpy() - b).max()))
+    if worst["probability"] > tolerance or (tolerance < 1e-2 and max(worst.values()) > tolerance):
+        raise ExportMismatch(f"{onnx_path.name}: onnxruntime differs from torch over {len(enc)} frames: "
+                             + ", ".join(f"{k} by {v:.2e}" for k, v in worst.items()) + f" (tolerance {tolerance:.0e})")
+    return worst
+
+
+def export_iqd(model: IqJoint, ckpt: dict[str, Any], out_dir: str | Path, int8: bool = True, check_frames: int = 200,
+               check_enc: np.ndarray | None = None) -> dict[str, Any]:
+    """Write iqd.onnx (and iqd.int8.onnx) and iqd.json to out_dir; returns iqd.json's content."""
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    model = model.eval()
+    cfg = model.cfg
+    st = model.init_state(1)
+    args = (torch.zeros(1, cfg.enc_dim), torch.zeros(1, N_TOKEN_SLOTS, dtype=torch.long), st.token_state, st.frame_state)
+    with torch.no_grad():
+        torch.onnx.export(_Step(model), args, str(out / "iqd.onnx"),
+                          input_names=["encoder_out", "tokens", "token_state", "frame_state"],
+                          output_names=["probability", "next_token_state", "next_frame_state"],
+                          dynamic_axes={"encoder_out": {0: "N"}, "tokens": {0: "N"}, "token_state": {1: "N"},
+                                        "frame_state": {1: "N"}, "probability": {0: "N"},
+                                        "next_token_state": {1: "N"}, "next_frame_state": {1: "N"}},
+                          opset_version=17, dynamo=False)
+    meta = {"schema_version": str(SCHEMA_VERSION), "model_config": json.dumps(cfg.to_dict()), "kind": "e2e"}
+    add_metadata(out / "iqd.onnx", meta)
+    enc, tokens = check_frames_input(model, check_frames, check_enc)
+    parity = {"fp32": check_parity(model, out / "iqd.onnx", enc, tokens, FP32_TOLERANCE), "n_frames": check_frames}
+    files = {"fp32": "iqd.onnx"}
+    if int8:
+        quantize_int8(out / "iqd.onnx", out / "iqd.int8.onnx")
+        add_metadata(out / "iqd.int8.onnx", meta)
+        parity["int8"] = check_parity(model, out / "iqd.int8.onnx", enc, tokens, INT8_TOLERANCE)
+        files["int8"] = "iqd.int8.onnx"
+    manifest = {
+        "schema_version": SCHEMA_VERSION, "kind": "e2e", "files": files, "enc_dim": cfg.enc_dim,
+        "vocab_size": cfg.vocab_size, "n_token_slots": N_TOKEN_SLOTS,
+        "state": {"token_state": [1, 1, cfg.token_hidden], "frame_state": [1, 1, cfg.frame_hidden]},
+        "policy": ckpt["policy"], "theta": ckpt.get("theta"), "frame_s": ckpt.get("frame_s", 0.04),
+        "dev": ckpt.get("dev"), "n_params": model.n_params(), "parity": parity,
+        "bytes": {f: (out / f).stat().st_size for f in files.values()},
+        "asr": ckpt.get("train_config", {}).get("asr"),
+    }
+    (out / "iqd.json").write_text(json.dumps(manifest, indent=1) + "\n")
+    return manifest

@@ -1,0 +1,213 @@
+"""Intended-query detection in the runtime: the exported IQ joint network and the decision policy.
+
+    from runtime.iqd import IqdModel
+    iqd = IqdModel.from_dir("exp/iqd-e2e-export")        # shared, immutable
+    stream = iqd.create_stream()                         # one per ASR segment
+    stream.accept(enc, tokens, first_frame)              # each decoded chunk: encoder frames + tokens
+    stream.force(t_s)                                    # at the endpoint
+    stream.result()  # {"probability": 0.94, "decision": "directed", "decided_at": 0.96}
+
+The graph (`iqd.onnx`, see `iqd/export.py`) is one encoder frame per call with explicit state:
+`encoder_out` (N, J) the ASR's projected encoder frame, `tokens` (N, K) int64 the tokens the
+search emitted at that frame (0 = none), `token_state` and `frame_state` (1, N, H) the GRU
+states -> `probability` (N,) P(directed) and the next states. Sizes come from iqd.json.
+
+The decision policy (`DecisionPolicy`, `Decider`) is a small state machine over the posterior:
+
+1. it starts at the speech onset (in the runtime: the first token the ASR emits in the segment);
+2. the posterior is smoothed by an exponential moving average with time constant `smoothing_ms`,
+   starting from the onset frame's posterior;
+3. "directed" once the smoothed posterior has stayed above `on_threshold` for `min_on_ms`;
+   "undirected" once it has stayed below `off_threshold` for `min_off_ms`; the first rule to
+   fire decides and the decision is final for the segment;
+4. at the endpoint an undecided segment is forced: directed iff the smoothed posterior is at
+   least the midpoint of the two thresholds.
+
+`decided_at` is the audio time (s) of the end of the frame that decided. numpy only: no torch.
+"""
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+
+SCHEMA_VERSION = 1
+DIRECTED, UNDIRECTED = "directed", "undirected"
+
+
+@dataclass(frozen=True)
+class DecisionPolicy:
+    """Thresholds and minimum durations of the decision state machine (chosen on dev, stored in iqd.json)."""
+
+    on_threshold: float = 0.5
+    off_threshold: float = 0.5
+    min_on_ms: float = 200.0
+    min_off_ms: float = 200.0
+    smoothing_ms: float = 160.0  # time constant of the moving average; 0 = no smoothing
+
+    def __post_init__(self) -> None:
+        if self.off_threshold > self.on_threshold:
+            raise ValueError(f"off_threshold {self.off_threshold} above on_threshold {self.on_threshold}")
+        if min(self.min_on_ms, self.min_off_ms, self.smoothing_ms) < 0:
+            raise ValueError("durations must be >= 0 ms")
+
+    @property
+    def forced_threshold(self) -> float:
+        return (self.on_threshold + self.off_threshold) / 2
+
+    def alpha(self, frame_ms: float) -> float:
+        """Weight of the previous smoothed value per frame."""
+        return math.exp(-frame_ms / self.smoothing_ms) if self.smoothing_ms > 0 else 0.0
+
+    def frames(self, ms: float, frame_ms: float) -> int:
+        """A minimum duration in frames (at least one frame)."""
+        return max(1, math.ceil(ms / frame_ms - 1e-9))
+
+    def to_dict(self) -> dict[str, float]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "DecisionPolicy":
+        return cls(**{k: float(v) for k, v in d.items() if k in cls.__dataclass_fields__})
+
+
+def smooth(p: np.ndarray, alpha: float) -> np.ndarray:
+    """Exponential moving average of a posterior track, starting at p[0]. p: (T,) -> (T,)."""
+    out = np.empty(len(p), np.float64)
+    s = float(p[0]) if len(p) else 0.0
+    for t, x in enumerate(p):
+        s = alpha * s + (1 - alpha) * float(x)
+        out[t] = s
+    return out
+
+
+class Decider:
+    """The decision state machine of one segment (see the module docstring); frame by frame."""
+
+    def __init__(self, policy: DecisionPolicy, frame_ms: float) -> None:
+        self.policy, self.frame_ms = policy, frame_ms
+        self.alpha = policy.alpha(frame_ms)
+        self.n_on, self.n_off = policy.frames(policy.min_on_ms, frame_ms), policy.frames(policy.min_off_ms, frame_ms)
+        self.reset()
+
+    def reset(self) -> None:
+        self.smoothed: float | None = None
+        self.decision: str | None = None
+        self.decided_at: float | None = None
+        self._above = self._below = 0
+
+    def step(self, p: float, t_end_s: float) -> str | None:
+        """One frame's posterior (frames from the onset on); t_end_s: audio time of the frame's end."""
+        self.smoothed = float(p) if self.smoothed is None else self.alpha * self.smoothed + (1 - self.alpha) * float(p)
+        if self.decision is not None:
+            return self.decision
+        pol = self.policy
+        self._above = self._above + 1 if self.smoothed > pol.on_threshold else 0
+        self._below = self._below + 1 if self.smoothed < pol.off_threshold else 0
+        if self._above >= self.n_on:
+            self.decision, self.decided_at = DIRECTED, t_end_s
+        elif self._below >= self.n_off:
+            self.decision, self.decided_at = UNDIRECTED, t_end_s
+        return self.decision
+
+    def force(self, t_s: float) -> str:
+        """The endpoint: decide now if undecided (no onset at all: undirected)."""
+        if self.decision is None:
+            directed = self.smoothed is not None and self.smoothed >= self.policy.forced_threshold
+            self.decision, self.decided_at = (DIRECTED if directed else UNDIRECTED), t_s
+        return self.decision
+
+
+def decide(p: np.ndarray, policy: DecisionPolicy, frame_s: float, onset: int, endpoint_s: float) -> tuple[bool, float, float]:
+    """The state machine over one segment's posterior track p (T,) from frame `onset` on, forced at
+    `endpoint_s`. Returns (directed, decided_at in s, the smoothed posterior when it decided)."""
+    d = Decider(policy, frame_s * 1000)
+    for t in range(onset, len(p)):
+        if (t + 1) * frame_s > endpoint_s + 1e-9:
+            break
+        if d.step(float(p[t]), round((t + 1) * frame_s, 6)):
+            return d.decision == DIRECTED, d.decided_at, d.smoothed
+    d.force(endpoint_s)
+    return d.decision == DIRECTED, d.decided_at, d.smoothed if d.smoothed is not None else 0.0
+
+
+class IqdModel:
+    """The exported IQ joint network (one ONNX session) and its policy; shared by all streams."""
+
+    def __init__(self, folder: str | Path, precision: str = "int8", threads: int = 1) -> None:
+        import onnxruntime as ort
+
+        self.folder = Path(folder)
+        f = self.folder / "iqd.json"
+        if not f.exists():
+            raise FileNotFoundError(f"{f} not found: export a detector with `heed export iqd`")
+        m = json.loads(f.read_text(encoding="utf-8"))
+        if m.get("schema_version") != SCHEMA_VERSION:
+            raise ValueError(f"{f}: schema_version {m.get('schema_version')}, this runtime reads {SCHEMA_VERSION}")
+        if precision not in m["files"]:
+            precision = "fp32"
+        self.manifest = m
+        self.policy = DecisionPolicy.from_dict(m["policy"])
+        self.n_token_slots: int = m["n_token_slots"]
+        self.state_shapes: dict[str, list[int]] = m["state"]
+        self.enc_dim: int = m["enc_dim"]
+        opts = ort.SessionOptions()
+        opts.intra_op_num_threads = threads
+        opts.inter_op_num_threads = 1
+        self.session = ort.InferenceSession(str(self.folder / m["files"][precision]), opts,
+                                            providers=["CPUExecutionProvider"])
+
+    @classmethod
+    def from_dir(cls, folder: str | Path, precision: str = "int8", threads: int = 1) -> "IqdModel":
+        return cls(folder, precision, threads)
+
+    def init_state(self) -> dict[str, np.ndarray]:
+        return {name: np.zeros(shape, np.float32) for name, shape in self.state_shapes.items()}
+
+    def step(self, enc: np.ndarray, tokens: Sequence[int], state: dict[str, np.ndarray]) -> tuple[float, dict[str, np.ndarray]]:
+        """One encoder frame enc (J,) and the tokens emitted at it -> (P(directed), next state)."""
+        tok = np.zeros((1, self.n_token_slots), np.int64)
+        kept = list(tokens)[-self.n_token_slots :]  # more than K tokens on one frame: the last K
+        tok[0, : len(kept)] = kept
+        outs = self.session.run(None, {"encoder_out": enc[None].astype(np.float32, copy=False), "tokens": tok, **state})
+        return float(outs[0][0]), {name: o for name, o in zip(self.state_shapes, outs[1:])}
+
+    def create_stream(self, frame_s: float, policy: DecisionPolicy | None = None) -> "IqdStream":
+        return IqdStream(self, frame_s, policy or self.policy)
+
+
+class IqdStream:
+    """One segment: the network's state, the onset and the decider."""
+
+    def __init__(self, model: IqdModel, frame_s: float, policy: DecisionPolicy) -> None:
+        self.model, self.frame_s = model, frame_s
+        self.decider = Decider(policy, frame_s * 1000)
+        self.reset()
+
+    def reset(self) -> None:
+        self.state = self.model.init_state()
+        self.decider.reset()
+        self.probability: float | None = None  # the latest raw posterior
+        self.onset = False
+
+    def accept(self, enc: np.ndarray, tokens_by_frame: Sequence[Sequence[int]], first_frame: int) -> None:
+        """enc: (n, J) encoder frames of a chunk, frame i at stream frame first_frame + i;
+        tokens_by_frame[i]: the tokens the search emitted at that frame."""
+        for i in range(len(enc)):
+            tokens = tokens_by_frame[i]
+            self.probability, self.state = self.model.step(enc[i], tokens, self.state)
+            self.onset = self.onset or bool(len(tokens))
+            if self.onset:
+                self.decider.step(self.probability, round((first_frame + i + 1) * self.frame_s, 3))
+
+    def force(self, t_s: float) -> None:
+        self.decider.force(round(t_s, 3))
+
+    def result(self) -> dict[str, Any]:
+        d = self.decider
+        p = d.smoothed if d.smoothed is not None else (self.probability if self.probability is not None else 0.0)
+        return {"probability": round(float(p), 3), "decision": d.decision, "decided_at": d.decided_at}
