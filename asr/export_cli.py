@@ -7,7 +7,7 @@ import shutil
 import sys
 from pathlib import Path
 
-from runtime.cli import add_planned
+from iqd.cli import add_export_parser as add_export_iqd
 from tagging.cli import add_export_parser as add_export_tagger
 
 
@@ -29,9 +29,10 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     b.add_argument("--metrics", help="JSON file of measured metrics to record in bundle.json")
     b.add_argument("--beam", type=int, default=4, help="modified beam search width; 1 = greedy")
     b.add_argument("--tagger", help="folder written by heed export tagger: words get slot tags, results get slots and intent")
+    b.add_argument("--iqd", help="folder written by heed export iqd: events get directed (probability, decision, decided_at)")
     b.set_defaults(func=run_bundle)
     add_export_tagger(sub)
-    add_planned(sub, "export", {"iqd": 5})
+    add_export_iqd(sub)
 
 
 
@@ -60,7 +61,7 @@ def run_bundle(args: argparse.Namespace) -> int:
     metrics = json.loads(Path(args.metrics).read_text()) if args.metrics else {}
     try:
         write_bundle(Path(args.asr), Path(args.out), precisions, args.beam, metrics,
-                     Path(args.tagger) if args.tagger else None)
+                     Path(args.tagger) if args.tagger else None, Path(args.iqd) if args.iqd else None)
     except FileNotFoundError as e:
         print(f"heed export bundle: {e}", file=sys.stderr)
         return 1
@@ -69,9 +70,9 @@ def run_bundle(args: argparse.Namespace) -> int:
 
 
 def write_bundle(src: Path, out: Path, precisions: list[str], beam: int = 4, metrics: dict | None = None,
-                 tagger: Path | None = None) -> None:
-    """Copy an ASR export (and a tagger export) into bundle folder `out` and write its bundle.json
-    (INTERFACES.md section 2)."""
+                 tagger: Path | None = None, iqd: Path | None = None) -> None:
+    """Copy an ASR export (and a tagger export, an IQD export) into bundle folder `out` and write its
+    bundle.json (INTERFACES.md section 2)."""
     suffix = {"int8": ".int8.onnx", "fp32": ".onnx"}
     (out / "asr").mkdir(parents=True, exist_ok=True)
     files = {}
@@ -122,4 +123,26 @@ def write_bundle(src: Path, out: Path, precisions: list[str], beam: int = 4, met
         (out / "tagger" / "tagger.json").write_text(json.dumps(tj, indent=1) + "\n")
         manifest["tagger"] = {"dir": "tagger", "precisions": sorted(tj["files"]), "kind": tj["kind"],
                               "policy": tj["policy"]}
+    if iqd is not None:
+        manifest["iqd"] = _copy_iqd(Path(iqd), out, precisions)
     (out / "bundle.json").write_text(json.dumps(manifest, indent=1) + "\n")
+
+
+def _copy_iqd(src: Path, out: Path, precisions: list[str]) -> dict:
+    """Copy the IQD graphs of the bundle's precisions and iqd.json into out/iqd; returns bundle.json's "iqd" entry."""
+    if not (src / "iqd.json").exists():
+        raise FileNotFoundError(f"{src / 'iqd.json'} missing; run heed export iqd first")
+    ij = json.loads((src / "iqd.json").read_text())
+    missing = [p for p in precisions if p not in ij["files"]]
+    if missing:
+        raise FileNotFoundError(f"{src} has no {', '.join(missing)} IQD graph; export it with that precision")
+    if (out / "iqd").exists():
+        shutil.rmtree(out / "iqd")
+    (out / "iqd").mkdir(parents=True)
+    ij["files"] = {p: ij["files"][p] for p in precisions}
+    ij["bytes"] = {n: b for n, b in ij.get("bytes", {}).items() if n in ij["files"].values()}
+    for name in ij["files"].values():
+        shutil.copyfile(src / name, out / "iqd" / name)
+    (out / "iqd" / "iqd.json").write_text(json.dumps(ij, indent=1) + "\n")
+    return {"dir": "iqd", "precisions": sorted(ij["files"]), "kind": ij["kind"], "policy": ij["policy"],
+            "theta": ij.get("theta"), "n_params": ij.get("n_params")}

@@ -7,7 +7,7 @@ import json
 import os
 import sys
 
-from runtime.cli import add_planned
+from iqd.cli import add_train_parser as add_train_iqd
 from tagging.cli import add_train_parser as add_train_tagger
 
 
@@ -29,7 +29,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     a.add_argument("--no-progress", action="store_true")
     a.set_defaults(func=run_asr)
     add_train_tagger(sub)
-    add_planned(sub, "train", {"iqd": 5})
+    add_train_iqd(sub)
 
 
 

@@ -47,10 +47,7 @@ def onset_and_endpoint(token_frames: Sequence[int], speech_start: float, speech_
 def _smoothed(track: Track, alpha: float) -> np.ndarray:
     """The smoothed posterior from the onset up to the endpoint (at least one value)."""
     n = min(len(track.p), int(np.floor(track.endpoint_s / track.frame_s + 1e-9)))
-    seg = track.p[track.onset : n]
-    if not len(seg):  # no frame between onset and endpoint: as the runtime, undirected with score 0
-        seg = np.zeros(1)
-    return smooth(seg, alpha)
+    return smooth(track.p[track.onset : n], alpha)  # empty when no frame lies between onset and endpoint
 
 
 def sweep(tracks: Sequence[Track], policy: DecisionPolicy, thetas: np.ndarray = THETAS,
@@ -67,6 +64,9 @@ def sweep(tracks: Sequence[Track], policy: DecisionPolicy, thetas: np.ndarray = 
         frame_ms = tr.frame_s * 1000
         s = _smoothed(tr, policy.alpha(frame_ms))  # (T',)
         t_len = len(s)
+        if not t_len:  # as the runtime's decider without an onset: undirected at the endpoint, score 0
+            at[:, j] = tr.endpoint_s
+            continue
         n_on, n_off = policy.frames(policy.min_on_ms, frame_ms), policy.frames(policy.min_off_ms, frame_ms)
         first_on = _first_run(s[None, :] > on, n_on)  # (K,) index of the frame completing the run, or t_len
         first_off = _first_run(s[None, :] < off, n_off)
@@ -92,7 +92,7 @@ def _first_run(cond: np.ndarray, n: int) -> np.ndarray:
 
 def final_scores(tracks: Sequence[Track], policy: DecisionPolicy) -> np.ndarray:
     """The smoothed posterior at the endpoint: an offline score per utterance."""
-    return np.array([_smoothed(tr, policy.alpha(tr.frame_s * 1000))[-1] for tr in tracks])
+    return np.array([(list(_smoothed(tr, policy.alpha(tr.frame_s * 1000))) or [0.0])[-1] for tr in tracks])
 
 
 def score_at_delay(tracks: Sequence[Track], policy: DecisionPolicy, delay_s: float) -> np.ndarray:
@@ -101,7 +101,7 @@ def score_at_delay(tracks: Sequence[Track], policy: DecisionPolicy, delay_s: flo
     for tr in tracks:
         s = _smoothed(tr, policy.alpha(tr.frame_s * 1000))
         t = int(np.floor((tr.speech_start + delay_s) / tr.frame_s + 1e-9)) - 1 - tr.onset
-        out.append(0.5 if t < 0 else s[min(t, len(s) - 1)])
+        out.append(0.5 if t < 0 else s[min(t, len(s) - 1)] if len(s) else 0.0)
     return np.array(out)
 
 

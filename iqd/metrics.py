@@ -53,9 +53,9 @@ def eer(scores: Sequence[float], labels: Sequence[bool]) -> float:
 
 
 def eer_threshold(scores: Sequence[float], labels: Sequence[bool]) -> float:
-    """A threshold at the equal-error point (the one where max(FA, FR) is smallest)."""
+    """A threshold at the equal-error point: the smallest max(FA, FR), then the smallest |FA - FR|."""
     fa, fr, thr = det_curve(scores, labels)
-    i = int(np.argmin(np.maximum(fa, fr)[1:])) + 1  # never the accept-nothing point (threshold inf)
+    i = int(np.lexsort((np.abs(fa - fr)[1:], np.maximum(fa, fr)[1:]))[0]) + 1  # never the accept-nothing point
     return float(thr[i])
 
 

@@ -136,6 +136,7 @@ class AsrStream:
         self.finished = False
         self._n_valid: int | None = None  # encoder frames of real audio left to search, once input is finished
         self.chunk_ms: list[float] = []  # compute time of each chunk: encoder + search (benchmarks read it)
+        self.last_chunk: tuple[np.ndarray, int] | None = None  # (encoder frames, stream index of the first)
 
     def new_segment(self) -> None:
         """After an endpoint: forget the hypothesis, keep the encoder's acoustic context."""
@@ -202,6 +203,7 @@ class AsrStream:
                 self.hyps = [greedy_search(enc, self.best, self.decoder, m.join, self.n_enc_frames)]
             else:
                 self.hyps = modified_beam_search(enc, self.hyps, self.decoder, m.join, self.n_enc_frames, self.beam)
+            self.last_chunk = (enc, self.n_enc_frames)  # a chunk's encoder frames, for the IQD
             self.n_enc_frames += len(enc)
             self.chunk_ms.append(1000 * (time.perf_counter() - t0))
             n += 1

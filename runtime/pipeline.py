@@ -77,6 +77,16 @@ class Pipeline:
                 self.tagger = StreamingTagger.from_dir(bundle.file(tg["dir"]), precision=tp, threads=threads)
             except (FileNotFoundError, ValueError, KeyError) as e:
                 raise BundleError(f"{bundle.path}: the tagger cannot be loaded: {e}") from None
+        self.iqd = None
+        iq = bundle.manifest.get("iqd")
+        if iq:
+            from runtime.iqd import IqdModel
+
+            ip = precision if precision in iq.get("precisions", []) else "fp32"
+            try:
+                self.iqd = IqdModel.from_dir(bundle.file(iq["dir"]), precision=ip, threads=threads)
+            except (FileNotFoundError, ValueError, KeyError) as e:
+                raise BundleError(f"{bundle.path}: the intended-query detector cannot be loaded: {e}") from None
 
     @classmethod
     def from_bundle(cls, path: str | Path | None = None, threads: int = 1, precision: str = "int8") -> "Pipeline":
@@ -100,6 +110,7 @@ class Stream:
         """Forget all audio and results: the stream is as new (cheaper than creating one)."""
         self.asr.reset()
         self._tagger = self.pipe.tagger.create_stream() if self.pipe.tagger is not None else None
+        self._iqd = self.pipe.iqd.create_stream(self.pipe.asr.frame_s) if self.pipe.iqd is not None else None
         self._understood: list[dict[str, Any]] = []  # slots and intent of each closed segment
         self._resampler = None
         self._rate: int | None = None
@@ -123,6 +134,8 @@ class Stream:
     def _decode(self, final: bool = False) -> None:
         """Chunk by chunk, so that an endpoint falls at the same chunk whatever the piece size."""
         while self.asr.decode(max_chunks=1):
+            if self._iqd is not None:
+                self._feed_iqd()
             self._after_chunks()
         if final:
             self._after_chunks(final=True)
@@ -152,11 +165,25 @@ class Stream:
         self.asr.input_finished(decode=False)
         self._decode(final=True)
 
+    def _feed_iqd(self) -> None:
+        """The chunk just decoded, with the tokens the best hypothesis emitted at its frames."""
+        enc, first = self.asr.last_chunk
+        hyp = self.asr.best
+        by_frame: list[list[int]] = [[] for _ in range(len(enc))]
+        for tok, frame in zip(hyp.tokens, hyp.frames):
+            if first <= frame < first + len(enc):
+                by_frame[frame - first].append(tok)
+        self._iqd.accept(enc, by_frame, first)
+
     def _event(self, final: bool, endpoint: bool) -> dict[str, Any]:
         r = self.asr.result()
         ev = {"t": round(self.asr.time_s, 3), "final": final, "endpoint": endpoint, **r}
         if self._tagger is not None:
             ev.update(self._understand(r["words"], final or endpoint))
+        if self._iqd is not None:
+            if final or endpoint:
+                self._iqd.force(self.asr.time_s)  # the endpoint decides what is still undecided
+            ev["directed"] = self._iqd.result()
         return ev
 
     def _understand(self, words: list[dict[str, Any]], final: bool) -> dict[str, Any]:
@@ -185,6 +212,8 @@ class Stream:
             a.new_segment()
             if self._tagger is not None:
                 self._tagger.reset()  # each segment is its own query
+            if self._iqd is not None:
+                self._iqd.reset()
             self._last_text = ""
             return
         ev = self._event(final=final, endpoint=final)
@@ -207,7 +236,8 @@ class Stream:
         words = [w for seg in self._segments for w in seg]
         understood = list(self._understood)
         if not self.asr.finished:
-            open_segment = self._event(final=False, endpoint=False) if self._tagger is not None else self.asr.result()
+            open_segment = (self._event(final=False, endpoint=False) if self._tagger is not None or self._iqd is not None
+                            else self.asr.result())
             words += open_segment["words"]
             understood.append(open_segment)
         out = {"t": round(self.asr.time_s, 3), "final": self.asr.finished, "endpoint": self.asr.finished,
@@ -216,4 +246,8 @@ class Stream:
             out["slots"] = [s for ev in understood for s in ev.get("slots", [])]
             intents = [ev["intent"] for ev in understood if ev.get("intent")]
             out["intent"] = intents[-1] if intents else None
+        if self._iqd is not None:  # the decision about the last segment that has words (or the open one)
+            with_words = [ev for ev in understood if ev.get("words") and ev.get("directed")]
+            out["directed"] = (with_words[-1] if with_words else understood[-1] if understood else {}).get(
+                "directed", self._iqd.result())
         return out

@@ -1,0 +1,99 @@
+"""`heed train iqd` and `heed export iqd`: thin argument parsing; the work is in iqd/train.py and iqd/export.py."""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+
+
+def add_train_parser(sub: argparse._SubParsersAction) -> None:
+    t = sub.add_parser("iqd", help="intended-query detection: e2e, independent or cascade",
+                       description="Train an intended-query detector on a corpus with directed labels, on the "
+                                   "frozen ASR's encoder outputs and transcripts (cached under --cache).")
+    t.add_argument("--kind", required=True, choices=["e2e", "independent", "cascade"])
+    t.add_argument("--corpus", required=True, help="corpus folder with train.jsonl and dev.jsonl (directed labels)")
+    t.add_argument("--out", required=True, help="experiment folder: model.pt, dev.json, log.csv")
+    t.add_argument("--asr", help="the frozen ASR's checkpoint (needed to fill the cache)")
+    t.add_argument("--cache", help="cache folder of the frozen ASR's outputs (default OUT/cache); share it between kinds")
+    t.add_argument("--train-limit", type=int, help="training utterances to cache (default 3000)")
+    t.add_argument("--dev-limit", type=int, help="dev utterances to cache (default all)")
+    t.add_argument("--max-epochs", type=int)
+    t.add_argument("--max-minutes", type=float, help="wall-clock budget of the training loop (default 8)")
+    t.add_argument("--max-latency", type=float, help="median latency budget (s) of the policy search on dev (default 1.4)")
+    t.add_argument("--threads", type=int, default=1)
+    t.add_argument("--seed", type=int, default=0)
+    t.add_argument("--quiet", action="store_true")
+    t.set_defaults(func=run_train)
+
+
+def add_export_parser(sub: argparse._SubParsersAction) -> None:
+    e = sub.add_parser("iqd", help="the E2E detector: one-frame ONNX step with state, fp32 and int8; parity-checked")
+    e.add_argument("expdir", help="experiment folder of heed train iqd --kind e2e (holds model.pt)")
+    e.add_argument("--out", required=True, help="folder for iqd.onnx, iqd.int8.onnx and iqd.json")
+    e.add_argument("--no-int8", action="store_true")
+    e.add_argument("--check-frames", type=int, default=200, help="frames compared between torch and onnxruntime")
+    e.set_defaults(func=run_export)
+
+
+def _fail(what: str, msg: str) -> int:
+    print(f"heed {what}: {msg}", file=sys.stderr)
+    return 1
+
+
+def run_train(args: argparse.Namespace) -> int:
+    from iqd.train import TrainConfig, train
+
+    if not (Path(args.corpus) / "train.jsonl").exists():
+        return _fail("train iqd", f"{args.corpus}/train.jsonl not found; build a corpus first (heed corpus build)")
+    cache = Path(args.cache or Path(args.out) / "cache")
+    if not args.asr and not (cache / "dev.index.jsonl").exists():
+        return _fail("train iqd", f"no cache at {cache}: give --asr CHECKPOINT (the frozen ASR) to fill it")
+    if args.asr and not Path(args.asr).exists():
+        return _fail("train iqd", f"{args.asr}: no such checkpoint")
+    changes = {k: v for k, v in (("train_limit", args.train_limit), ("dev_limit", args.dev_limit),
+                                 ("max_epochs", args.max_epochs), ("max_minutes", args.max_minutes),
+                                 ("max_median_latency_s", args.max_latency)) if v is not None}
+    cfg = dataclasses.replace(TrainConfig(), kind=args.kind, corpus=args.corpus, out=args.out, asr=args.asr,
+                              cache=args.cache, threads=args.threads, seed=args.seed, **changes)
+    try:
+        path = train(cfg, progress=not args.quiet)
+    except (FileNotFoundError, ValueError) as e:
+        return _fail("train iqd", str(e))
+    print(f"checkpoint: {path}")
+    return 0
+
+
+def run_export(args: argparse.Namespace) -> int:
+    from iqd.export import ExportMismatch, export_iqd
+    from iqd.train import load_detector
+
+    ckpt_path = Path(args.expdir) / "model.pt"
+    if not ckpt_path.exists():
+        return _fail("export iqd", f"{ckpt_path}: no such checkpoint (train one with heed train iqd --kind e2e)")
+    model, ckpt = load_detector(ckpt_path)
+    if ckpt["kind"] != "e2e":
+        return _fail("export iqd", f"{ckpt_path} is a {ckpt['kind']} detector; only the e2e detector runs in the runtime")
+    check_enc = None
+    cache = Path(ckpt["train_config"].get("cache") or Path(args.expdir) / "cache")
+    if (cache / "dev.index.jsonl").exists():
+        from iqd.cache import IqdCache
+
+        dev = IqdCache(cache, "dev")
+        frames, n = [], 0
+        for i in range(len(dev)):  # real encoder frames, utterance after utterance
+            if n >= args.check_frames:
+                break
+            frames.append(dev.enc(i))
+            n += len(frames[-1])
+        check_enc = np.concatenate(frames) if n >= args.check_frames else None
+    try:
+        manifest = export_iqd(model, ckpt, args.out, int8=not args.no_int8, check_frames=args.check_frames,
+                              check_enc=check_enc)
+    except ExportMismatch as e:
+        return _fail("export iqd", str(e))
+    print(json.dumps({k: manifest[k] for k in ("files", "policy", "theta", "parity", "n_params", "bytes")}, indent=1))
+    return 0
