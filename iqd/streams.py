@@ -1,0 +1,117 @@
+"""The detectors on continuous recordings (`heed corpus streams`), as the runtime would run them.
+
+The frozen ASR runs chunk by chunk (`Encoder.step`, as the runtime's encoder graph) with greedy
+search and the runtime's endpointer (`runtime.asr.EndpointConfig`, checked after every chunk):
+an endpoint closes a segment and the next one starts with a fresh hypothesis. Each detector is
+reset at every segment start, as the pipeline resets its IQD stream. A reference utterance of
+the timeline is matched to the first segment whose first token falls inside its speech (0.3 s of
+slack either side); an utterance no segment matches was missed: it counts as undirected, decided
+at its speech end + the endpointer's trailing silence.
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from asr.model import Transducer
+from asr.tokenizer import BLANK_ID
+from iqd.evaluate import TRAILING_SILENCE_S, Track
+from runtime.asr import EndpointConfig
+
+
+@dataclass
+class Segment:
+    start: int  # first encoder frame
+    end: int  # encoder frame count at the endpoint (exclusive)
+    tokens: list[int] = field(default_factory=list)
+    frames: list[int] = field(default_factory=list)  # absolute encoder frame of each token
+
+
+@torch.no_grad()
+def run_asr(model: Transducer, feats: torch.Tensor, endpoint: EndpointConfig = EndpointConfig(),
+            frame_s: float = 0.04) -> tuple[np.ndarray, list[Segment]]:
+    """Stream fbank frames (T, n_mels) through the encoder chunk by chunk with greedy search and endpointing.
+
+    Returns the projected encoder output (T', J) and the segments (those with tokens and the rest).
+    """
+    cfg = model.cfg
+    shift, step = cfg.chunk_input_frames, cfg.step_input_frames
+    state = model.encoder.init_state(1)
+    ctx = cfg.context_size
+    outs, segments = [], []
+    seg = Segment(0, 0)
+    hist = [BLANK_ID] * ctx
+    dec = model.decoder(torch.tensor([hist[-ctx:]]))[:, 0]
+    n = 0
+    for k in range(0, max(0, len(feats) - step) // shift + 1):
+        x = feats[k * shift : k * shift + step][None]
+        y, state = model.encoder.step(x, state)
+        enc = model.encoder_proj(y)[0]  # (C, J)
+        outs.append(enc.numpy())
+        for t in range(len(enc)):
+            for _ in range(3):
+                best = int(model.joiner(enc[t : t + 1], dec).argmax(-1))
+                if best == BLANK_ID:
+                    break
+                seg.tokens.append(best)
+                seg.frames.append(n + t)
+                hist.append(best)
+                dec = model.decoder(torch.tensor([hist[-ctx:]]))[:, 0]
+        n += len(enc)
+        last = (seg.frames[-1] + 1 - seg.start) * frame_s * 1000 if seg.frames else None
+        if endpoint.reached((n - seg.start) * frame_s * 1000, last):
+            seg.end = n
+            segments.append(seg)
+            seg = Segment(n, n)
+            hist = [BLANK_ID] * ctx
+            dec = model.decoder(torch.tensor([hist[-ctx:]]))[:, 0]
+    seg.end = n
+    segments.append(seg)
+    return np.concatenate(outs) if outs else np.zeros((0, cfg.joiner_dim), np.float32), segments
+
+
+def match(utts: list[dict[str, Any]], segments: list[Segment], frame_s: float, slack_s: float = 0.3) -> list[Segment | None]:
+    """The segment of each timeline utterance: the first whose first token lies in its speech (± slack)."""
+    out, used = [], set()
+    for u in utts:
+        hit = None
+        for i, s in enumerate(segments):
+            if i in used or not s.frames:
+                continue
+            t0 = (s.frames[0] + 1) * frame_s
+            if u["speech_start"] - slack_s <= t0 <= u["speech_end"] + slack_s:
+                hit = i
+                break
+        if hit is not None:
+            used.add(hit)
+        out.append(None if hit is None else segments[hit])
+    return out
+
+
+def segment_track(p: np.ndarray, seg: Segment | None, utt: dict[str, Any], frame_s: float) -> Track:
+    """A track in segment time: p covers the segment's frames; times relative to its start."""
+    if seg is None:  # missed: no frames, undirected at speech end + trailing silence
+        return Track(np.zeros(0), 0, utt["speech_end"] + TRAILING_SILENCE_S, utt["speech_start"], bool(utt["directed"]), frame_s)
+    off = seg.start * frame_s
+    endpoint = (seg.frames[-1] + 1) * frame_s + TRAILING_SILENCE_S
+    return Track(p, seg.frames[0] - seg.start, endpoint - off, utt["speech_start"] - off, bool(utt["directed"]), frame_s)
+
+
+def load_timelines(corpus: str | Path, split: str = "test") -> list[tuple[Path, dict[str, Any]]]:
+    """(wav path, timeline) of every recording `heed corpus streams` wrote for the split."""
+    root = Path(corpus) / "streams"
+    index = root / f"{split}.jsonl"
+    if not index.exists():
+        raise FileNotFoundError(f"{index} not found: run heed corpus streams {corpus} --split {split} first")
+    out = []
+    for line in index.read_text().splitlines():
+        if line.strip():
+            e = json.loads(line)
+            tl = json.loads((root / e["timeline"]).read_text())
+            out.append((root / e["audio"], tl))
+    return out

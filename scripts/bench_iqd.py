@@ -1,0 +1,256 @@
+#!/usr/bin/env python
+"""The intended-query detection benchmark behind docs/iqd.md.
+
+    OMP_NUM_THREADS=1 .venv/bin/python scripts/bench_iqd.py --asr exp/asr-char/final.pt --corpus data/c14k \
+        --e2e exp/iqd/e2e --independent exp/iqd/independent --cascade exp/iqd/cascade --cache exp/iqd/cache
+
+Per system (E2E, independent, cascade), on the test split (whole utterances, cached with the
+frozen ASR like dev) and on the continuous recordings of `heed corpus streams CORPUS --split test`:
+- EER: where false accepts and false rejects cross when the decision threshold theta sweeps
+  (the state machine's on/off thresholds move together; the cascade's one threshold);
+- FA and FR at the operating point chosen on dev (the policy and theta in each model.pt);
+- median and p90 latency (decision time - speech_start) at that point;
+- the EER of the score at the endpoint (offline), and the latency-versus-EER curve: the EER of
+  the smoothed posterior available `delay` seconds after speech start, for delays of 0.25-3 s.
+Figures: the DET curves (--det-png) and latency-versus-EER (--latency-png). JSON (--json) and a
+markdown table (--md, also printed).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from iqd.cache import IqdCache, cache_split, frame_seconds  # noqa: E402
+from iqd.evaluate import THETAS, evaluate_policy, score_at_delay  # noqa: E402
+from iqd.metrics import det_curve, eer, fa_fr, latency_stats  # noqa: E402
+from iqd.train import load_detector, posteriors, tracks_of  # noqa: E402
+from runtime.iqd import DecisionPolicy  # noqa: E402
+
+DELAYS = [0.25, 0.5, 0.75, 1.0, 1.25, 1.5, 2.0, 2.5, 3.0]
+
+
+def frame_system(model, ckpt, tracks) -> dict:
+    policy, theta = DecisionPolicy.from_dict(ckpt["policy"]), ckpt["theta"]
+    r = evaluate_policy(tracks, policy, theta)
+    r["latency_eer"] = [{"delay_s": d, "eer": eer(score_at_delay(tracks, policy, d), [t.directed for t in tracks])}
+                        for d in DELAYS]
+    r["policy"], r["theta"], r["n"] = policy.to_dict(), theta, len(tracks)
+    return r
+
+
+def cascade_system(scores: np.ndarray, labels: list[bool], decided_at: list[float], starts: list[float],
+                   theta: float) -> dict:
+    fa, fr, _ = det_curve(scores, labels)
+    lat = latency_stats(decided_at, starts)
+    return {"eer": eer(scores, labels), "offline_eer": eer(scores, labels), **fa_fr(scores >= theta, labels), **lat,
+            "curve": {"fa": fa.tolist(), "fr": fr.tolist()}, "theta": theta, "n": len(labels),
+            "latency_eer": [{"delay_s": lat["median_s"], "eer": eer(scores, labels)}]}
+
+
+def bench_test_split(args, models) -> dict:
+    cache_dir = Path(args.cache)
+    if not (cache_dir / "test.index.jsonl").exists():
+        cache_split(args.asr, args.corpus, cache_dir, "test", args.test_limit)
+    test = IqdCache(cache_dir, "test")
+    out = {}
+    for name, (model, ckpt) in models.items():
+        t0 = time.monotonic()
+        if ckpt["kind"] == "cascade":
+            scores = model.predict([u.hyp for u in test.utts]).numpy()
+            r = cascade_system(scores, [u.directed for u in test.utts], _endpoints(test),
+                               [u.speech_start for u in test.utts], ckpt["theta"])
+        else:
+            r = frame_system(model, ckpt, tracks_of(test, posteriors(model, test)))
+        print(f"test {name}: EER {100 * r['eer']:.1f}% median {r['median_s']:.2f} s ({time.monotonic() - t0:.0f} s)",
+              file=sys.stderr, flush=True)
+        out[name] = r
+    return out
+
+
+def _endpoints(cache: IqdCache) -> list[float]:
+    from iqd.evaluate import onset_and_endpoint
+
+    fs = frame_seconds()
+    return [onset_and_endpoint(u.token_frames, u.speech_start, u.speech_end, fs)[1] for u in cache.utts]
+
+
+def bench_streams(args, models) -> dict:
+    from asr.export import load_checkpoint
+    from asr.features import fbank
+    from asr.tokenizer import Tokenizer
+    from iqd.model import IqJoint
+    from iqd.streams import load_timelines, match, run_asr, segment_track
+    from runtime.audio import load_audio
+
+    asr, _ = load_checkpoint(args.asr)
+    tok = Tokenizer(Path(args.asr).parent / "tokens.model")
+    fs = frame_seconds()
+    timelines = load_timelines(args.corpus, "test")[: args.n_streams]
+    tracks = {n: [] for n in models}
+    casc = {"scores": [], "labels": [], "at": [], "starts": []}
+    n_missed = n_utts = 0
+    for wav, tl in timelines:
+        feats = fbank(torch.from_numpy(load_audio(wav)))
+        enc, segments = run_asr(asr, feats)
+        utts = [s for s in tl["segments"] if s.get("speech_start") is not None and s.get("directed") is not None]
+        matched = match(utts, segments, fs)
+        n_utts += len(utts)
+        n_missed += sum(m is None for m in matched)
+        for u, seg in zip(utts, matched):
+            for name, (model, ckpt) in models.items():
+                if ckpt["kind"] == "cascade":
+                    continue
+                p = np.zeros(0)
+                if seg is not None:
+                    with torch.no_grad():
+                        if isinstance(model, IqJoint):
+                            e = torch.from_numpy(enc[seg.start : seg.end])[None]
+                            fr = torch.tensor([[f - seg.start for f in seg.frames]])
+                            p = torch.sigmoid(model(e, torch.tensor([seg.tokens]), fr, torch.tensor([len(seg.tokens)])))[0]
+                        else:
+                            x = feats[4 * seg.start : 4 * seg.end + 3][None]
+                            p = torch.sigmoid(model(x))[0]
+                    p = p.numpy()
+                tracks[name].append(segment_track(p, seg, u, fs))
+            if "cascade" in models:
+                model, _ = models["cascade"]
+                casc["scores"].append(float(model.predict([tok.decode(seg.tokens)])[0]) if seg is not None else 0.0)
+                casc["labels"].append(bool(u["directed"]))
+                casc["starts"].append(u["speech_start"])
+                casc["at"].append((seg.frames[-1] + 1) * fs + 0.8 if seg is not None else u["speech_end"] + 0.8)
+    out = {"n_streams": len(timelines), "n_utterances": n_utts, "n_missed_by_asr": n_missed,
+           "audio_s": round(sum(tl["duration"] for _, tl in timelines), 1)}
+    for name, (model, ckpt) in models.items():
+        if ckpt["kind"] == "cascade":
+            out[name] = cascade_system(np.array(casc["scores"]), casc["labels"], casc["at"], casc["starts"], ckpt["theta"])
+        else:
+            out[name] = frame_system(model, ckpt, tracks[name])
+        print(f"streams {name}: EER {100 * out[name]['eer']:.1f}% median {out[name]['median_s']:.2f} s",
+              file=sys.stderr, flush=True)
+    return out
+
+
+def plot(results: dict, det_png: Path, lat_png: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from scipy.stats import norm
+
+    sets = [k for k in ("test", "streams") if k in results]
+    fig, axes = plt.subplots(1, len(sets), figsize=(6 * len(sets), 5), squeeze=False)
+    ticks = np.array([0.01, 0.02, 0.05, 0.1, 0.2, 0.4, 0.6])
+    for ax, key in zip(axes[0], sets):
+        for name, r in results[key].items():
+            if not isinstance(r, dict) or "curve" not in r:
+                continue
+            fa = np.clip(np.array(r["curve"]["fa"]), 1e-3, 1 - 1e-3)
+            fr = np.clip(np.array(r["curve"]["fr"]), 1e-3, 1 - 1e-3)
+            order = np.argsort(fa)
+            ax.plot(norm.ppf(fa[order]), norm.ppf(fr[order]), label=f"{name} (EER {100 * r['eer']:.1f}%)")
+            ax.plot(norm.ppf(max(1e-3, r["fa_rate"])), norm.ppf(max(1e-3, r["fr_rate"])), "o", color=ax.lines[-1].get_color())
+        ax.set_xticks(norm.ppf(ticks), [f"{100 * t:g}" for t in ticks])
+        ax.set_yticks(norm.ppf(ticks), [f"{100 * t:g}" for t in ticks])
+        ax.set_xlim(norm.ppf(0.005), norm.ppf(0.7))
+        ax.set_ylim(norm.ppf(0.005), norm.ppf(0.7))
+        ax.set_xlabel("false accepts (%)")
+        ax.set_ylabel("false rejects (%)")
+        ax.set_title(f"DET, {key} (dots: the dev-chosen operating point)")
+        ax.grid(alpha=0.3)
+        ax.legend()
+    fig.tight_layout()
+    fig.savefig(det_png, dpi=110)
+    fig, axes = plt.subplots(1, len(sets), figsize=(6 * len(sets), 4.5), squeeze=False)
+    for ax, key in zip(axes[0], sets):
+        for name, r in results[key].items():
+            if not isinstance(r, dict) or "latency_eer" not in r:
+                continue
+            xs = [p["delay_s"] for p in r["latency_eer"]]
+            ys = [100 * p["eer"] for p in r["latency_eer"]]
+            line = ax.plot(xs, ys, "-" if len(xs) > 1 else "s", label=f"{name}")[0]
+            ax.plot(r["median_s"], 100 * r["eer"], "*", markersize=12, color=line.get_color())
+        ax.set_xlabel("seconds after speech start")
+        ax.set_ylabel("EER (%)")
+        ax.set_title(f"latency vs EER, {key} (stars: decisions at median latency)")
+        ax.grid(alpha=0.3)
+        ax.legend()
+    fig.tight_layout()
+    fig.savefig(lat_png, dpi=110)
+
+
+def markdown(results: dict) -> str:
+    lines = []
+    for key in ("test", "streams"):
+        if key not in results:
+            continue
+        res = results[key]
+        extra = (f" ({res['n_streams']} recordings, {res['audio_s']:.0f} s, {res['n_utterances']} utterances, "
+                 f"{res['n_missed_by_asr']} without an ASR segment)" if key == "streams" else "")
+        lines += [f"**{key}**{extra}", "",
+                  "| system | EER | FA at op. point | FR at op. point | median latency | p90 latency | EER at endpoint |",
+                  "|---|---:|---:|---:|---:|---:|---:|"]
+        for name, r in res.items():
+            if not isinstance(r, dict):
+                continue
+            lines.append(f"| {name} | {100 * r['eer']:.1f}% | {100 * r['fa_rate']:.1f}% ({r['fa']}/{r['n_undirected']}) | "
+                         f"{100 * r['fr_rate']:.1f}% ({r['fr']}/{r['n_directed']}) | {r['median_s']:.2f} s | "
+                         f"{r['p90_s']:.2f} s | {100 * r['offline_eer']:.1f}% |")
+        lines.append("")
+    return "\n".join(lines)
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--asr", required=True, help="the frozen ASR checkpoint the detectors were trained with")
+    ap.add_argument("--corpus", required=True)
+    ap.add_argument("--cache", required=True, help="cache folder (the test split is added to it)")
+    ap.add_argument("--e2e")
+    ap.add_argument("--independent")
+    ap.add_argument("--cascade")
+    ap.add_argument("--test-limit", type=int)
+    ap.add_argument("--n-streams", type=int, default=20)
+    ap.add_argument("--no-streams", action="store_true")
+    ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--json", default="docs/iqd_bench.json")
+    ap.add_argument("--md", default="docs/iqd_bench.md")
+    ap.add_argument("--det-png", default="docs/iqd_det.png")
+    ap.add_argument("--latency-png", default="docs/iqd_latency_eer.png")
+    args = ap.parse_args()
+    torch.set_num_threads(args.threads)
+    models = {name: load_detector(Path(d) / "model.pt") for name, d in
+              (("e2e", args.e2e), ("independent", args.independent), ("cascade", args.cascade)) if d}
+    if not models:
+        ap.error("give at least one of --e2e, --independent, --cascade")
+    results = {"test": bench_test_split(args, models)}
+    if not args.no_streams:
+        results["streams"] = bench_streams(args, models)
+    results["systems"] = {n: {"kind": c["kind"], "n_params": c["n_params"], "policy": c["policy"], "theta": c["theta"],
+                              "dev": c["dev"]} for n, (_, c) in models.items()}
+    results["thetas"] = THETAS.tolist()
+    results["asr"] = args.asr
+    e2e, ind = results["test"].get("e2e"), results["test"].get("independent")
+    if e2e and ind:
+        results["e2e_vs_independent"] = {
+            key: {"eer_relative_reduction": 1 - res["e2e"]["eer"] / res["independent"]["eer"] if res["independent"]["eer"] else None,
+                  "median_latency_reduction_s": res["independent"]["median_s"] - res["e2e"]["median_s"]}
+            for key, res in results.items() if key in ("test", "streams")}
+    Path(args.json).parent.mkdir(parents=True, exist_ok=True)
+    Path(args.json).write_text(json.dumps(results, indent=1) + "\n")
+    md = markdown(results)
+    Path(args.md).write_text(md + "\n")
+    plot(results, Path(args.det_png), Path(args.latency_png))
+    print(md)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,79 @@
+#!/usr/bin/env bash
+# Train the three intended-query detectors on one frozen ASR, export the E2E one, run the benchmark.
+#
+#   MINUTES=5 scripts/train_iqd_all.sh exp/asr-char/final.pt data/c14k exp/iqd
+#
+# ASR_CKPT  the frozen ASR (tokens.model beside it)
+# CORPUS    corpus with train/dev/test.jsonl (directed labels, speech times)
+# EXPDIR    gets cache/ (the ASR's outputs), e2e/, independent/, cascade/, iqd-e2e-export/, bench/
+#
+# Environment: MINUTES (training budget per detector, default 5), TRAIN_LIMIT (training utterances
+# run through the ASR, default 3000), N_STREAMS (continuous test recordings, default 20), JOBS
+# (parallel processes of one thread each, default 1), DOCS (where the benchmark's JSON, markdown and
+# figures go, default EXPDIR/bench; docs/ for the published numbers), HEED_PY (the interpreter).
+set -euo pipefail
+if [ $# -ne 3 ]; then
+    sed -n '2,15p' "$0" >&2
+    exit 2
+fi
+ASR=$1 CORPUS=$2 EXP=$3
+MINUTES=${MINUTES:-5}
+TRAIN_LIMIT=${TRAIN_LIMIT:-3000}
+N_STREAMS=${N_STREAMS:-20}
+JOBS=${JOBS:-1}
+DOCS=${DOCS:-$EXP/bench}
+ROOT=$(cd "$(dirname "$0")/.." && pwd)
+PY=${HEED_PY:-$ROOT/.venv/bin/python}
+HEED="$PY -m runtime.cli"
+export OMP_NUM_THREADS=1
+CACHE=$EXP/cache
+mkdir -p "$EXP" "$DOCS"
+cd "$ROOT"
+[ -f "$ASR" ] || { echo "train_iqd_all: $ASR: no such checkpoint" >&2; exit 1; }
+[ -f "$CORPUS/train.jsonl" ] || { echo "train_iqd_all: $CORPUS/train.jsonl not found" >&2; exit 1; }
+log() { echo "[$(date -u +%H:%M:%S)] $*" >&2; }
+
+# 1. The frozen ASR over train (cropped around the speech), dev and test (whole), once for all detectors.
+log "cache: train ($TRAIN_LIMIT), dev, test"
+run_cache() { "$PY" -m iqd.cache --asr "$ASR" --corpus "$CORPUS" --cache "$CACHE" "$@"; }
+if [ "$JOBS" -ge 2 ]; then
+    run_cache --split train --limit "$TRAIN_LIMIT" --crop &
+    pid=$!
+    run_cache --split dev
+    run_cache --split test
+    wait $pid
+else
+    run_cache --split train --limit "$TRAIN_LIMIT" --crop
+    run_cache --split dev
+    run_cache --split test
+fi
+if [ ! -f "$CORPUS/streams/test.jsonl" ]; then
+    log "continuous recordings: $N_STREAMS"
+    $HEED corpus streams "$CORPUS" --split test --n "$N_STREAMS" --min-s 30 --max-s 60
+fi
+
+# 2. The detectors, each within MINUTES of training.
+train() { $HEED train iqd --kind "$1" --corpus "$CORPUS" --cache "$CACHE" --out "$EXP/$1" --max-minutes "$MINUTES" --quiet; }
+log "train: e2e, independent, cascade ($MINUTES min each)"
+if [ "$JOBS" -ge 2 ]; then
+    train e2e &
+    pid=$!
+    train independent
+    wait $pid
+else
+    train e2e
+    train independent
+fi
+train cascade
+
+# 3. The E2E detector for the runtime.
+log "export e2e -> $EXP/iqd-e2e-export"
+$HEED export iqd "$EXP/e2e" --out "$EXP/iqd-e2e-export" > "$EXP/iqd-e2e-export.log"
+
+# 4. The benchmark.
+log "bench -> $DOCS"
+"$PY" scripts/bench_iqd.py --asr "$ASR" --corpus "$CORPUS" --cache "$CACHE" --e2e "$EXP/e2e" \
+    --independent "$EXP/independent" --cascade "$EXP/cascade" --n-streams "$N_STREAMS" \
+    --json "$DOCS/iqd_bench.json" --md "$DOCS/iqd_bench.md" --det-png "$DOCS/iqd_det.png" \
+    --latency-png "$DOCS/iqd_latency_eer.png"
+log "done"
