@@ -70,9 +70,30 @@ def bench_test_split(args, models) -> dict:
                                [u.speech_start for u in test.utts], ckpt["theta"])
         else:
             r = frame_system(model, ckpt, tracks_of(test, posteriors(model, test)))
+        out[name] = r
         print(f"test {name}: EER {100 * r['eer']:.1f}% median {r['median_s']:.2f} s ({time.monotonic() - t0:.0f} s)",
               file=sys.stderr, flush=True)
-        out[name] = r
+    if args.e2e_export and "e2e" in models:
+        out["e2e int8 (onnx)"] = frame_system(None, models["e2e"][1],
+                                              tracks_of(test, onnx_posteriors(Path(args.e2e_export), test)))
+    return out
+
+
+def onnx_posteriors(export_dir: Path, cache: IqdCache) -> list[np.ndarray]:
+    """The exported int8 graph stepped frame by frame by the runtime's IqdModel, on every cached utterance."""
+    from runtime.iqd import IqdModel
+
+    iqd = IqdModel.from_dir(export_dir, precision="int8")
+    out = []
+    for i, u in enumerate(cache.utts):
+        enc, state, ps = cache.enc(i), iqd.init_state(), []
+        by_frame: list[list[int]] = [[] for _ in range(len(enc))]
+        for tok, f in zip(u.tokens, u.token_frames):
+            by_frame[f].append(tok)
+        for t in range(len(enc)):
+            p, state = iqd.step(enc[t], by_frame[t], state)
+            ps.append(p)
+        out.append(np.array(ps))
     return out
 
 
@@ -216,6 +237,7 @@ def main() -> int:
     ap.add_argument("--e2e")
     ap.add_argument("--independent")
     ap.add_argument("--cascade")
+    ap.add_argument("--e2e-export", help="heed export iqd folder: also score its int8 graph on the test split")
     ap.add_argument("--test-limit", type=int)
     ap.add_argument("--n-streams", type=int, default=20)
     ap.add_argument("--no-streams", action="store_true")

@@ -73,7 +73,7 @@ $HEED export iqd "$EXP/e2e" --out "$EXP/iqd-e2e-export" > "$EXP/iqd-e2e-export.l
 # 4. The benchmark.
 log "bench -> $DOCS"
 "$PY" scripts/bench_iqd.py --asr "$ASR" --corpus "$CORPUS" --cache "$CACHE" --e2e "$EXP/e2e" \
-    --independent "$EXP/independent" --cascade "$EXP/cascade" --n-streams "$N_STREAMS" \
+    --independent "$EXP/independent" --cascade "$EXP/cascade" --e2e-export "$EXP/iqd-e2e-export" --n-streams "$N_STREAMS" \
     --json "$DOCS/iqd_bench.json" --md "$DOCS/iqd_bench.md" --det-png "$DOCS/iqd_det.png" \
     --latency-png "$DOCS/iqd_latency_eer.png"
 log "done"
