@@ -1,4 +1,4 @@
-"""`heed eval MANIFEST`: word error rate and speed of a bundle on a manifest.
+"""`heed eval MANIFEST`: word error rate and speed of a bundle on a manifest (and its IQD, if it has one).
 
 Every utterance is streamed through a fresh stream in 100 ms pieces, exactly as
 `heed transcribe` does, and timed (features, encoder and search: the whole pipeline).
@@ -63,6 +63,8 @@ class UttResult:
     hyp_tags: list[str] | None = None
     ref_intent: str | None = None
     hyp_intent: str | None = None
+    speech_start: float | None = None
+    directed_hyp: dict[str, Any] | None = None  # the bundle's IQD result: probability, decision, decided_at
 
 
 @dataclass
@@ -77,6 +79,7 @@ class EvalReport:
     failed: list[dict[str, str]] = field(default_factory=list)
     results: list[UttResult] = field(default_factory=list)
     understanding: dict[str, Any] | None = None  # slot F1 and intent accuracy, when the bundle tags
+    iqd: dict[str, Any] | None = None  # EER, FA/FR and latency, when the bundle has an IQD
 
     def to_json(self) -> dict[str, Any]:
         d = asdict(self)
@@ -141,7 +144,8 @@ def evaluate(manifest: str | Path, pipe, utts: list[Utterance] | None = None, pr
         hyp_tags = [w.get("tag") for w in final["words"]] if "intent" in final else None
         results.append(UttResult(u.id, u.text, final["text"], len(samples) / pipe.sample_rate, dt, u.voice, u.source,
                                  u.directed, conditions(u.augment) if u.augment else (), u.tags, hyp_tags,
-                                 u.intent, (final.get("intent") or {}).get("label") if "intent" in final else None))
+                                 u.intent, (final.get("intent") or {}).get("label") if "intent" in final else None,
+                                 u.speech_start, final.get("directed")))
         if bar is not None:
             bar.update(1)
     if bar is not None:
@@ -149,7 +153,24 @@ def evaluate(manifest: str | Path, pipe, utts: list[Utterance] | None = None, pr
     audio_s = sum(r.duration_s for r in results)
     return EvalReport(str(manifest), str(pipe.bundle.path), len(results), pooled_wer((r.ref, r.hyp) for r in results),
                       sum(r.compute_s for r in results) / audio_s if audio_s else 0.0, pipe.threads,
-                      _groups(results), failed, results, understanding(results))
+                      _groups(results), failed, results, understanding(results), iqd_metrics(results))
+
+
+def iqd_metrics(results: list[UttResult]) -> dict[str, Any] | None:
+    """Intended-query detection on the utterances with a `directed` label: EER of the final probability,
+    false accepts / rejects of the decisions, and their latency (decided_at - speech_start).
+    None when the bundle has no IQD or the manifest no labels of both classes."""
+    from iqd.metrics import eer, fa_fr, latency_stats  # numpy only
+
+    rs = [r for r in results if r.directed is not None and r.directed_hyp]
+    if not rs or len({r.directed for r in rs}) < 2:
+        return None
+    labels = [r.directed for r in rs]
+    out = {"n_utts": len(rs), "eer": eer([r.directed_hyp["probability"] for r in rs], labels),
+           **fa_fr([r.directed_hyp["decision"] == "directed" for r in rs], labels)}
+    timed = [r for r in rs if r.speech_start is not None and r.directed_hyp.get("decided_at") is not None]
+    out.update(latency_stats([r.directed_hyp["decided_at"] for r in timed], [r.speech_start for r in timed]))
+    return out
 
 
 def understanding(results: list[UttResult]) -> dict[str, Any] | None:
@@ -187,6 +208,11 @@ def to_markdown(report: EvalReport) -> str:
                      f"{u['n_ref_slots']} reference slots in {u['n_utts']} utterances)")
         if u["intent_accuracy"] is not None:
             lines.append(f"- intent accuracy: {100 * u['intent_accuracy']:.1f}% ({u['n_intent_utts']} utterances)")
+    q = report.iqd
+    if q:
+        lines.append(f"- intended-query detection ({q['n_utts']} utterances): EER {100 * q['eer']:.1f}% (final "
+                     f"probability); decisions: FA {100 * q['fa_rate']:.1f}%, FR {100 * q['fr_rate']:.1f}%, latency "
+                     f"median {q['median_s']:.2f} s, p90 {q['p90_s']:.2f} s")
     lines.append("")
     for name, rows in report.groups.items():
         lines += [f"## WER by {name}", "", f"| {name} | utterances | words | WER |", "|---|---:|---:|---:|"]

@@ -63,3 +63,20 @@ def test_decision_curve_eer_and_latency() -> None:
     assert c["eer"] == 0.0
     assert list(c["fa"]) == [1.0, 0.0, 0.0] and list(c["fr"]) == [0.0, 0.0, 1.0]
     assert list(c["median_s"]) == [0.5, 1.5, 2.5]
+
+
+def test_heed_eval_reports_iqd_figures_from_the_results() -> None:
+    from runtime.evaluate import UttResult, iqd_metrics, to_markdown, EvalReport
+
+    def r(directed, p, decision, at):
+        return UttResult("u", "a", "a", 2.0, 0.1, directed=directed, speech_start=0.5,
+                         directed_hyp={"probability": p, "decision": decision, "decided_at": at})
+
+    results = [r(True, 0.9, "directed", 1.0), r(True, 0.4, "undirected", 1.5), r(False, 0.2, "undirected", 2.0),
+               r(False, 0.1, "directed", 2.5)]
+    q = iqd_metrics(results)
+    assert q["eer"] == pytest.approx(0.5) and (q["fa"], q["fr"]) == (1, 1)
+    assert q["median_s"] == pytest.approx(1.25)
+    assert iqd_metrics([UttResult("u", "a", "a", 1.0, 0.1, directed=True)]) is None  # no IQD in the bundle
+    md = to_markdown(EvalReport("m", "b", 4, 0.0, 0.1, 1, results=results, iqd=q))
+    assert "intended-query detection (4 utterances): EER 50.0%" in md
