@@ -72,7 +72,7 @@ def test_heed_eval_reports_iqd_figures_from_the_results() -> None:
         return UttResult("u", "a", "a", 2.0, 0.1, directed=directed, speech_start=0.5,
                          directed_hyp={"probability": p, "decision": decision, "decided_at": at})
 
-    results = [r(True, 0.9, "directed", 1.0), r(True, 0.4, "undirected", 1.5), r(False, 0.2, "undirected", 2.0),
+    results = [r(True, 0.9, "directed", 1.0), r(True, 0.15, "undirected", 1.5), r(False, 0.2, "undirected", 2.0),
                r(False, 0.1, "directed", 2.5)]
     q = iqd_metrics(results)
     assert q["eer"] == pytest.approx(0.5) and (q["fa"], q["fr"]) == (1, 1)
