@@ -88,3 +88,21 @@ def test_vectorised_sweep_equals_the_state_machine() -> None:
             for j, tr in enumerate(tracks):
                 d, a, _ = decide(tr.p, pol, FRAME_S, tr.onset, tr.endpoint_s)
                 assert (bool(dec[k, j]), at[k, j]) == (d, pytest.approx(a)), (k, j)
+
+
+def test_policy_chosen_on_synthetic_dev_separates_and_respects_the_latency_budget() -> None:
+    from iqd.evaluate import choose_policy, evaluate_policy
+
+    rng = np.random.default_rng(1)
+    tracks = []
+    for i in range(60):
+        directed = i % 2 == 0
+        # 0.5 until the onset, then drifting to 0.85 or 0.15 with noise: separable after about half a second
+        p = np.concatenate([np.full(10, 0.5), 0.5 + (0.35 if directed else -0.35) * (1 - np.exp(-np.arange(60) / 8))])
+        p = np.clip(p + rng.normal(0, 0.1, len(p)), 0, 1)
+        tracks.append(Track(p, 10, 3.0, 0.3, directed, FRAME_S))
+    policy, theta, table = choose_policy(tracks, max_median_latency_s=1.4)
+    assert policy.off_threshold <= theta <= policy.on_threshold
+    assert table["chosen"]["eer"] <= 0.05 and table["chosen"]["median_s"] <= 1.4
+    r = evaluate_policy(tracks, policy, theta)
+    assert r["fa"] + r["fr"] <= 3 and r["median_s"] <= 1.4 and r["eer"] == pytest.approx(table["chosen"]["eer"])
