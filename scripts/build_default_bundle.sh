@@ -24,10 +24,13 @@ $heed export bundle "${bundle_args[@]}"
 $py scripts/pick_examples.py --corpus "$CORPUS" --bundle "$OUT" --out "$OUT/examples"
 
 # Benchmarks (figures for the model card; each writes JSON + markdown under docs/)
-$py scripts/bench_asr.py --bundle "$OUT" --corpus "$CORPUS" --per-voice 20 --whisper-cache "${WHISPER_CACHE:-exp/whisper_c14k_test.json}" --out docs/asr_bench
+$py scripts/bench_asr.py --bundle "$OUT" --corpus "$CORPUS" --per-voice 20 --whisper-threads 1 --whisper-cache "${WHISPER_CACHE:-exp/whisper_c14k_test.json}" --out docs/asr_bench
 for t in atis assistant; do
   OMP_NUM_THREADS=1 $py scripts/bench_tagger.py --test $t --corpus "$CORPUS" --hybrid "$OUT/tagger" --precision int8 \
     --no-curve --out docs/bundle_tagger_$t
 done
-$heed bench --bundle "$OUT" --out docs/runtime_bench
+$heed bench --bundle "$OUT" --hour --out docs/runtime_bench
 $py scripts/collect_metrics.py --bundle "$OUT"
+card_args=(--bundle "$OUT" --corpus "$CORPUS" --asr "$ASR" --tagger "$TAGGER")
+if [[ -n "$IQD" ]]; then card_args+=(--iqd "$IQD"); fi
+$py scripts/write_model_card.py "${card_args[@]}"

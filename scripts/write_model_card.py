@@ -1,0 +1,195 @@
+#!/usr/bin/env python
+"""Write a bundle's MODEL_CARD.md from the files that describe how it was made and measured:
+the corpus manifests (data), the training folders (configs, logs, times) and the benchmark
+reports under docs/ (figures). Every figure in the card is read from one of those files; the
+card names the command behind each. Run by scripts/build_default_bundle.sh after the benchmarks:
+
+    .venv/bin/python scripts/write_model_card.py --bundle models/default --corpus data/c14k \
+        --asr exp/asr-char --tagger exp/tagger-hybrid --iqd exp/iqd-e2e
+"""
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import platform
+from pathlib import Path
+from typing import Any
+
+
+def _read(path: Path) -> Any:
+    return json.loads(path.read_text()) if path.exists() else None
+
+
+def _pct(x: float | None) -> str:
+    return "n/a" if x is None else f"{100 * x:.1f}%"
+
+
+def _log(path: Path) -> list[dict[str, str]]:
+    if not path.exists():
+        return []
+    with open(path, newline="") as f:
+        return list(csv.DictReader(f))
+
+
+def _train_config(exp: Path) -> dict[str, Any] | None:
+    ckpt = exp / "last.pt"
+    if not ckpt.exists():
+        return None
+    import torch
+
+    return torch.load(ckpt, map_location="cpu", weights_only=False).get("train_config")
+
+
+def data_section(corpus: Path) -> list[str]:
+    from corpus.stats import corpus_stats
+
+    s = corpus_stats(corpus)
+    lines = ["## Data", "",
+             f"Synthetic speech only: the corpus `{corpus}` made by `heed corpus build --out {corpus} --size "
+             f"{sum(v['utterances'] for v in s['splits'].values())}` (text-to-speech voices, room impulse responses, "
+             "noise and channel simulation; [docs/corpus.md](../../docs/corpus.md)). No human recordings.", "",
+             "| split | utterances | hours | voices |", "|---|---:|---:|---:|"]
+    lines += [f"| {k} | {v['utterances']:,} | {v['hours']:.2f} | {v['voices']} |" for k, v in s["splits"].items()]
+    train_voices = sorted(k for k, v in s["by_voice"].items() if v.get("train"))
+    held = sorted(set(s["held_out_voices"].get("test", [])))
+    lines += ["", f"- training voices ({len(train_voices)}): {', '.join(train_voices)}",
+              f"- voices only in dev/test ({len(held)}): {', '.join(held)}",
+              "- text sources (train / dev / test utterances): " + "; ".join(
+                  f"{k} {v.get('train', 0)}/{v.get('dev', 0)}/{v.get('test', 0)}" for k, v in s["by_source"].items()),
+              "- classes (train / dev / test): " + "; ".join(
+                  f"{k} {v.get('train', 0)}/{v.get('dev', 0)}/{v.get('test', 0)}" for k, v in s["by_class"].items()),
+              ""]
+    return lines
+
+
+def training_section(asr: Path, tagger: Path, iqd: Path | None) -> list[str]:
+    lines = ["## Training", "", f"Hardware: {platform.machine()}, {__import__('os').cpu_count()} cores, CPU only; "
+             "see each row for the threads used.", ""]
+    cfg = _train_config(asr)
+    log = _log(asr / "log.csv")
+    if cfg and log:
+        m, last = cfg["model"], log[-1]
+        lines += [f"**ASR** (`{asr}`): conformer transducer d={m['d_model']}, {m['n_layers']} layers, "
+                  f"{m['n_heads']} heads, kernel {m['conv_kernel']}, chunk {m['chunk_frames']} frames "
+                  f"({m['chunk_frames'] * 40} ms), left context {m['left_chunks']} chunks; {cfg['tokenizer']} tokens; "
+                  f"peak lr {cfg['peak_lr']}, warm-up {cfg['warmup_steps']} steps, cool-down over the last "
+                  f"{cfg['cooldown_minutes']:g} of {cfg['max_minutes']:g} minutes, {cfg['max_frames']} fbank frames per "
+                  f"batch; {cfg['num_threads'] or 'default'} torch thread(s). Ran {float(last['minutes']):.0f} minutes, "
+                  f"{int(last['step']):,} steps, epoch {last['epoch']}.", "",
+                  "| step | minutes | dev WER (greedy, "
+                  f"{cfg['dev_utts']} dev utterances) |", "|---:|---:|---:|"]
+        lines += [f"| {r['step']} | {float(r['minutes']):.1f} | {_pct(float(r['dev_wer']) if r['dev_wer'] else None)} |"
+                  for r in log]
+        lines += ["", "```bash", f"heed train asr --config small --corpus {cfg['corpus']} --out {asr} --threads "
+                  f"{cfg['num_threads'] or 1} --set checkpoint_minutes={cfg['checkpoint_minutes']:g} "
+                  f"--set max_minutes={cfg['max_minutes']:g}", "```", ""]
+    tlog = _log(tagger / "log.csv")
+    if (tagger / "last.pt").exists() and tlog:
+        import torch
+
+        t = torch.load(tagger / "last.pt", map_location="cpu", weights_only=False)
+        tc, mc = t["train_config"], t["config"]
+        lines += [f"**HEAR tagger** (`{tagger}`): {mc['kind']}, {sum(v.numel() for v in t['model'].values()):,} "
+                  f"parameters, trained on the gold text of the corpus's training split for "
+                  f"{float(tlog[-1]['minutes']):.1f} minutes ({len(tlog)} epochs, best epoch {t['epoch']}), dev slot F1 "
+                  f"{100 * t['dev']['slot_f1']:.2f}, intent accuracy {100 * t['dev']['intent_accuracy']:.2f}; ARM fitted "
+                  f"after training (threshold {t['arm']['threshold'] if t.get('arm') else 'n/a'}).", "",
+                  "```bash", f"heed train tagger --kind {mc['kind']} --corpus {tc.get('corpus')} --out {tagger} "
+                  f"--max-epochs {tc.get('max_epochs')} --max-minutes {tc.get('max_minutes'):g}", "```", ""]
+    if iqd is not None and iqd.exists():
+        meta = _read(iqd / "iqd.json") or {}
+        lines += [f"**Intended-query detector** (`{iqd}`): trained on the frozen ASR's encoder output; "
+                  f"see [docs/iqd.md](../../docs/iqd.md) for the recipe. Export metadata: "
+                  + ", ".join(f"{k} {v}" for k, v in meta.items() if isinstance(v, (int, float, str)) and k != "files")
+                  + ".", ""]
+    return lines
+
+
+def figures_section(docs: Path) -> list[str]:
+    lines = ["## Measured", "",
+             f"Measured on a {platform.machine()} machine with {__import__('os').cpu_count()} cores, one onnxruntime "
+             "thread, int8 graphs, by `scripts/build_default_bundle.sh`; the full reports are the files named.", ""]
+    asr = _read(docs / "asr_bench.json")
+    if asr:
+        h, w = asr["heed"], asr.get("whisper_tiny_en")
+        lines += [f"### ASR ([docs/asr_bench.md](../../docs/asr_bench.md)): `python scripts/bench_asr.py --bundle "
+                  f"models/default --corpus CORPUS --per-voice 20`", "",
+                  f"{asr['n_utts']} test utterances ({asr['audio_s'] / 60:.1f} min), 20 per voice.", "",
+                  "| | WER | held-out voices | training voices | real-time factor |", "|---|---:|---:|---:|---:|",
+                  f"| heed default (int8, 1 thread) | {_pct(h['wer'])} | "
+                  f"{_pct(h.get('by_voice_set', {}).get('held-out', {}).get('wer'))} | "
+                  f"{_pct(h.get('by_voice_set', {}).get('training', {}).get('wer'))} | {h['rtf']:.3f} |"]
+        if w:
+            lines.append(f"| Whisper tiny.en (faster-whisper int8, {w['threads']} threads) | {_pct(w['wer'])} | "
+                         f"{_pct(w.get('by_voice_set', {}).get('held-out', {}).get('wer'))} | "
+                         f"{_pct(w.get('by_voice_set', {}).get('training', {}).get('wer'))} | {w['rtf']:.3f} |")
+        c = asr["chunk_ms"]
+        lines += ["", f"- per-chunk compute: median {c['median']:.2f} ms, p95 {c['p95']:.2f} ms per "
+                  f"{c['chunk_audio_ms']} ms chunk; {asr['n_params']:,} parameters; int8 ASR "
+                  f"{asr['int8_asr_bytes'] / 1e6:.2f} MB"]
+        u = h.get("understanding")
+        if u:
+            lines.append(f"- end to end (recognised text, then the tagger): slot F1 {100 * u['slot_f1']:.1f} over "
+                         f"(slot, value) pairs, intent accuracy {_pct(u['intent_accuracy'])}")
+        lines.append("")
+    for test in ("atis", "assistant"):
+        r = _read(docs / f"bundle_tagger_{test}" / "results.json")
+        if not r:
+            continue
+        (name, rows), = [(k, v) for k, v in r.items() if k != "settings"]
+        lines += [f"### HEAR tagger on gold text, {name} ([docs/bundle_tagger_{test}/](../../docs/bundle_tagger_{test}/)): "
+                  f"`python scripts/bench_tagger.py --test {test} --hybrid models/default/tagger --precision int8`", "",
+                  "| model | slot F1 | intent acc. | stream exact match | edit overhead | GFLOPs | ms/word |",
+                  "|---|---:|---:|---:|---:|---:|---:|"]
+        lines += [f"| {k} | {100 * v['slot_f1']:.2f} | {_pct(v['intent_accuracy'])} | {_pct(v['exact_match'])} | "
+                  f"{_pct(v['edit_overhead'])} | {v['gflops']:.2f} | {v['ms_per_word']:.3f} |" for k, v in rows.items()]
+        lines.append("")
+    iqd = _read(docs / "iqd_bench.json")
+    if iqd:
+        lines += ["### Intended-query detection ([docs/iqd.md](../../docs/iqd.md)): `python scripts/bench_iqd.py`", "",
+                  "```json", json.dumps(iqd.get("summary", iqd), indent=1)[:3000], "```", ""]
+    rt = _read(docs / "runtime_bench.json")
+    if rt:
+        lines += ["### Runtime ([docs/runtime_bench.md](../../docs/runtime_bench.md)): `heed bench --hour`", "",
+                  "| concurrent streams | real-time factor | keeps up |", "|---:|---:|:---:|"]
+        lines += [f"| {c['streams']} | {c['rtf']:.3f} | {'yes' if c['real_time'] else 'no'} |" for c in rt["concurrency"]]
+        lat = rt["latency"]
+        lines += ["", f"- per-chunk compute p50 {rt['chunk_ms']['p50']:.2f} ms, p95 {rt['chunk_ms']['p95']:.2f} ms",
+                  f"- first partial {lat['first_partial_after_speech_start_s']:.2f} s after speech starts; final "
+                  f"{lat['final_after_speech_end_s']:.2f} s after speech ends (medians)",
+                  f"- peak resident memory {rt['peak_rss_mb']:.0f} MB; bundle {rt['bundle_mb']:.2f} MB on disk"]
+        if "hour" in rt:
+            lines.append(f"- one hour of audio through one stream: memory growth {rt['hour']['growth_mb']:+.1f} MB")
+        lines.append("")
+    return lines
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--bundle", default="models/default")
+    ap.add_argument("--corpus", default="data/c14k")
+    ap.add_argument("--asr", default="exp/asr-char", help="ASR training folder (log.csv, last.pt)")
+    ap.add_argument("--tagger", default="exp/tagger-hybrid", help="tagger training folder")
+    ap.add_argument("--iqd", help="IQD export folder")
+    ap.add_argument("--docs", default="docs")
+    args = ap.parse_args()
+    bundle = Path(args.bundle)
+    lines = ["# heed default model", "",
+             "What ships in this folder: a streaming transducer ASR, a HEAR slot tagger and an intended-query "
+             "detector, as int8 ONNX graphs run by `runtime/` (onnxruntime + numpy). Made by "
+             "`scripts/build_default_bundle.sh`; this card by `scripts/write_model_card.py`.", "",
+             "**Limitations.** Trained on synthetic speech only, on one CPU, for a short time: a demonstration "
+             "of the streaming stack, not a recogniser for real voices. Expect much higher error rates on human "
+             "speech, accents, far-field microphones and vocabulary outside travel and assistant requests. "
+             "The example recordings were picked as the held-out-voice clips it transcribes best.", ""]
+    lines += data_section(Path(args.corpus))
+    lines += training_section(Path(args.asr), Path(args.tagger), Path(args.iqd) if args.iqd else None)
+    lines += figures_section(Path(args.docs))
+    (bundle / "MODEL_CARD.md").write_text("\n".join(lines) + "\n")
+    print(f"wrote {bundle / 'MODEL_CARD.md'}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
