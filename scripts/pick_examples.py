@@ -4,9 +4,9 @@ the README and `heed transcribe` out of the box) and record what the bundle make
 
 One recording per source kind (an assistant command, an ATIS query, undirected chatter), from
 voices held out of training, without heavy noise, 16-bit WAV. With `--bundle`, each kind's
-recording is the candidate the bundle transcribes best (lowest WER, then the earliest in the
-manifest): the examples show what the model does when it works, and the test-split WER in the
-model card says how often that is. The bundle's output (text, tags, intent, directedness) is
+recording is the candidate the bundle handles best (a right directedness decision, then the
+lowest WER, then a right intent, then the earliest in the manifest): the examples show what the
+model does when it works, and the test-split figures in the model card say how often that is. The bundle's output (text, tags, intent, directedness) is
 stored as `expected` in `examples.jsonl`; `tests/runtime/test_default_bundle.py` holds the
 bundle to it.
 
@@ -38,6 +38,15 @@ def expected_output(pipe, path: Path) -> dict[str, Any]:
     if "directed" in final:
         out["directed"] = final["directed"]["decision"]
     return out
+
+
+def score(u, got: dict[str, Any]) -> tuple[int, float, int]:
+    """Lower is better: a wrong directedness decision first, then the WER, then a wrong intent."""
+    import jiwer
+
+    wrong_decision = "directed" in got and got["directed"] != ("directed" if u.directed else "undirected")
+    wrong_intent = bool(u.intent) and "intent" in got and got["intent"] != u.intent
+    return int(wrong_decision), jiwer.wer(u.text, got["text"] or "<empty>"), int(wrong_intent)
 
 
 def candidates(manifest: Path, max_seconds: float):
@@ -88,9 +97,8 @@ def main() -> int:
                 continue
             best = pool[0]
             if pipe is not None:
-                scored = [(jiwer.wer(u.text, expected_output(pipe, audio_path(manifest, u))["text"] or "<empty>"), n, u)
-                          for n, u in enumerate(pool)]
-                best = min(scored, key=lambda s: s[:2])[2]
+                scored = [(*score(u, expected_output(pipe, audio_path(manifest, u))), n, u) for n, u in enumerate(pool)]
+                best = min(scored, key=lambda s: s[:-1])[-1]
             x, sr = sf.read(audio_path(manifest, best), dtype="float32")
             name = f"{len(picked) + 1:02d}-{source}.wav"
             sf.write(out / name, np.asarray(x), sr, subtype="PCM_16")
