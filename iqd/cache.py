@@ -186,9 +186,19 @@ class IqdCache:
         return int(self._enc.shape[1])
 
     @property
+    def silent_tokens(self) -> set[int]:
+        """Token ids that carry no speech (the bare word boundary): they do not start the decider."""
+        return set(json.loads((self.dir / "meta.json").read_text()).get("silent_tokens", []))
+
+    @property
     def vocab_size(self) -> int:
         """The ASR's vocabulary size (meta.json, written with the cache)."""
         return int(json.loads((self.dir / "meta.json").read_text())["vocab_size"])
+
+
+def silent_tokens(pieces: list[str]) -> list[int]:
+    """Ids of pieces that are nothing but the word boundary (a character model emits "\u2581" in silence)."""
+    return [i for i, p in enumerate(pieces) if i > 0 and not p.replace("\u2581", "")]
 
 
 def cache_split(asr_ckpt: str | Path, corpus: str | Path, cache_dir: str | Path, split: str,
@@ -199,7 +209,8 @@ def cache_split(asr_ckpt: str | Path, corpus: str | Path, cache_dir: str | Path,
     model, _ = load_checkpoint(asr_ckpt)
     tok = Tokenizer(Path(asr_ckpt).parent / "tokens.model")
     Path(cache_dir).mkdir(parents=True, exist_ok=True)
-    meta = {"asr": str(asr_ckpt), "vocab_size": model.cfg.vocab_size, "enc_dim": model.cfg.joiner_dim}
+    meta = {"asr": str(asr_ckpt), "vocab_size": model.cfg.vocab_size, "enc_dim": model.cfg.joiner_dim,
+            "silent_tokens": silent_tokens(tok.pieces())}
     (Path(cache_dir) / "meta.json").write_text(json.dumps(meta) + "\n")
     return build_cache(model, tok.decode, Path(corpus) / f"{split}.jsonl", cache_dir, split, limit,
                        (0.5, 0.3) if crop else None, progress=progress)

@@ -2,7 +2,7 @@
 
 A `Track` is one utterance (or one segment of a continuous recording) as a detector saw it: the
 posterior of every encoder frame, the onset frame (the ASR's first token: where the runtime's
-decider starts), the endpoint (the ASR's last token + the endpointer's trailing silence, 0.8 s:
+decider starts; bare word boundaries do not count), the endpoint (the ASR's last token + the endpointer's trailing silence, 0.8 s:
 where the runtime forces a decision and where the cascade decides), `speech_start` and the label.
 
 `sweep` runs the decision state machine (`runtime.iqd`) for a family of policies at once:
@@ -37,10 +37,12 @@ class Track:
 
 
 def onset_and_endpoint(token_frames: Sequence[int], speech_start: float, speech_end: float,
-                       frame_s: float) -> tuple[int, float]:
-    """The ASR's onset (first token; the speech start's frame when it heard nothing) and endpoint."""
-    if len(token_frames):
-        return int(token_frames[0]), (int(token_frames[-1]) + 1) * frame_s + TRAILING_SILENCE_S
+                       frame_s: float, tokens: Sequence[int] = (), silent: set[int] = frozenset()) -> tuple[int, float]:
+    """The ASR's onset (its first token that is not silent, e.g. not a bare word boundary; the speech
+    start's frame when it heard nothing) and endpoint (last token + trailing silence)."""
+    spoken = [f for f, t in zip(token_frames, tokens or [None] * len(token_frames)) if t not in silent]
+    if spoken:
+        return int(spoken[0]), (int(token_frames[-1]) + 1) * frame_s + TRAILING_SILENCE_S
     return int(speech_start / frame_s), speech_end + TRAILING_SILENCE_S
 
 

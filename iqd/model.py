@@ -44,6 +44,7 @@ class IqdConfig:
     token_hidden: int = 64
     joint_dim: int = 96
     frame_hidden: int = 64
+    dropout: float = 0.2  # on the joint (e2e) and on the projected features (independent), training only
     # independent
     n_mels: int = 80
     conv_channels: int = 16
@@ -125,7 +126,7 @@ class IqJoint(nn.Module):
         hs = torch.cat([h0.transpose(0, 1), hs], dim=1)  # (N, 1+U, H): index k = after k tokens
         idx = token_history_index(token_frames, n_tokens, t)  # (N, T)
         tok_h = torch.gather(hs, 1, idx[..., None].expand(-1, -1, hs.shape[-1]))  # (N, T, H)
-        y, _ = self.frame_gru(self._joint(enc, tok_h))
+        y, _ = self.frame_gru(F.dropout(self._joint(enc, tok_h), self.cfg.dropout, self.training))
         return self.out(y)[..., 0]
 
     def step(self, enc: torch.Tensor, tokens: torch.Tensor, state: IqdState) -> tuple[torch.Tensor, IqdState]:
@@ -166,7 +167,7 @@ class AcousticDetector(nn.Module):
         x = self.conv(((feats - self.feat_mean) / self.feat_std).unsqueeze(1))  # (N, C, T', F')
         n, c, t, f = x.shape
         x = torch.relu(self.proj(x.transpose(1, 2).reshape(n, t, c * f)))
-        y, _ = self.gru(x)
+        y, _ = self.gru(F.dropout(x, self.cfg.dropout, self.training))
         return self.out(y)[..., 0]
 
 

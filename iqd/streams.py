@@ -4,7 +4,7 @@ The frozen ASR runs chunk by chunk (`Encoder.step`, as the runtime's encoder gra
 search and the runtime's endpointer (`runtime.asr.EndpointConfig`, checked after every chunk):
 an endpoint closes a segment and the next one starts with a fresh hypothesis. Each detector is
 reset at every segment start, as the pipeline resets its IQD stream. A reference utterance of
-the timeline is matched to the first segment whose first token falls inside its speech (0.3 s of
+the timeline is matched to the first segment whose first spoken token (not a bare word boundary) falls inside its speech (0.3 s of
 slack either side); an utterance no segment matches was missed: it counts as undirected, decided
 at its speech end + the endpointer's trailing silence.
 """
@@ -75,15 +75,22 @@ def run_asr(model: Transducer, feats: torch.Tensor, endpoint: EndpointConfig = E
     return np.concatenate(outs) if outs else np.zeros((0, cfg.joiner_dim), np.float32), segments
 
 
-def match(utts: list[dict[str, Any]], segments: list[Segment], frame_s: float, slack_s: float = 0.3) -> list[Segment | None]:
-    """The segment of each timeline utterance: the first whose first token lies in its speech (± slack)."""
+def spoken_frames(seg: Segment, silent: set[int] = frozenset()) -> list[int]:
+    """Frames of the segment's tokens that are not silent (bare word boundaries)."""
+    return [f for f, t in zip(seg.frames, seg.tokens) if t not in silent]
+
+
+def match(utts: list[dict[str, Any]], segments: list[Segment], frame_s: float, slack_s: float = 0.3,
+          silent: set[int] = frozenset()) -> list[Segment | None]:
+    """The segment of each timeline utterance: the first whose first spoken token lies in its speech (± slack)."""
     out, used = [], set()
     for u in utts:
         hit = None
         for i, s in enumerate(segments):
-            if i in used or not s.frames:
+            spoken = spoken_frames(s, silent)
+            if i in used or not spoken:
                 continue
-            t0 = (s.frames[0] + 1) * frame_s
+            t0 = (spoken[0] + 1) * frame_s
             if u["speech_start"] - slack_s <= t0 <= u["speech_end"] + slack_s:
                 hit = i
                 break
@@ -93,13 +100,14 @@ def match(utts: list[dict[str, Any]], segments: list[Segment], frame_s: float, s
     return out
 
 
-def segment_track(p: np.ndarray, seg: Segment | None, utt: dict[str, Any], frame_s: float) -> Track:
+def segment_track(p: np.ndarray, seg: Segment | None, utt: dict[str, Any], frame_s: float,
+                  silent: set[int] = frozenset()) -> Track:
     """A track in segment time: p covers the segment's frames; times relative to its start."""
     if seg is None:  # missed: no frames, undirected at speech end + trailing silence
         return Track(np.zeros(0), 0, utt["speech_end"] + TRAILING_SILENCE_S, utt["speech_start"], bool(utt["directed"]), frame_s)
     off = seg.start * frame_s
     endpoint = (seg.frames[-1] + 1) * frame_s + TRAILING_SILENCE_S
-    return Track(p, seg.frames[0] - seg.start, endpoint - off, utt["speech_start"] - off, bool(utt["directed"]), frame_s)
+    return Track(p, spoken_frames(seg, silent)[0] - seg.start, endpoint - off, utt["speech_start"] - off, bool(utt["directed"]), frame_s)
 
 
 def load_timelines(corpus: str | Path, split: str = "test") -> list[tuple[Path, dict[str, Any]]]:

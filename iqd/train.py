@@ -131,9 +131,10 @@ def posteriors(model: torch.nn.Module, cache: IqdCache, batch_size: int = 64) ->
 
 def tracks_of(cache: IqdCache, probs: list[np.ndarray]) -> list[Track]:
     fs = frame_seconds()
+    silent = cache.silent_tokens
     tracks = []
     for u, p in zip(cache.utts, probs):
-        onset, endpoint = onset_and_endpoint(u.token_frames, u.speech_start, u.speech_end, fs)
+        onset, endpoint = onset_and_endpoint(u.token_frames, u.speech_start, u.speech_end, fs, u.tokens, silent)
         tracks.append(Track(p, onset, endpoint, u.speech_start, u.directed, fs))
     return tracks
 

@@ -14,7 +14,8 @@ states -> `probability` (N,) P(directed) and the next states. Sizes come from iq
 
 The decision policy (`DecisionPolicy`, `Decider`) is a small state machine over the posterior:
 
-1. it starts at the speech onset (in the runtime: the first token the ASR emits in the segment);
+1. it starts at the speech onset (in the runtime: the first token the ASR emits in the segment,
+   bare word boundaries not counted);
 2. the posterior is smoothed by an exponential moving average with time constant `smoothing_ms`,
    starting from the onset frame's posterior;
 3. "directed" once the smoothed posterior has stayed above `on_threshold` for `min_on_ms`;
@@ -176,15 +177,19 @@ class IqdModel:
         outs = self.session.run(None, {"encoder_out": enc[None].astype(np.float32, copy=False), "tokens": tok, **state})
         return float(outs[0][0]), {name: o for name, o in zip(self.state_shapes, outs[1:])}
 
-    def create_stream(self, frame_s: float, policy: DecisionPolicy | None = None) -> "IqdStream":
-        return IqdStream(self, frame_s, policy or self.policy)
+    def create_stream(self, frame_s: float, policy: DecisionPolicy | None = None,
+                      silent_tokens: frozenset[int] = frozenset()) -> "IqdStream":
+        """silent_tokens: ids that do not mark the speech onset (a bare word boundary, which a
+        character model may emit in silence)."""
+        return IqdStream(self, frame_s, policy or self.policy, silent_tokens)
 
 
 class IqdStream:
     """One segment: the network's state, the onset and the decider."""
 
-    def __init__(self, model: IqdModel, frame_s: float, policy: DecisionPolicy) -> None:
-        self.model, self.frame_s = model, frame_s
+    def __init__(self, model: IqdModel, frame_s: float, policy: DecisionPolicy,
+                 silent_tokens: frozenset[int] = frozenset()) -> None:
+        self.model, self.frame_s, self.silent = model, frame_s, frozenset(silent_tokens)
         self.decider = Decider(policy, frame_s * 1000)
         self.reset()
 
@@ -200,7 +205,7 @@ class IqdStream:
         for i in range(len(enc)):
             tokens = tokens_by_frame[i]
             self.probability, self.state = self.model.step(enc[i], tokens, self.state)
-            self.onset = self.onset or bool(len(tokens))
+            self.onset = self.onset or any(t not in self.silent for t in tokens)
             if self.onset:
                 self.decider.step(self.probability, round((first_frame + i + 1) * self.frame_s, 3))
 

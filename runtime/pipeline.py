@@ -78,6 +78,8 @@ class Pipeline:
             except (FileNotFoundError, ValueError, KeyError) as e:
                 raise BundleError(f"{bundle.path}: the tagger cannot be loaded: {e}") from None
         self.iqd = None
+        # tokens that are only the word boundary do not mark the speech onset for the IQD
+        self.silent_tokens = frozenset(i for i, p in enumerate(self.asr.tokens) if i > 0 and not p.replace("\u2581", ""))
         iq = bundle.manifest.get("iqd")
         if iq:
             from runtime.iqd import IqdModel
@@ -110,7 +112,8 @@ class Stream:
         """Forget all audio and results: the stream is as new (cheaper than creating one)."""
         self.asr.reset()
         self._tagger = self.pipe.tagger.create_stream() if self.pipe.tagger is not None else None
-        self._iqd = self.pipe.iqd.create_stream(self.pipe.asr.frame_s) if self.pipe.iqd is not None else None
+        self._iqd = (self.pipe.iqd.create_stream(self.pipe.asr.frame_s, silent_tokens=self.pipe.silent_tokens)
+                     if self.pipe.iqd is not None else None)
         self._understood: list[dict[str, Any]] = []  # slots and intent of each closed segment
         self._resampler = None
         self._rate: int | None = None

@@ -115,6 +115,9 @@ def bench_streams(args, models) -> dict:
     asr, _ = load_checkpoint(args.asr)
     tok = Tokenizer(Path(args.asr).parent / "tokens.model")
     fs = frame_seconds()
+    from iqd.cache import silent_tokens
+
+    silent = set(silent_tokens(tok.pieces()))
     timelines = load_timelines(args.corpus, "test")[: args.n_streams]
     tracks = {n: [] for n in models}
     casc = {"scores": [], "labels": [], "at": [], "starts": []}
@@ -123,7 +126,7 @@ def bench_streams(args, models) -> dict:
         feats = fbank(torch.from_numpy(load_audio(wav)))
         enc, segments = run_asr(asr, feats)
         utts = [s for s in tl["segments"] if s.get("speech_start") is not None and s.get("directed") is not None]
-        matched = match(utts, segments, fs)
+        matched = match(utts, segments, fs, silent=silent)
         n_utts += len(utts)
         n_missed += sum(m is None for m in matched)
         for u, seg in zip(utts, matched):
@@ -141,7 +144,7 @@ def bench_streams(args, models) -> dict:
                             x = feats[4 * seg.start : 4 * seg.end + 3][None]
                             p = torch.sigmoid(model(x))[0]
                     p = p.numpy()
-                tracks[name].append(segment_track(p, seg, u, fs))
+                tracks[name].append(segment_track(p, seg, u, fs, silent))
             if "cascade" in models:
                 model, _ = models["cascade"]
                 casc["scores"].append(float(model.predict([tok.decode(seg.tokens)])[0]) if seg is not None else 0.0)

@@ -106,3 +106,14 @@ def test_policy_chosen_on_synthetic_dev_separates_and_respects_the_latency_budge
     assert table["chosen"]["eer"] <= 0.05 and table["chosen"]["median_s"] <= 1.4
     r = evaluate_policy(tracks, policy, theta)
     assert r["fa"] + r["fr"] <= 3 and r["median_s"] <= 1.4 and r["eer"] == pytest.approx(table["chosen"]["eer"])
+
+
+def test_onset_skips_bare_word_boundaries() -> None:
+    from iqd.cache import silent_tokens
+    from iqd.evaluate import onset_and_endpoint
+
+    assert silent_tokens(["<blk>", "<unk>", "\u2581", "a", "\u2581b"]) == [2]
+    # a character model emits the word boundary (id 2) in the leading silence: that is not the onset
+    onset, endpoint = onset_and_endpoint([0, 20, 21, 30], 0.7, 1.5, 0.04, [2, 7, 8, 2], {2})
+    assert onset == 20 and endpoint == pytest.approx(31 * 0.04 + 0.8)
+    assert onset_and_endpoint([0], 0.7, 1.5, 0.04, [2], {2}) == (17, pytest.approx(2.3))  # nothing spoken
