@@ -4,9 +4,11 @@ The frozen ASR runs chunk by chunk (`Encoder.step`, as the runtime's encoder gra
 search and the runtime's endpointer (`runtime.asr.EndpointConfig`, checked after every chunk):
 an endpoint closes a segment and the next one starts with a fresh hypothesis. Each detector is
 reset at every segment start, as the pipeline resets its IQD stream. A reference utterance of
-the timeline is matched to the first segment whose first spoken token (not a bare word boundary) falls inside its speech (0.3 s of
-slack either side); an utterance no segment matches was missed: it counts as undirected, decided
-at its speech end + the endpointer's trailing silence.
+the timeline is matched to the segment with spoken tokens (not only bare word boundaries) that
+overlaps most of its speech; the decider starts at that segment's first spoken token, which may
+lie before the utterance when the ASR hallucinated in the pause (the decision then comes early,
+as it would in the runtime). An utterance no segment overlaps was missed: it counts as
+undirected, decided at its speech end + the endpointer's trailing silence.
 """
 from __future__ import annotations
 
@@ -80,23 +82,21 @@ def spoken_frames(seg: Segment, silent: set[int] = frozenset()) -> list[int]:
     return [f for f, t in zip(seg.frames, seg.tokens) if t not in silent]
 
 
-def match(utts: list[dict[str, Any]], segments: list[Segment], frame_s: float, slack_s: float = 0.3,
+def match(utts: list[dict[str, Any]], segments: list[Segment], frame_s: float,
           silent: set[int] = frozenset()) -> list[Segment | None]:
-    """The segment of each timeline utterance: the first whose first spoken token lies in its speech (± slack)."""
-    out, used = [], set()
+    """The segment of each timeline utterance: the one (with spoken tokens) that overlaps most of its
+    speech. Several utterances may share a segment (the endpointer did not close it between them):
+    they then share its one decision, as they would in the runtime."""
+    out = []
     for u in utts:
-        hit = None
-        for i, s in enumerate(segments):
-            spoken = spoken_frames(s, silent)
-            if i in used or not spoken:
+        best, best_overlap = None, 0.0
+        for s in segments:
+            if not spoken_frames(s, silent):
                 continue
-            t0 = (spoken[0] + 1) * frame_s
-            if u["speech_start"] - slack_s <= t0 <= u["speech_end"] + slack_s:
-                hit = i
-                break
-        if hit is not None:
-            used.add(hit)
-        out.append(None if hit is None else segments[hit])
+            overlap = min(s.end * frame_s, u["speech_end"]) - max(s.start * frame_s, u["speech_start"])
+            if overlap > best_overlap:
+                best, best_overlap = s, overlap
+        out.append(best)
     return out
 
 

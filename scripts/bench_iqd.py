@@ -126,7 +126,7 @@ def bench_streams(args, models) -> dict:
         feats = fbank(torch.from_numpy(load_audio(wav)))
         enc, segments = run_asr(asr, feats)
         utts = [s for s in tl["segments"] if s.get("speech_start") is not None and s.get("directed") is not None]
-        matched = match(utts, segments, fs, silent=silent)
+        matched = match(utts, segments, fs, silent)
         n_utts += len(utts)
         n_missed += sum(m is None for m in matched)
         for u, seg in zip(utts, matched):
