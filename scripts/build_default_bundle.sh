@@ -2,7 +2,8 @@
 # The exact sequence that made models/default from trained checkpoints, and the benchmarks whose
 # figures are in its model card. Run from the repository root after scripts/setup:
 #
-#   ASR=exp/asr-char TAGGER=exp/tagger-hybrid IQD=exp/iqd-e2e CORPUS=data/c14k scripts/build_default_bundle.sh
+#   scripts/train_iqd_all.sh exp/asr-char/last.pt data/c14k exp/iqd        # the IQD first (docs/iqd.md)
+#   ASR=exp/asr-char TAGGER=exp/tagger-hybrid IQD=exp/iqd/iqd-e2e-export CORPUS=data/c14k scripts/build_default_bundle.sh
 #
 # IQD is optional (a folder written by `heed export iqd`); without it the bundle has no `directed`.
 set -euo pipefail

@@ -43,8 +43,10 @@ def collect(docs: Path) -> dict:
     if rt:
         m["runtime"] = rt
     iqd = _read(docs / "iqd_bench.json")
-    if iqd:
-        m["iqd"] = iqd
+    if iqd:  # the scalars per test set and system; the curves stay in docs/iqd_bench.json
+        keep = ("eer", "fa_rate", "fr_rate", "median_s", "p90_s", "offline_eer")
+        m["iqd"] = {where: {name: {k: r[k] for k in keep if k in r} for name, r in iqd[where].items() if isinstance(r, dict)}
+                    for where in ("test", "streams") if where in iqd}
     return m
 
 

@@ -1,0 +1,52 @@
+"""The shipped default bundle (models/default) on its committed example recordings: the text, tags,
+intent and directedness it gave when the examples were picked (scripts/pick_examples.py), every
+time, and within reach of the reference transcripts."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import jiwer
+import pytest
+
+from runtime.audio import load_audio
+from runtime.pipeline import Pipeline
+from runtime.transcribe import stream_file
+
+BUNDLE = Path(__file__).resolve().parents[2] / "models" / "default"
+EXAMPLES = [json.loads(line) for line in (BUNDLE / "examples" / "examples.jsonl").read_text().splitlines() if line.strip()]
+
+
+@pytest.fixture(scope="module")
+def pipe() -> Pipeline:
+    return Pipeline.from_bundle(BUNDLE, threads=1)
+
+
+def test_bundle_is_small_and_complete() -> None:
+    manifest = json.loads((BUNDLE / "bundle.json").read_text())
+    assert {"asr", "tagger", "features", "endpoint", "metrics"} <= set(manifest)
+    onnx_bytes = sum(p.stat().st_size for p in BUNDLE.rglob("*.onnx"))
+    assert onnx_bytes <= 15_000_000, f"{onnx_bytes:,} bytes of ONNX graphs, the budget is 15 MB"
+    assert len(EXAMPLES) == 3 and {e["directed"] for e in EXAMPLES} == {True, False}
+
+
+@pytest.mark.parametrize("example", EXAMPLES, ids=[e["audio"] for e in EXAMPLES])
+def test_example_gives_its_expected_output_deterministically(pipe: Pipeline, example: dict) -> None:
+    samples = load_audio(BUNDLE / "examples" / example["audio"], pipe.sample_rate)
+    finals = [list(stream_file(pipe, samples))[-1] for _ in range(2)]
+    assert finals[0] == finals[1]
+    final, want = finals[0], example["expected"]
+    assert final["text"] == want["text"]
+    assert [w["tag"] for w in final["words"]] == want["tags"]
+    if "intent" in want:
+        assert final["intent"]["label"] == want["intent"]
+    if "directed" in want:
+        assert final["directed"]["decision"] == want["directed"]
+        # the examples are picked so that the shipped detector gets them right (scripts/pick_examples.py)
+        assert want["directed"] == ("directed" if example["directed"] else "undirected")
+
+
+def test_examples_are_transcribed_close_to_their_references() -> None:
+    refs = [e["text"] for e in EXAMPLES]
+    hyps = [e["expected"]["text"] for e in EXAMPLES]
+    assert jiwer.wer(refs, hyps) <= 0.35
