@@ -4,13 +4,20 @@ Audio is captured with sounddevice (PortAudio) at the device's own rate, mixed d
 handed to a stream of the pipeline, which resamples it. Capture runs in PortAudio's thread and
 only queues blocks; decoding runs here. Ctrl-C (or --seconds) stops: the last words are flushed
 and the final result printed. `--json` prints every event as a JSON line instead of the view.
+
+Ctrl-C only sets a flag that the loop reads between blocks: a KeyboardInterrupt raised at an
+arbitrary point could leave the queue's lock held, and PortAudio's thread, blocked on it in the
+callback, would then hang the stream's close forever (seen once in CI).
 """
 from __future__ import annotations
 
 import argparse
 import json
 import queue
+import signal
 import sys
+import threading
+import time
 from typing import Any
 
 import numpy as np
@@ -122,6 +129,8 @@ def run(args: argparse.Namespace) -> int:
     n_samples = 0
     status = 0
     saved = None
+    interrupted = threading.Event()
+    previous_handler = signal.signal(signal.SIGINT, lambda _signum, _frame: interrupted.set())
     try:
         if args.save:
             import soundfile as sf
@@ -130,11 +139,15 @@ def run(args: argparse.Namespace) -> int:
         with sd.InputStream(device=device["index"], samplerate=rate, channels=min(2, device["max_input_channels"]),
                             dtype="float32", blocksize=int(rate * 0.1), callback=callback):
             print(f"heed mic: listening on {device['name']} ({rate} Hz); Ctrl-C stops", file=sys.stderr, flush=True)
-            while args.seconds is None or n_samples < args.seconds * rate:
+            last_block = time.monotonic()
+            while not interrupted.is_set() and (args.seconds is None or n_samples < args.seconds * rate):
                 try:
-                    block = blocks.get(timeout=2.0)
+                    block = blocks.get(timeout=0.1)
                 except queue.Empty:
-                    raise MicError(f"{device['name']} delivered no audio for 2 s") from None
+                    if time.monotonic() - last_block > 2.0:
+                        raise MicError(f"{device['name']} delivered no audio for 2 s") from None
+                    continue
+                last_block = time.monotonic()
                 mono = to_mono_float(block, device["name"])
                 if saved is not None:
                     saved.write(mono)
@@ -153,6 +166,7 @@ def run(args: argparse.Namespace) -> int:
         print(f"heed mic: {e}", file=sys.stderr)
         status = 1
     finally:
+        signal.signal(signal.SIGINT, previous_handler)
         if saved is not None:
             saved.close()
         if n_samples:
