@@ -96,5 +96,7 @@ def load_audio(path: str | Path, target_rate: int = 16000) -> np.ndarray:
         raise AudioError(f"{path}: truncated: the WAV header promises {missing} more bytes of audio than the file holds")
     if len(data) == 0:
         raise AudioError(f"{path}: holds no audio samples")
-    x = to_mono_float(data, str(path))
-    return resample(x, rate, target_rate)
+    x = resample(to_mono_float(data, str(path)), rate, target_rate)
+    if len(x) == 0:  # found by tests/runtime/test_fuzz_audio.py: 3 samples at 96 kHz
+        raise AudioError(f"{path}: too short: {len(data)} samples at {rate} Hz are not one sample at {target_rate} Hz")
+    return x
