@@ -223,12 +223,64 @@ def to_markdown(report: EvalReport) -> str:
     return "\n".join(lines)
 
 
+def write_plots(report: EvalReport, out: Path) -> list[Path]:
+    """PNG plots beside eval.json: WER per condition (and per voice); with an IQD, the DET curve of
+    the final probability and the CDF of decision latency. Returns the files written."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    written = []
+    for group in ("condition", "voice"):
+        rows = [r for r in report.groups.get(group, []) if r["wer"] is not None]
+        if not rows:
+            continue
+        fig, ax = plt.subplots(figsize=(7, 0.3 * len(rows) + 1.2))
+        ax.barh([r["name"] for r in rows], [100 * r["wer"] for r in rows], color="tab:blue")
+        ax.set_xlabel("WER (%)")
+        ax.set_title(f"WER per {group} ({report.n_utts} utterances)")
+        ax.invert_yaxis()
+        fig.tight_layout()
+        written.append(out / f"wer_by_{group}.png")
+        fig.savefig(written[-1], dpi=100)
+        plt.close(fig)
+    rs = [r for r in report.results if r.directed is not None and r.directed_hyp]
+    if rs and len({r.directed for r in rs}) == 2:
+        from iqd.metrics import det_curve  # numpy only
+
+        fa, fr, _ = det_curve([r.directed_hyp["probability"] for r in rs], [r.directed for r in rs])
+        fig, ax = plt.subplots(figsize=(4.5, 4.5))
+        ax.plot(100 * fa, 100 * fr)
+        ax.plot([0, 100], [0, 100], ":", color="gray")
+        ax.set_xlabel("false accepts (%)")
+        ax.set_ylabel("false rejects (%)")
+        ax.set_title(f"IQD DET, final probability ({len(rs)} utterances)")
+        fig.tight_layout()
+        written.append(out / "iqd_det.png")
+        fig.savefig(written[-1], dpi=100)
+        plt.close(fig)
+        lat = sorted(r.directed_hyp["decided_at"] - r.speech_start for r in rs
+                     if r.speech_start is not None and r.directed_hyp.get("decided_at") is not None)
+        if lat:
+            fig, ax = plt.subplots(figsize=(5, 3.5))
+            ax.step(lat, [(i + 1) / len(lat) for i in range(len(lat))], where="post")
+            ax.set_xlabel("decision time after speech start (s)")
+            ax.set_ylabel("share of decided utterances")
+            ax.set_title("IQD decision latency")
+            fig.tight_layout()
+            written.append(out / "iqd_latency_cdf.png")
+            fig.savefig(written[-1], dpi=100)
+            plt.close(fig)
+    return written
+
+
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser("eval", help="WER and speed of a bundle on a manifest", description=__doc__,
                               formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("manifest", help="a JSON-lines manifest (e.g. data/base/test.jsonl)")
     p.add_argument("--bundle", help="model bundle (default: models/default)")
-    p.add_argument("--out", help="folder for eval.json and eval.md")
+    p.add_argument("--out", help="folder for eval.json, eval.md and PNG plots")
     p.add_argument("--limit", type=int, help="only the first N utterances (after --per-voice)")
     p.add_argument("--per-voice", type=int, help="a sample of N utterances per voice, drawn as heed corpus check does")
     p.add_argument("--seed", type=int, default=0)
@@ -258,5 +310,6 @@ def run(args: argparse.Namespace) -> int:
         out.mkdir(parents=True, exist_ok=True)
         (out / "eval.json").write_text(json.dumps(report.to_json(), indent=1) + "\n")
         (out / "eval.md").write_text(md + "\n")
+        write_plots(report, out)
     print(md)
     return 0 if report.n_utts else 1
