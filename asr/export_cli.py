@@ -105,44 +105,31 @@ def write_bundle(src: Path, out: Path, precisions: list[str], beam: int = 4, met
         "metrics": metrics or {},
     }
     if tagger is not None:
-        tagger = Path(tagger)
-        if not (tagger / "tagger.json").exists():
-            raise FileNotFoundError(f"{tagger / 'tagger.json'} missing; run heed export tagger first")
-        if (out / "tagger").exists():
-            shutil.rmtree(out / "tagger")
-        tj = json.loads((tagger / "tagger.json").read_text())
-        missing = [p for p in precisions if p not in tj["files"]]
-        if missing:
-            raise FileNotFoundError(f"{tagger} has no {', '.join(missing)} graphs; export the tagger with them")
-        # only the precisions the bundle ships: an int8 bundle carries no fp32 tagger graphs
-        tj["files"] = {p: tj["files"][p] for p in precisions}
-        keep = {name for files_ in tj["files"].values() for name in files_.values()}
-        tj["bytes"] = {name: n for name, n in tj.get("bytes", {}).items() if name in keep}
-        shutil.copytree(tagger, out / "tagger",
-                        ignore=lambda _d, names: [n for n in names if n.endswith(".onnx") and n not in keep])
-        (out / "tagger" / "tagger.json").write_text(json.dumps(tj, indent=1) + "\n")
+        tj = _copy_component(Path(tagger), out / "tagger", "tagger.json", precisions, "tagger")
         manifest["tagger"] = {"dir": "tagger", "precisions": sorted(tj["files"]), "kind": tj["kind"],
                               "policy": tj["policy"]}
     if iqd is not None:
-        manifest["iqd"] = _copy_iqd(Path(iqd), out, precisions)
+        ij = _copy_component(Path(iqd), out / "iqd", "iqd.json", precisions, "iqd")
+        manifest["iqd"] = {"dir": "iqd", "precisions": sorted(ij["files"]), "kind": ij["kind"], "policy": ij["policy"],
+                           "theta": ij.get("theta"), "n_params": ij.get("n_params")}
     (out / "bundle.json").write_text(json.dumps(manifest, indent=1) + "\n")
 
 
-def _copy_iqd(src: Path, out: Path, precisions: list[str]) -> dict:
-    """Copy the IQD graphs of the bundle's precisions and iqd.json into out/iqd; returns bundle.json's "iqd" entry."""
-    if not (src / "iqd.json").exists():
-        raise FileNotFoundError(f"{src / 'iqd.json'} missing; run heed export iqd first")
-    ij = json.loads((src / "iqd.json").read_text())
-    missing = [p for p in precisions if p not in ij["files"]]
+def _copy_component(src: Path, dest: Path, meta_name: str, precisions: list[str], what: str) -> dict:
+    """Copy an export folder (`heed export tagger|iqd`) to `dest` with only the ONNX graphs of the
+    bundle's precisions (an int8 bundle carries no fp32 graphs), rewriting its metadata file
+    `meta_name` to list just those; returns that metadata."""
+    if not (src / meta_name).exists():
+        raise FileNotFoundError(f"{src / meta_name} missing; run heed export {what} first")
+    meta = json.loads((src / meta_name).read_text())
+    missing = [p for p in precisions if p not in meta["files"]]
     if missing:
-        raise FileNotFoundError(f"{src} has no {', '.join(missing)} IQD graph; export it with that precision")
-    if (out / "iqd").exists():
-        shutil.rmtree(out / "iqd")
-    (out / "iqd").mkdir(parents=True)
-    ij["files"] = {p: ij["files"][p] for p in precisions}
-    ij["bytes"] = {n: b for n, b in ij.get("bytes", {}).items() if n in ij["files"].values()}
-    for name in ij["files"].values():
-        shutil.copyfile(src / name, out / "iqd" / name)
-    (out / "iqd" / "iqd.json").write_text(json.dumps(ij, indent=1) + "\n")
-    return {"dir": "iqd", "precisions": sorted(ij["files"]), "kind": ij["kind"], "policy": ij["policy"],
-            "theta": ij.get("theta"), "n_params": ij.get("n_params")}
+        raise FileNotFoundError(f"{src} has no {', '.join(missing)} graphs; export the {what} with them")
+    meta["files"] = {p: meta["files"][p] for p in precisions}
+    keep = {name for files_ in meta["files"].values() for name in (files_.values() if isinstance(files_, dict) else [files_])}
+    meta["bytes"] = {name: n for name, n in meta.get("bytes", {}).items() if name in keep}
+    if dest.exists():
+        shutil.rmtree(dest)
+    shutil.copytree(src, dest, ignore=lambda _d, names: [n for n in names if n.endswith(".onnx") and n not in keep])
+    (dest / meta_name).write_text(json.dumps(meta, indent=1) + "\n")
+    return meta

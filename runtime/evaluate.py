@@ -162,15 +162,26 @@ def iqd_metrics(results: list[UttResult]) -> dict[str, Any] | None:
     None when the bundle has no IQD or the manifest no labels of both classes."""
     from iqd.metrics import eer, fa_fr, latency_stats  # numpy only
 
-    rs = [r for r in results if r.directed is not None and r.directed_hyp]
-    if not rs or len({r.directed for r in rs}) < 2:
+    rs = _iqd_scored(results)
+    if not rs:
         return None
     labels = [r.directed for r in rs]
     out = {"n_utts": len(rs), "eer": eer([r.directed_hyp["probability"] for r in rs], labels),
            **fa_fr([r.directed_hyp["decision"] == "directed" for r in rs], labels)}
-    timed = [r for r in rs if r.speech_start is not None and r.directed_hyp.get("decided_at") is not None]
+    timed = _iqd_timed(rs)
     out.update(latency_stats([r.directed_hyp["decided_at"] for r in timed], [r.speech_start for r in timed]))
     return out
+
+
+def _iqd_scored(results: list[UttResult]) -> list[UttResult]:
+    """The results with a `directed` label and an IQD result; empty unless both classes occur."""
+    rs = [r for r in results if r.directed is not None and r.directed_hyp]
+    return rs if len({r.directed for r in rs}) == 2 else []
+
+
+def _iqd_timed(rs: list[UttResult]) -> list[UttResult]:
+    """Those of `rs` with a decision time and a speech start: the ones a latency can be measured on."""
+    return [r for r in rs if r.speech_start is not None and r.directed_hyp.get("decided_at") is not None]
 
 
 def understanding(results: list[UttResult]) -> dict[str, Any] | None:
@@ -245,8 +256,8 @@ def write_plots(report: EvalReport, out: Path) -> list[Path]:
         written.append(out / f"wer_by_{group}.png")
         fig.savefig(written[-1], dpi=100)
         plt.close(fig)
-    rs = [r for r in report.results if r.directed is not None and r.directed_hyp]
-    if rs and len({r.directed for r in rs}) == 2:
+    rs = _iqd_scored(report.results)
+    if rs:
         from iqd.metrics import det_curve  # numpy only
 
         fa, fr, _ = det_curve([r.directed_hyp["probability"] for r in rs], [r.directed for r in rs])
@@ -260,8 +271,7 @@ def write_plots(report: EvalReport, out: Path) -> list[Path]:
         written.append(out / "iqd_det.png")
         fig.savefig(written[-1], dpi=100)
         plt.close(fig)
-        lat = sorted(r.directed_hyp["decided_at"] - r.speech_start for r in rs
-                     if r.speech_start is not None and r.directed_hyp.get("decided_at") is not None)
+        lat = sorted(r.directed_hyp["decided_at"] - r.speech_start for r in _iqd_timed(rs))
         if lat:
             fig, ax = plt.subplots(figsize=(5, 3.5))
             ax.step(lat, [(i + 1) / len(lat) for i in range(len(lat))], where="post")

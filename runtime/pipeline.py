@@ -67,28 +67,25 @@ class Pipeline:
         self.endpoint = EndpointConfig(**bundle.manifest.get("endpoint", {}))
         self.sample_rate = self.asr.fbank.sample_rate
         self.threads = threads
-        self.tagger = None
-        tg = bundle.manifest.get("tagger")
-        if tg:
-            from runtime.tagger import StreamingTagger
+        from runtime.iqd import IqdModel
+        from runtime.tagger import StreamingTagger
 
-            tp = precision if precision in tg.get("precisions", []) else "fp32"
-            try:
-                self.tagger = StreamingTagger.from_dir(bundle.file(tg["dir"]), precision=tp, threads=threads)
-            except (FileNotFoundError, ValueError, KeyError) as e:
-                raise BundleError(f"{bundle.path}: the tagger cannot be loaded: {e}") from None
-        self.iqd = None
+        self.tagger = self._component("tagger", "the tagger", StreamingTagger.from_dir, precision)
+        self.iqd = self._component("iqd", "the intended-query detector", IqdModel.from_dir, precision)
         # tokens that are only the word boundary do not mark the speech onset for the IQD
         self.silent_tokens = frozenset(i for i, p in enumerate(self.asr.tokens) if i > 0 and not p.replace("\u2581", ""))
-        iq = bundle.manifest.get("iqd")
-        if iq:
-            from runtime.iqd import IqdModel
 
-            ip = precision if precision in iq.get("precisions", []) else "fp32"
-            try:
-                self.iqd = IqdModel.from_dir(bundle.file(iq["dir"]), precision=ip, threads=threads)
-            except (FileNotFoundError, ValueError, KeyError) as e:
-                raise BundleError(f"{bundle.path}: the intended-query detector cannot be loaded: {e}") from None
+    def _component(self, key: str, what: str, from_dir: Any, precision: str) -> Any:
+        """An optional part of the bundle (bundle.json's `key` entry names its folder), at the bundle's
+        precision when it ships that one, else fp32; None when the bundle has none."""
+        entry = self.bundle.manifest.get(key)
+        if not entry:
+            return None
+        prec = precision if precision in entry.get("precisions", []) else "fp32"
+        try:
+            return from_dir(self.bundle.file(entry["dir"]), precision=prec, threads=self.threads)
+        except (FileNotFoundError, ValueError, KeyError) as e:
+            raise BundleError(f"{self.bundle.path}: {what} cannot be loaded: {e}") from None
 
     @classmethod
     def from_bundle(cls, path: str | Path | None = None, threads: int = 1, precision: str = "int8") -> "Pipeline":
