@@ -3,9 +3,13 @@
 `scripts/bench_tagger.py --partials`: one line per utterance, `{"id", "partials": [[word, ...], ...]}`,
 every partial the stream emitted (revisions included) as the whole word sequence heard so far,
 the last one the final result. Feeds 100 ms pieces, as a microphone would.
+With `--final-only`, one `{"id", "text"}` line per utterance instead: the recognised text, the
+format of `heed train tagger --asr-hypotheses` (run it on the training split for that).
 
     .venv/bin/python scripts/asr_partials.py --bundle models/default --corpus data/c14k \
         --source assistant --out exp/partials_assistant.jsonl
+    .venv/bin/python scripts/asr_partials.py --bundle models/default --corpus data/c14k \
+        --split train --source atis,assistant --final-only --out exp/hyps_train.jsonl
 """
 from __future__ import annotations
 
@@ -36,7 +40,8 @@ def main() -> int:
     ap.add_argument("--bundle", default="models/default")
     ap.add_argument("--corpus", default="data/c14k")
     ap.add_argument("--split", default="test")
-    ap.add_argument("--source", default="assistant", help="only utterances of this text source")
+    ap.add_argument("--source", default="assistant", help="only utterances of these text sources (comma-separated)")
+    ap.add_argument("--final-only", action="store_true", help='write {"id", "text"} of the final result only')
     ap.add_argument("--out", required=True)
     args = ap.parse_args()
     from corpus.manifest import audio_path, read_manifest
@@ -46,11 +51,16 @@ def main() -> int:
 
     pipe = Pipeline.from_bundle(args.bundle, threads=1)
     manifest = Path(args.corpus) / f"{args.split}.jsonl"
-    utts = [u for u in read_manifest(manifest) if u.source == args.source and u.tags]
+    utts = [u for u in read_manifest(manifest) if u.source in args.source.split(",") and u.tags]
+    from tqdm import tqdm
+
     with open(args.out, "w", encoding="utf-8") as f:
-        for u in utts:
+        for u in tqdm(utts, desc=args.split, unit="utt"):
             events = list(stream_file(pipe, load_audio(audio_path(manifest, u), pipe.sample_rate)))
-            f.write(json.dumps({"id": u.id, "partials": partial_words(events)}) + "\n")
+            words = partial_words(events)
+            line = {"id": u.id, "text": " ".join(words[-1]) if words[-1] != ["<empty>"] else ""} if args.final_only \
+                else {"id": u.id, "partials": words}
+            f.write(json.dumps(line) + "\n")
     print(f"{len(utts)} utterances -> {args.out}")
     return 0
 

@@ -30,6 +30,10 @@ for t in atis assistant; do
   OMP_NUM_THREADS=1 $py scripts/bench_tagger.py --test $t --corpus "$CORPUS" --hybrid "$OUT/tagger" --precision int8 \
     --no-curve --out docs/bundle_tagger_$t
 done
+# the tagger on this bundle's own streaming partial hypotheses (assistant test), next to gold text
+$py scripts/asr_partials.py --bundle "$OUT" --corpus "$CORPUS" --source assistant --out "${PARTIALS:-exp/partials_assistant.jsonl}"
+OMP_NUM_THREADS=1 $py scripts/bench_tagger.py --test assistant --corpus "$CORPUS" --hybrid "$OUT/tagger" --precision int8 \
+  --no-curve --partials "${PARTIALS:-exp/partials_assistant.jsonl}" --out docs/bundle_tagger_assistant_asr
 $heed bench --bundle "$OUT" --hour --out docs/runtime_bench
 $py scripts/collect_metrics.py --bundle "$OUT"
 card_args=(--bundle "$OUT" --corpus "$CORPUS" --asr "$ASR" --tagger "$TAGGER")

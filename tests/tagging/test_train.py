@@ -48,3 +48,20 @@ def test_restart_labels_mark_tokens_where_a_restart_changes_something() -> None:
 ])
 def test_align_tags_carries_reference_tags_to_a_hypothesis(hyp: str, want: list[str]) -> None:
     assert align_tags("fly to new york".split(), ["O", "O", "B-to", "I-to"], hyp.split()) == want
+
+
+def test_training_pool_adds_unsynthesized_training_text_and_nothing_held_out(tmp_path: Path) -> None:
+    import json
+
+    from corpus.build import load_sentences
+    from tagging.train import training_pool
+
+    (tmp_path / "build.json").write_text(json.dumps({"seed": 0}))
+    splits = load_sentences(0)
+    atis_train = splits["train"]["atis"]
+    synthesized = {atis_train[0].words, atis_train[1].words}
+    pool = training_pool(tmp_path, ["atis"], synthesized)
+    assert len(pool) == len(atis_train) - 2
+    assert all(e.source == "atis" and len(e.words) == len(e.tags) for e in pool)
+    held_out = {s.words for split in ("dev", "test") for s in splits[split].get("atis", [])}
+    assert held_out and not held_out & {e.words for e in pool}
