@@ -119,8 +119,10 @@ def _read_tokens(path: Path) -> list[str]:
 class AsrStream:
     """One utterance (or one endless stream) through a shared `TransducerModel`."""
 
-    def __init__(self, model: TransducerModel, beam: int = 4, endpoint: EndpointConfig = EndpointConfig()) -> None:
+    def __init__(self, model: TransducerModel, beam: int = 4, endpoint: EndpointConfig = EndpointConfig(),
+                 max_symbols_per_frame: int = 3) -> None:
         self.model, self.beam, self.endpoint_cfg = model, beam, endpoint
+        self.max_symbols_per_frame = max_symbols_per_frame  # greedy only; sherpa-onnx's greedy uses 1
         self.reset()
 
     def reset(self) -> None:
@@ -200,7 +202,8 @@ class AsrStream:
             if self._n_valid is not None:
                 enc, self._n_valid = enc[: self._n_valid], self._n_valid - len(enc)
             if self.beam <= 1:
-                self.hyps = [greedy_search(enc, self.best, self.decoder, m.join, self.n_enc_frames)]
+                self.hyps = [greedy_search(enc, self.best, self.decoder, m.join, self.n_enc_frames,
+                                           self.max_symbols_per_frame)]
             else:
                 self.hyps = modified_beam_search(enc, self.hyps, self.decoder, m.join, self.n_enc_frames, self.beam)
             self.last_chunk = (enc, self.n_enc_frames)  # a chunk's encoder frames, for the IQD
