@@ -139,6 +139,7 @@ class AsrStream:
         self._n_valid: int | None = None  # encoder frames of real audio left to search, once input is finished
         self.chunk_ms: list[float] = []  # compute time of each chunk: encoder + search (benchmarks read it)
         self.last_chunk: tuple[np.ndarray, int] | None = None  # (encoder frames, stream index of the first)
+        self.last_chunk_fbank: np.ndarray | None = None  # (4 n, n_mels): the fbank frames its n encoder frames start at
 
     def new_segment(self) -> None:
         """After an endpoint: forget the hypothesis, keep the encoder's acoustic context."""
@@ -198,6 +199,7 @@ class AsrStream:
                and (max_chunks is None or n < max_chunks)):
             t0 = time.perf_counter()
             enc, self.state = m.run_encoder(self.frames[: m.step_frames], self.state)
+            fbank = self.frames[: m.shift_frames]
             self.frames = self.frames[m.shift_frames :]
             if self._n_valid is not None:
                 enc, self._n_valid = enc[: self._n_valid], self._n_valid - len(enc)
@@ -207,6 +209,7 @@ class AsrStream:
             else:
                 self.hyps = modified_beam_search(enc, self.hyps, self.decoder, m.join, self.n_enc_frames, self.beam)
             self.last_chunk = (enc, self.n_enc_frames)  # a chunk's encoder frames, for the IQD
+            self.last_chunk_fbank = fbank[: len(enc) * (m.shift_frames // m.chunk_frames)]  # the IQD's onset gate
             self.n_enc_frames += len(enc)
             self.chunk_ms.append(1000 * (time.perf_counter() - t0))
             n += 1

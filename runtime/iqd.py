@@ -3,7 +3,7 @@
     from runtime.iqd import IqdModel
     iqd = IqdModel.from_dir("exp/iqd-e2e-export")        # shared, immutable
     stream = iqd.create_stream()                         # one per ASR segment
-    stream.accept(enc, tokens, first_frame)              # each decoded chunk: encoder frames + tokens
+    stream.accept(enc, tokens, first_frame, fbank)       # each decoded chunk: encoder frames, tokens, fbank
     stream.force(t_s)                                    # at the endpoint
     stream.result()  # {"probability": 0.94, "decision": "directed", "decided_at": 0.96}
 
@@ -14,8 +14,10 @@ states -> `probability` (N,) P(directed) and the next states. Sizes come from iq
 
 The decision policy (`DecisionPolicy`, `Decider`) is a small state machine over the posterior:
 
-1. it starts at the speech onset (in the runtime: the first token the ASR emits in the segment,
-   bare word boundaries not counted);
+1. it starts at the speech onset: the first frame at which the ASR has emitted a spoken token in
+   the segment (bare word boundaries not counted) *and* the speech-onset gate (`OnsetGate`) is
+   open. The gate exists because a character ASR emits characters in the background noise of a
+   pause, which alone would start the decider seconds before anyone speaks;
 2. the posterior is smoothed by an exponential moving average with time constant `smoothing_ms`,
    starting from the onset frame's posterior;
 3. "directed" once the smoothed posterior has stayed above `on_threshold` for `min_on_ms`;
@@ -25,6 +27,14 @@ The decision policy (`DecisionPolicy`, `Decider`) is a small state machine over 
    least the midpoint of the two thresholds.
 
 `decided_at` is the audio time (s) of the end of the frame that decided. numpy only: no torch.
+
+The speech-onset gate (`OnsetGate`, settings in the same `DecisionPolicy`) is an energy detector
+over the fbank frames the ASR already computed: per encoder frame, the log energy of its four
+fbank frames (`frame_energy_db`); a noise floor that starts at the segment's first frame, falls
+at once to any lower energy and rises by at most `noise_floor_rise_db_per_s`; the gate opens
+(once per segment) when the energy has stayed more than `onset_margin_db` above the floor for
+`onset_min_ms`. `onset_min_ms` = 0 turns the gate off (the decider then starts at the first
+spoken token). Offline evaluation (`iqd.evaluate`, `iqd.streams`) runs this same class.
 """
 from __future__ import annotations
 
@@ -38,6 +48,8 @@ import numpy as np
 
 SCHEMA_VERSION = 1
 DIRECTED, UNDIRECTED = "directed", "undirected"
+ONSET_MARGIN_DB, ONSET_MIN_MS, NOISE_FLOOR_RISE_DB_PER_S = 4.5, 80.0, 3.0  # chosen on dev, docs/iqd.md
+FBANK_PER_FRAME = 4  # fbank frames per encoder frame (the ASR's subsampling)
 
 
 @dataclass(frozen=True)
@@ -49,12 +61,19 @@ class DecisionPolicy:
     min_on_ms: float = 200.0
     min_off_ms: float = 200.0
     smoothing_ms: float = 160.0  # time constant of the moving average; 0 = no smoothing
+    # The speech-onset gate (`OnsetGate`); defaults chosen on dev (docs/iqd.md), applied to
+    # policies saved before the gate existed. onset_min_ms = 0: no gate.
+    onset_margin_db: float = ONSET_MARGIN_DB  # speech: log energy this far above the noise floor
+    onset_min_ms: float = ONSET_MIN_MS  # ... for this long
+    noise_floor_rise_db_per_s: float = NOISE_FLOOR_RISE_DB_PER_S  # how fast the floor follows rising energy
 
     def __post_init__(self) -> None:
         if self.off_threshold > self.on_threshold:
             raise ValueError(f"off_threshold {self.off_threshold} above on_threshold {self.on_threshold}")
-        if min(self.min_on_ms, self.min_off_ms, self.smoothing_ms) < 0:
+        if min(self.min_on_ms, self.min_off_ms, self.smoothing_ms, self.onset_min_ms) < 0:
             raise ValueError("durations must be >= 0 ms")
+        if self.onset_margin_db < 0 or self.noise_floor_rise_db_per_s < 0:
+            raise ValueError("onset_margin_db and noise_floor_rise_db_per_s must be >= 0")
 
     @property
     def forced_threshold(self) -> float:
@@ -84,6 +103,66 @@ def smooth(p: np.ndarray, alpha: float) -> np.ndarray:
         s = alpha * s + (1 - alpha) * float(x)
         out[t] = s
     return out
+
+
+def frame_energy_db(fbank: np.ndarray, n_frames: int | None = None, sub: int = FBANK_PER_FRAME) -> np.ndarray:
+    """Log energy (dB) of each encoder frame: the mean over its `sub` fbank frames of
+    10 log10(sum of the mel energies). fbank: (T, n_mels) log-mel (natural log) -> (n_frames,),
+    default T // sub; frames past the end of fbank repeat its last frame (as the ASR pads)."""
+    if n_frames is None:
+        n_frames = len(fbank) // sub
+    if not len(fbank):
+        return np.zeros(n_frames)
+    x = np.asarray(fbank, np.float64)
+    m = x.max(axis=1, keepdims=True)
+    e = (10 / math.log(10)) * (m[:, 0] + np.log(np.exp(x - m).sum(axis=1)))  # (T,) dB, a stable logsumexp
+    idx = np.minimum(np.arange(n_frames * sub), len(e) - 1)
+    return e[idx].reshape(n_frames, sub).mean(axis=1)
+
+
+class OnsetGate:
+    """The speech-onset gate of one segment (module docstring), one encoder frame at a time.
+
+    State: `floor_db` (None before the first frame), `run` (frames in a row above floor + margin),
+    `open` and `opened_at` (the stream frame index at which it opened)."""
+
+    def __init__(self, policy: DecisionPolicy, frame_ms: float) -> None:
+        self.margin_db = policy.onset_margin_db
+        self.rise_db = policy.noise_floor_rise_db_per_s * frame_ms / 1000  # per frame
+        self.n_min = policy.frames(policy.onset_min_ms, frame_ms) if policy.onset_min_ms > 0 else 0
+        self.reset()
+
+    @property
+    def enabled(self) -> bool:
+        return self.n_min > 0
+
+    def reset(self) -> None:
+        self.floor_db: float | None = None
+        self.run = 0
+        self.open = not self.enabled
+        self.opened_at: int | None = None
+
+    def step(self, energy_db: float, frame: int) -> bool:
+        """One frame's energy; frame: its index (recorded when the gate opens). Returns `open`."""
+        if self.open:
+            return True
+        e = float(energy_db)
+        self.floor_db = e if self.floor_db is None else min(e, self.floor_db + self.rise_db)
+        self.run = self.run + 1 if e > self.floor_db + self.margin_db else 0
+        if self.run >= self.n_min:
+            self.open, self.opened_at = True, frame
+        return self.open
+
+
+def gate_onset(energy_db: np.ndarray, policy: DecisionPolicy, frame_s: float) -> int:
+    """The frame at which the gate opens over a segment's energies (n,); 0 without a gate, n if never."""
+    g = OnsetGate(policy, frame_s * 1000)
+    if not g.enabled:
+        return 0
+    for t, e in enumerate(energy_db):
+        if g.step(e, t):
+            return t
+    return len(energy_db)
 
 
 class Decider:
@@ -185,27 +264,40 @@ class IqdModel:
 
 
 class IqdStream:
-    """One segment: the network's state, the onset and the decider."""
+    """One segment: the network's state, the onset (spoken token and gate) and the decider."""
 
     def __init__(self, model: IqdModel, frame_s: float, policy: DecisionPolicy,
                  silent_tokens: frozenset[int] = frozenset()) -> None:
         self.model, self.frame_s, self.silent = model, frame_s, frozenset(silent_tokens)
         self.decider = Decider(policy, frame_s * 1000)
+        self.gate = OnsetGate(policy, frame_s * 1000)
         self.reset()
 
     def reset(self) -> None:
+        """A new segment: the network's state, the gate (noise floor included) and the decider."""
         self.state = self.model.init_state()
         self.decider.reset()
+        self.gate.reset()
         self.probability: float | None = None  # the latest raw posterior
-        self.onset = False
+        self.spoken = False  # a spoken token has been emitted in the segment
+        self.onset = False  # spoken and the gate open: the decider runs
 
-    def accept(self, enc: np.ndarray, tokens_by_frame: Sequence[Sequence[int]], first_frame: int) -> None:
+    def accept(self, enc: np.ndarray, tokens_by_frame: Sequence[Sequence[int]], first_frame: int,
+               fbank: np.ndarray | None = None) -> None:
         """enc: (n, J) encoder frames of a chunk, frame i at stream frame first_frame + i;
-        tokens_by_frame[i]: the tokens the search emitted at that frame."""
+        tokens_by_frame[i]: the tokens the search emitted at that frame; fbank: (4 n, n_mels) the
+        fbank frames the chunk's encoder frames start at (`FBANK_PER_FRAME` each), for the gate;
+        required unless the policy has no gate (onset_min_ms = 0)."""
+        if self.gate.enabled and fbank is None:
+            raise ValueError("the policy's speech-onset gate needs the chunk's fbank frames")
+        energy = frame_energy_db(fbank, len(enc)) if self.gate.enabled else None
         for i in range(len(enc)):
             tokens = tokens_by_frame[i]
             self.probability, self.state = self.model.step(enc[i], tokens, self.state)
-            self.onset = self.onset or any(t not in self.silent for t in tokens)
+            self.spoken = self.spoken or any(t not in self.silent for t in tokens)
+            if energy is not None:
+                self.gate.step(energy[i], first_frame + i)
+            self.onset = self.spoken and self.gate.open
             if self.onset:
                 self.decider.step(self.probability, round((first_frame + i + 1) * self.frame_s, 3))
 

@@ -166,14 +166,15 @@ class Stream:
         self._decode(final=True)
 
     def _feed_iqd(self) -> None:
-        """The chunk just decoded, with the tokens the best hypothesis emitted at its frames."""
+        """The chunk just decoded, with the tokens the best hypothesis emitted at its frames and its
+        fbank frames (the IQD's speech-onset gate; reset with the IQD stream at every endpoint)."""
         enc, first = self.asr.last_chunk
         hyp = self.asr.best
         by_frame: list[list[int]] = [[] for _ in range(len(enc))]
         for tok, frame in zip(hyp.tokens, hyp.frames):
             if first <= frame < first + len(enc):
                 by_frame[frame - first].append(tok)
-        self._iqd.accept(enc, by_frame, first)
+        self._iqd.accept(enc, by_frame, first, self.asr.last_chunk_fbank)
 
     def _event(self, final: bool, endpoint: bool) -> dict[str, Any]:
         r = self.asr.result()
