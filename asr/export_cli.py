@@ -110,6 +110,12 @@ def write_bundle(src: Path, out: Path, precisions: list[str], beam: int = 4, met
                               "policy": tj["policy"]}
     if iqd is not None:
         ij = _copy_component(Path(iqd), out / "iqd", "iqd.json", precisions, "iqd")
+        from runtime.iqd import DecisionPolicy
+
+        policy = DecisionPolicy.from_dict(ij["policy"]).to_dict()  # an export older than the onset gate: its defaults
+        if policy != ij["policy"]:
+            ij["policy"] = policy
+            (out / "iqd" / "iqd.json").write_text(json.dumps(ij, indent=1) + "\n")
         manifest["iqd"] = {"dir": "iqd", "precisions": sorted(ij["files"]), "kind": ij["kind"], "policy": ij["policy"],
                            "theta": ij.get("theta"), "n_params": ij.get("n_params")}
     (out / "bundle.json").write_text(json.dumps(manifest, indent=1) + "\n")

@@ -1,8 +1,9 @@
 """From per-frame posteriors to decisions, errors and latencies; choosing the policy on dev.
 
 A `Track` is one utterance (or one segment of a continuous recording) as a detector saw it: the
-posterior of every encoder frame, the onset frame (the ASR's first token: where the runtime's
-decider starts; bare word boundaries do not count), the endpoint (the ASR's last token + the endpointer's trailing silence, 0.8 s:
+posterior of every encoder frame, the onset frame (where the runtime's decider starts: the later
+of the ASR's first spoken token, bare word boundaries not counted, and the frame at which the
+speech-onset gate `runtime.iqd.OnsetGate` opens on the fbank frames; `onset_frame`), the endpoint (the ASR's last token + the endpointer's trailing silence, 0.8 s:
 where the runtime forces a decision and where the cascade decides), `speech_start` and the label.
 
 `sweep` runs the decision state machine (`runtime.iqd`) for a family of policies at once:
@@ -20,7 +21,7 @@ from typing import Sequence
 import numpy as np
 
 from iqd.metrics import decision_curve, eer, fa_fr, latency_stats
-from runtime.iqd import DecisionPolicy, smooth
+from runtime.iqd import DecisionPolicy, frame_energy_db, gate_onset, smooth
 
 TRAILING_SILENCE_S = 0.8  # the runtime endpointer's trailing_silence_ms
 THETAS = np.round(np.arange(0.02, 0.99, 0.02), 2)
@@ -44,6 +45,17 @@ def onset_and_endpoint(token_frames: Sequence[int], speech_start: float, speech_
     if spoken:
         return int(spoken[0]), (int(token_frames[-1]) + 1) * frame_s + TRAILING_SILENCE_S
     return int(speech_start / frame_s), speech_end + TRAILING_SILENCE_S
+
+
+def onset_frame(token_onset: int, fbank: np.ndarray | None, n_frames: int, policy: DecisionPolicy,
+                frame_s: float) -> int:
+    """Where the runtime's decider starts: the later of the ASR's onset (`onset_and_endpoint`) and
+    the frame at which the policy's speech-onset gate opens over fbank (T, n_mels), the frames of
+    the utterance or segment from its first encoder frame on (n_frames of them; n_frames when the
+    gate never opens, so that the decision is forced at the endpoint)."""
+    if fbank is None or policy.onset_min_ms <= 0:
+        return token_onset
+    return max(token_onset, gate_onset(frame_energy_db(fbank, n_frames), policy, frame_s))
 
 
 def _smoothed(track: Track, alpha: float) -> np.ndarray:
@@ -124,9 +136,11 @@ def evaluate_policy(tracks: Sequence[Track], policy: DecisionPolicy, theta: floa
 POLICY_GRID = {"margin": (0.0, 0.15, 0.3), "min_ms": (40.0, 200.0, 400.0, 800.0), "smoothing_ms": (0.0, 200.0)}
 
 
-def choose_policy(tracks: Sequence[Track], max_median_latency_s: float = 1.4) -> tuple[DecisionPolicy, float, dict]:
+def choose_policy(tracks: Sequence[Track], max_median_latency_s: float = 1.4,
+                  base: DecisionPolicy = DecisionPolicy()) -> tuple[DecisionPolicy, float, dict]:
     """The policy and theta for dev: over POLICY_GRID, theta at the equal-error point of each; the
     lowest EER among those with median latency within the budget (the lowest EER overall if none is).
+    The speech-onset gate's settings are those of `base` (the tracks' onsets were found with them).
 
     Returns (policy with on/off at the chosen theta, theta, a table of every candidate)."""
     labels = [t.directed for t in tracks]
@@ -135,7 +149,8 @@ def choose_policy(tracks: Sequence[Track], max_median_latency_s: float = 1.4) ->
     for m in POLICY_GRID["margin"]:
         for ms in POLICY_GRID["min_ms"]:
             for sm in POLICY_GRID["smoothing_ms"]:
-                pol = DecisionPolicy(0.5 + m, 0.5 - m, ms, ms, sm)
+                pol = dataclasses.replace(base, on_threshold=0.5 + m, off_threshold=0.5 - m, min_on_ms=ms,
+                                          min_off_ms=ms, smoothing_ms=sm)
                 dec, at, _ = sweep(tracks, pol, THETAS, m)
                 c = decision_curve(dec, at, labels, starts)
                 i = int(np.argmin(np.maximum(c["fa"], c["fr"])))
@@ -145,7 +160,8 @@ def choose_policy(tracks: Sequence[Track], max_median_latency_s: float = 1.4) ->
     ok = [r for r in rows if r["median_s"] <= max_median_latency_s] or rows
     best = min(ok, key=lambda r: (r["eer"], r["median_s"]))
     th, m = best["theta"], best["margin"]
-    policy = DecisionPolicy(min(1.0, th + m), max(0.0, th - m), best["min_ms"], best["min_ms"], best["smoothing_ms"])
+    policy = dataclasses.replace(base, on_threshold=min(1.0, th + m), off_threshold=max(0.0, th - m),
+                                 min_on_ms=best["min_ms"], min_off_ms=best["min_ms"], smoothing_ms=best["smoothing_ms"])
     return policy, th, {"chosen": best, "candidates": rows, "max_median_latency_s": max_median_latency_s}
 
 

@@ -25,6 +25,7 @@ from torch import nn
 
 from asr.export import add_metadata, quantize_int8
 from iqd.model import N_TOKEN_SLOTS, IqdState, IqJoint
+from runtime.iqd import DecisionPolicy
 
 SCHEMA_VERSION = 1
 FP32_TOLERANCE = 1e-4
@@ -116,7 +117,8 @@ def export_iqd(model: IqJoint, ckpt: dict[str, Any], out_dir: str | Path, int8: 
         "schema_version": SCHEMA_VERSION, "kind": "e2e", "files": files, "enc_dim": cfg.enc_dim,
         "vocab_size": cfg.vocab_size, "n_token_slots": N_TOKEN_SLOTS,
         "state": {"token_state": [1, 1, cfg.token_hidden], "frame_state": [1, 1, cfg.frame_hidden]},
-        "policy": ckpt["policy"], "theta": ckpt.get("theta"), "frame_s": ckpt.get("frame_s", 0.04),
+        # every decision setting, the speech-onset gate's defaults included for checkpoints saved before it
+        "policy": DecisionPolicy.from_dict(ckpt["policy"]).to_dict(), "theta": ckpt.get("theta"), "frame_s": ckpt.get("frame_s", 0.04),
         "dev": ckpt.get("dev"), "n_params": model.n_params(), "parity": parity,
         "bytes": {f: (out / f).stat().st_size for f in files.values()},
         "asr": ckpt.get("train_config", {}).get("asr"),

@@ -5,10 +5,13 @@ search and the runtime's endpointer (`runtime.asr.EndpointConfig`, checked after
 an endpoint closes a segment and the next one starts with a fresh hypothesis. Each detector is
 reset at every segment start, as the pipeline resets its IQD stream. A reference utterance of
 the timeline is matched to the segment with spoken tokens (not only bare word boundaries) that
-overlaps most of its speech; the decider starts at that segment's first spoken token, which may
-lie before the utterance when the ASR hallucinated in the pause (the decision then comes early,
-as it would in the runtime). An utterance no segment overlaps was missed: it counts as
-undirected, decided at its speech end + the endpointer's trailing silence.
+overlaps most of its speech; the decider starts where the runtime's would: at the later of that
+segment's first spoken token and the frame at which the speech-onset gate
+(`runtime.iqd.OnsetGate`, the detector's policy, fresh at the segment's start) opens on the
+segment's fbank frames. Without the gate the first spoken token alone may lie long before the
+utterance, when the ASR hallucinated characters in the noise of the pause. An utterance no
+segment overlaps was missed: it counts as undirected, decided at its speech end + the
+endpointer's trailing silence.
 """
 from __future__ import annotations
 
@@ -22,8 +25,9 @@ import torch
 
 from asr.model import Transducer
 from asr.tokenizer import BLANK_ID
-from iqd.evaluate import TRAILING_SILENCE_S, Track
+from iqd.evaluate import TRAILING_SILENCE_S, Track, onset_frame
 from runtime.asr import EndpointConfig
+from runtime.iqd import FBANK_PER_FRAME, DecisionPolicy
 
 
 @dataclass
@@ -101,13 +105,19 @@ def match(utts: list[dict[str, Any]], segments: list[Segment], frame_s: float,
 
 
 def segment_track(p: np.ndarray, seg: Segment | None, utt: dict[str, Any], frame_s: float,
-                  silent: set[int] = frozenset()) -> Track:
-    """A track in segment time: p covers the segment's frames; times relative to its start."""
+                  silent: set[int] = frozenset(), feats: np.ndarray | None = None,
+                  policy: DecisionPolicy = DecisionPolicy()) -> Track:
+    """A track in segment time: p covers the segment's frames; times relative to its start.
+    feats: the recording's fbank frames (T, n_mels), for the policy's speech-onset gate (None: no gate)."""
     if seg is None:  # missed: no frames, undirected at speech end + trailing silence
         return Track(np.zeros(0), 0, utt["speech_end"] + TRAILING_SILENCE_S, utt["speech_start"], bool(utt["directed"]), frame_s)
     off = seg.start * frame_s
     endpoint = (seg.frames[-1] + 1) * frame_s + TRAILING_SILENCE_S
-    return Track(p, spoken_frames(seg, silent)[0] - seg.start, endpoint - off, utt["speech_start"] - off, bool(utt["directed"]), frame_s)
+    onset = spoken_frames(seg, silent)[0] - seg.start
+    if feats is not None:
+        onset = onset_frame(onset, np.asarray(feats[FBANK_PER_FRAME * seg.start : FBANK_PER_FRAME * seg.end]),
+                            seg.end - seg.start, policy, frame_s)
+    return Track(p, onset, endpoint - off, utt["speech_start"] - off, bool(utt["directed"]), frame_s)
 
 
 def load_timelines(corpus: str | Path, split: str = "test") -> list[tuple[Path, dict[str, Any]]]:

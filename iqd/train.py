@@ -28,7 +28,7 @@ import numpy as np
 import torch
 
 from iqd.cache import IqdCache, cache_split, frame_seconds
-from iqd.evaluate import Track, choose_policy, evaluate_policy, final_scores, onset_and_endpoint
+from iqd.evaluate import Track, choose_policy, evaluate_policy, final_scores, onset_and_endpoint, onset_frame
 from iqd.metrics import eer, eer_threshold, fa_fr, latency_stats
 from iqd.model import (N_TOKEN_SLOTS, AcousticDetector, IqdConfig, IqJoint, TextClassifier, frame_mask,
                        masked_bce)
@@ -129,12 +129,15 @@ def posteriors(model: torch.nn.Module, cache: IqdCache, batch_size: int = 64) ->
     return out
 
 
-def tracks_of(cache: IqdCache, probs: list[np.ndarray]) -> list[Track]:
+def tracks_of(cache: IqdCache, probs: list[np.ndarray], policy: DecisionPolicy = DecisionPolicy()) -> list[Track]:
+    """One track per cached utterance; the onset as the runtime finds it with the policy's
+    speech-onset gate (on the cached fbank, the utterance whole from its first frame)."""
     fs = frame_seconds()
     silent = cache.silent_tokens
     tracks = []
-    for u, p in zip(cache.utts, probs):
+    for i, (u, p) in enumerate(zip(cache.utts, probs)):
         onset, endpoint = onset_and_endpoint(u.token_frames, u.speech_start, u.speech_end, fs, u.tokens, silent)
+        onset = onset_frame(onset, cache.fbank(i), u.n_enc, policy, fs)
         tracks.append(Track(p, onset, endpoint, u.speech_start, u.directed, fs))
     return tracks
 

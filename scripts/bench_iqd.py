@@ -38,8 +38,13 @@ from runtime.iqd import DecisionPolicy  # noqa: E402
 DELAYS = [0.25, 0.5, 0.75, 1.0, 1.25, 1.5, 2.0, 2.5, 3.0]
 
 
+def _policy(ckpt) -> DecisionPolicy:
+    """The detector's policy; a checkpoint saved before the speech-onset gate gets the gate's defaults."""
+    return DecisionPolicy.from_dict(ckpt["policy"])
+
+
 def frame_system(model, ckpt, tracks) -> dict:
-    policy, theta = DecisionPolicy.from_dict(ckpt["policy"]), ckpt["theta"]
+    policy, theta = _policy(ckpt), ckpt["theta"]
     r = evaluate_policy(tracks, policy, theta)
     r["latency_eer"] = [{"delay_s": d, "eer": eer(score_at_delay(tracks, policy, d), [t.directed for t in tracks])}
                         for d in DELAYS]
@@ -69,13 +74,14 @@ def bench_test_split(args, models) -> dict:
             r = cascade_system(scores, [u.directed for u in test.utts], _endpoints(test),
                                [u.speech_start for u in test.utts], ckpt["theta"])
         else:
-            r = frame_system(model, ckpt, tracks_of(test, posteriors(model, test)))
+            r = frame_system(model, ckpt, tracks_of(test, posteriors(model, test), _policy(ckpt)))
         out[name] = r
         print(f"test {name}: EER {100 * r['eer']:.1f}% median {r['median_s']:.2f} s ({time.monotonic() - t0:.0f} s)",
               file=sys.stderr, flush=True)
     if args.e2e_export and "e2e" in models:
         out["e2e int8 (onnx)"] = frame_system(None, models["e2e"][1],
-                                              tracks_of(test, onnx_posteriors(Path(args.e2e_export), test)))
+                                              tracks_of(test, onnx_posteriors(Path(args.e2e_export), test),
+                                                        _policy(models["e2e"][1])))
     return out
 
 
@@ -144,7 +150,7 @@ def bench_streams(args, models) -> dict:
                             x = feats[4 * seg.start : 4 * seg.end + 3][None]
                             p = torch.sigmoid(model(x))[0]
                     p = p.numpy()
-                tracks[name].append(segment_track(p, seg, u, fs, silent))
+                tracks[name].append(segment_track(p, seg, u, fs, silent, feats.numpy(), _policy(ckpt)))
             if "cascade" in models:
                 model, _ = models["cascade"]
                 casc["scores"].append(float(model.predict([tok.decode(seg.tokens)])[0]) if seg is not None else 0.0)
@@ -244,6 +250,8 @@ def main() -> int:
     ap.add_argument("--test-limit", type=int)
     ap.add_argument("--n-streams", type=int, default=20)
     ap.add_argument("--no-streams", action="store_true")
+    ap.add_argument("--no-onset-gate", action="store_true",
+                    help="start the deciders at the first spoken token alone (onset_min_ms = 0), as before the gate")
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--json", default="docs/iqd_bench.json")
     ap.add_argument("--md", default="docs/iqd_bench.md")
@@ -255,10 +263,13 @@ def main() -> int:
               (("e2e", args.e2e), ("independent", args.independent), ("cascade", args.cascade)) if d}
     if not models:
         ap.error("give at least one of --e2e, --independent, --cascade")
+    if args.no_onset_gate:
+        for _, ckpt in models.values():
+            ckpt["policy"] = {**ckpt["policy"], "onset_min_ms": 0.0}
     results = {"test": bench_test_split(args, models)}
     if not args.no_streams:
         results["streams"] = bench_streams(args, models)
-    results["systems"] = {n: {"kind": c["kind"], "n_params": c["n_params"], "policy": c["policy"], "theta": c["theta"],
+    results["systems"] = {n: {"kind": c["kind"], "n_params": c["n_params"], "policy": _policy(c).to_dict(), "theta": c["theta"],
                               "dev": c["dev"]} for n, (_, c) in models.items()}
     results["thetas"] = THETAS.tolist()
     results["asr"] = args.asr

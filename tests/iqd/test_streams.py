@@ -43,3 +43,26 @@ def test_streamed_asr_is_the_whole_utterance_asr_and_segments_tile_the_recording
     assert len(segments) >= 2 and segments[0].start == 0 and segments[-1].end == len(enc)
     assert all(s.end == t.start for s, t in zip(segments, segments[1:]))
     assert all(s.start <= f < s.end for s in segments for f in s.frames)
+
+
+def test_segment_onset_waits_for_the_speech_onset_gate() -> None:
+    """A segment whose first spoken token lies in the quiet pause: the decider starts where the gate
+    opens on the segment's own fbank frames (fresh gate at the segment start), as in the runtime."""
+    from runtime.iqd import FBANK_PER_FRAME, DecisionPolicy, frame_energy_db, gate_onset
+
+    n_mels, fs = 80, 0.04
+    loud_from = 130  # encoder frame of the recording where the speech (a loud stretch) begins
+    fb = np.full((200 * FBANK_PER_FRAME, n_mels), -2.0)
+    fb[loud_from * FBANK_PER_FRAME :] = 3.0  # about 22 dB louder
+    fb += np.random.default_rng(0).normal(0, 0.05, fb.shape)
+    seg = Segment(100, 200, [7, 8, 9], [105, 140, 150])  # token at 105: hallucinated in the pause
+    utt = {"speech_start": loud_from * fs, "speech_end": 7.5, "directed": True}
+    pol = DecisionPolicy()
+    tr = segment_track(np.full(100, 0.5), seg, utt, fs, feats=fb, policy=pol)
+    gate = gate_onset(frame_energy_db(fb[100 * FBANK_PER_FRAME :], 100), pol, fs)
+    assert 30 <= gate <= 30 + pol.frames(pol.onset_min_ms, fs * 1000) and tr.onset == gate
+    assert segment_track(np.full(100, 0.5), seg, utt, fs).onset == 5  # without fbank: the first token
+    off = segment_track(np.full(100, 0.5), seg, utt, fs, feats=fb, policy=DecisionPolicy(onset_min_ms=0.0))
+    assert off.onset == 5
+    quiet = segment_track(np.full(100, 0.5), seg, utt, fs, feats=np.full_like(fb, -2.0), policy=pol)
+    assert quiet.onset == 100  # the gate never opens: nothing to decide until the endpoint forces it
