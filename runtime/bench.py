@@ -8,6 +8,9 @@ so that the endpointer closes it as it would live, looped to --seconds per strea
 - per-chunk compute (features, encoder, search) p50 and p95 from one stream;
 - time to first partial: audio time of the first partial event after speech starts, plus the
   compute it took; time from the end of speech to the final result, likewise;
+- the ASR alone (no tagger, no IQD) on the same audio and one stream: our runtime next to
+  sherpa-onnx's OnlineRecognizer on the same ONNX graphs (when sherpa_onnx is importable; the
+  report says so when it is not): real-time factor and per-chunk compute (encoder + search);
 - peak resident memory of this process, and the bundle's size on disk;
 - with --hour: one stream fed an hour of audio, resident memory sampled every 10 minutes of
   audio; growth is the last sample minus the one at 10 minutes.
@@ -126,6 +129,46 @@ def concurrency(pipe, clips, counts: list[int], seconds: float) -> list[dict[str
     return rows
 
 
+def _timing(compute_s: float, cpu_s: float, audio_s: float, chunk_ms: list[float]) -> dict[str, Any]:
+    """Wall-clock real-time factor and, steadier on a busy machine, this process's CPU time over the audio."""
+    return {"rtf": compute_s / audio_s, "rtf_cpu": cpu_s / audio_s, "compute_s": round(compute_s, 3), "chunk_ms_p50": float(np.percentile(chunk_ms, 50)),
+            "chunk_ms_p95": float(np.percentile(chunk_ms, 95)), "n_chunks": len(chunk_ms)}
+
+
+def asr_only(pipe, bundle: Path, clips, seconds: float, threads: int) -> dict[str, Any]:
+    """The ASR alone on one stream, 100 ms pieces, the bundle's search: ours, then sherpa-onnx's
+    OnlineRecognizer on the same graphs (runtime/sherpa.py), or why it is absent. Compute covers
+    features, encoder and search; a chunk's compute covers encoder and search."""
+    from runtime.asr import AsrStream
+    from runtime.sherpa import SherpaAsr, sherpa_version
+
+    x = _loop(clips, seconds, pipe.sample_rate)
+    audio_s = len(x) / pipe.sample_rate
+    beam = pipe.create_stream().asr.beam
+    s = AsrStream(pipe.asr, beam=beam)
+    t0, c0 = time.perf_counter(), time.process_time()
+    for i in range(0, len(x), PIECE):
+        s.accept_waveform(x[i : i + PIECE])
+    s.input_finished()
+    wall, cpu = time.perf_counter() - t0, time.process_time() - c0
+    out: dict[str, Any] = {"audio_s": round(audio_s, 2), "streams": 1,
+                           "search": "modified_beam_search, beam %d" % beam if beam > 1 else "greedy",
+                           "heed": _timing(wall, cpu, audio_s, s.chunk_ms)}
+    version = sherpa_version()
+    if version is None:
+        out["sherpa_onnx"] = {"absent": "sherpa_onnx is not importable (pip install sherpa-onnx)"}
+        return out
+    try:
+        sherpa = SherpaAsr.from_bundle(bundle, threads=threads, beam=beam, model=pipe.asr)
+    except (ValueError, RuntimeError, KeyError) as e:
+        out["sherpa_onnx"] = {"absent": f"sherpa-onnx {version} cannot load this bundle's ASR: {e}"}
+        return out
+    c0 = time.process_time()
+    r = sherpa.decode(x, piece=PIECE)
+    out["sherpa_onnx"] = {"version": version, **_timing(r.compute_s, time.process_time() - c0, audio_s, r.chunk_ms)}
+    return out
+
+
 def hour(pipe, clips) -> dict[str, Any]:
     """An hour of audio through one stream; resident memory every 10 minutes of audio."""
     rate = pipe.sample_rate
@@ -173,6 +216,7 @@ def run(args: argparse.Namespace) -> int:
                      "n": len(chunk_ms), "chunk_audio_ms": pipe.bundle.manifest["asr"].get("chunk_ms")},
         "latency": latencies(pipe, clips),
         "concurrency": concurrency(pipe, clips, counts, args.seconds),
+        "asr_only": asr_only(pipe, bundle, clips, args.seconds, args.threads),
         "bundle_mb": sum(p.stat().st_size for p in bundle.rglob("*") if p.is_file()) / 1e6,
     }
     if args.hour:
@@ -210,9 +254,26 @@ def to_markdown(r: dict[str, Any]) -> str:
               f"final result after speech ends: {_s(lat['final_after_speech_end_s'])} "
               f"(medians over {lat['n_clips']} recordings, audio time plus compute)",
               f"- peak resident memory: {r['peak_rss_mb']:.0f} MB; bundle on disk: {r['bundle_mb']:.2f} MB"]
+    lines += _asr_only_markdown(r["asr_only"], r["threads_per_session"])
     if "hour" in r:
         h = r["hour"]
         lines.append(f"- one hour through one stream: resident memory {h['samples'][0]['rss_mb']:.0f} MB after "
                      f"10 min, {h['samples'][-1]['rss_mb']:.0f} MB after 60 min (growth {h['growth_mb']:+.1f} MB), "
                      f"{h['wall_s']:.0f} s of compute")
     return "\n".join(lines)
+
+
+def _asr_only_markdown(a: dict[str, Any], threads: int) -> list[str]:
+    row = lambda name, t: (f"| {name} | {t['rtf']:.3f} | {t['rtf_cpu']:.3f} | {t['chunk_ms_p50']:.2f} ms | {t['chunk_ms_p95']:.2f} ms "  # noqa: E731
+                           f"| {t['n_chunks']} |")
+    lines = ["", f"ASR only (sherpa-onnx has no tagger or IQD): one stream, {a['audio_s']:.1f} s of audio in 100 ms "
+             f"pieces, {a['search']}, {threads} onnxruntime thread(s) per session, the same ONNX graphs.", "",
+             "| decoder | real-time factor | CPU time / audio | per-chunk compute p50 | p95 | chunks |",
+             "|---|---:|---:|---:|---:|---:|",
+             row("heed runtime", a["heed"])]
+    sh = a["sherpa_onnx"]
+    if "absent" in sh:
+        lines += ["", f"sherpa-onnx: absent ({sh['absent']})."]
+    else:
+        lines.append(row(f"sherpa-onnx {sh['version']} OnlineRecognizer", sh))
+    return lines
