@@ -55,6 +55,9 @@ class _DecoderStep(nn.Module):
         self.decoder = model.decoder
 
     def forward(self, y):
+        # sherpa-onnx starts modified beam search from the context (-1, blank); ONNX's Gather would
+        # read -1 as the last token, so any id below 0 is read as blank, our search's start context.
+        y = torch.where(y < 0, torch.zeros_like(y), y)
         return self.decoder(y)[:, -1]
 
 

@@ -3,7 +3,9 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import numpy as np
 import onnx
+import onnxruntime as ort
 import pytest
 import torch
 
@@ -54,3 +56,9 @@ def test_export_of_an_untrained_model_with_default_chunking(tmp_path: Path) -> N
     model = Transducer(type(cfg)(**{**cfg.to_dict(), "vocab_size": tok.vocab_size}))
     s = export_asr(model, tok, tmp_path / "out", int8=False, check_chunks=10)
     assert max(s["parity"]["fp32"].values()) < 1e-3
+    # sherpa-onnx's beam search starts from the context (-1, blank): the graph reads -1 as blank
+    dec = ort.InferenceSession(str(tmp_path / "out" / "decoder.onnx"), providers=["CPUExecutionProvider"])
+    last = tok.vocab_size - 1
+    out = dec.run(None, {"y": np.array([[-1, 0], [0, 0], [last, 0]], np.int64)})[0]
+    np.testing.assert_array_equal(out[0], out[1])
+    assert np.abs(out[0] - out[2]).max() > 1e-3
