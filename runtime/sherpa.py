@@ -17,7 +17,7 @@ With these, sherpa-onnx's fbank equals ours to float32 rounding. The options she
 not expose (window, pre-emphasis, DC removal, frame length and shift, FFT size) are Kaldi's
 defaults in both; `sherpa_feature_options` refuses a model whose `FbankConfig` differs there.
 
-Two differences remain by design, not by mistake:
+Three decoding policies differ by design, not by mistake (docs/asr.md measures them):
 
 - the end of input: sherpa-onnx decodes a chunk only once more than `T` fbank frames are ready
   and drops what is left at `input_finished`; `SherpaAsr.decode` appends the fewest zero samples
@@ -25,7 +25,9 @@ Two differences remain by design, not by mistake:
   instead, and searches only the encoder frames that real audio made);
 - greedy search: sherpa-onnx emits at most one token per encoder frame, ours up to three, so our
   greedy (not the bundles' default) can differ; modified beam search (one token per frame in
-  both) is the same algorithm.
+  both) is the same search;
+- modified beam search's final choice: sherpa-onnx takes the hypothesis with the highest
+  log-probability per token, ours the highest log-probability.
 
 sherpa_onnx is optional: it is imported when a `SherpaAsr` is made, never at module import.
 """
@@ -58,8 +60,7 @@ def sherpa_version() -> str | None:
 def sherpa_feature_options(cfg: FbankConfig) -> dict[str, Any]:
     """`OnlineRecognizer.from_transducer` keyword arguments that give sherpa-onnx our fbank.
 
-    Raises ValueError for a config sherpa-onnx cannot reproduce (see `_FIXED`) or one that
-    does not snip edges (sherpa-onnx could, but our runtime does not stream it).
+    Raises ValueError for a config sherpa-onnx cannot reproduce (see `_FIXED`).
     """
     wrong = {k: getattr(cfg, k) for k, v in _FIXED.items() if getattr(cfg, k) != v}
     if wrong:

@@ -11,6 +11,9 @@ import pytest
 from corpus.manifest import read_manifest
 
 
+ROOT = Path(__file__).resolve().parents[2]
+
+
 def _heed(*args: str) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-m", "runtime.cli", *args], capture_output=True, text=True, timeout=300)
 
@@ -52,7 +55,7 @@ def test_bench_says_when_sherpa_onnx_is_absent(tiny_bundle: Path, four_utts: Pat
     wavs = [str(four_utts / u.audio) for u in read_manifest(four_utts / "dev.jsonl")]
     r = subprocess.run([sys.executable, "-m", "runtime.cli", "bench", "--bundle", str(tiny_bundle), "--audio", *wavs,
                         "--seconds", "2", "--streams", "1", "--out", str(tmp_path / "b")], capture_output=True, text=True,
-                       timeout=300, env={**os.environ, "PYTHONPATH": os.pathsep.join([str(blocker), os.getcwd()])})
+                       timeout=300, env={**os.environ, "PYTHONPATH": os.pathsep.join([str(blocker), str(ROOT)])})
     assert r.returncode == 0, r.stderr
     a = json.loads((tmp_path / "b.json").read_text())["asr_only"]
     assert "not importable" in a["sherpa_onnx"]["absent"] and a["heed"]["n_chunks"] > 0
