@@ -86,10 +86,14 @@ class SherpaAsr:
 
         self.model, self.beam = model, beam
         self.method = "modified_beam_search" if beam > 1 else "greedy_search"
-        self.recognizer = sherpa_onnx.OnlineRecognizer.from_transducer(
-            tokens=str(tokens), encoder=str(encoder), decoder=str(decoder), joiner=str(joiner),
-            num_threads=threads, decoding_method=self.method, max_active_paths=max(beam, 1),
-            enable_endpoint_detection=False, **{**sherpa_feature_options(model.fbank), **feature_overrides})
+        options = {**sherpa_feature_options(model.fbank), **feature_overrides}
+        try:
+            self.recognizer = sherpa_onnx.OnlineRecognizer.from_transducer(
+                tokens=str(tokens), encoder=str(encoder), decoder=str(decoder), joiner=str(joiner),
+                num_threads=threads, decoding_method=self.method, max_active_paths=max(beam, 1),
+                enable_endpoint_detection=False, **options)
+        except TypeError as e:  # an old sherpa-onnx whose from_transducer lacks a feature option
+            raise RuntimeError(f"sherpa-onnx {sherpa_version()} cannot set the fbank options {sorted(options)}: {e}") from None
 
     @classmethod
     def from_bundle(cls, path: str | Path, threads: int = 1, beam: int = 4, precision: str = "int8",
