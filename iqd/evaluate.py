@@ -21,7 +21,7 @@ from typing import Sequence
 import numpy as np
 
 from iqd.metrics import decision_curve, eer, fa_fr, latency_stats
-from runtime.iqd import DecisionPolicy, frame_energy_db, gate_onset, smooth
+from runtime.iqd import DecisionPolicy, band_bins, frame_energy_db, gate_onset, smooth
 
 TRAILING_SILENCE_S = 0.8  # the runtime endpointer's trailing_silence_ms
 THETAS = np.round(np.arange(0.02, 0.99, 0.02), 2)
@@ -55,7 +55,8 @@ def onset_frame(token_onset: int, fbank: np.ndarray | None, n_frames: int, polic
     gate never opens, so that the decision is forced at the endpoint)."""
     if fbank is None or policy.onset_min_ms <= 0:
         return token_onset
-    return max(token_onset, gate_onset(frame_energy_db(fbank, n_frames), policy, frame_s))
+    energy = frame_energy_db(fbank, n_frames, n_bins=band_bins(policy.onset_band_hz))  # the ASR's FbankConfig()
+    return max(token_onset, gate_onset(energy, policy, frame_s))
 
 
 def _smoothed(track: Track, alpha: float) -> np.ndarray:

@@ -30,7 +30,8 @@ The decision policy (`DecisionPolicy`, `Decider`) is a small state machine over 
 
 The speech-onset gate (`OnsetGate`, settings in the same `DecisionPolicy`) is an energy detector
 over the fbank frames the ASR already computed: per encoder frame, the log energy of its four
-fbank frames (`frame_energy_db`); a noise floor that starts at the segment's first frame, falls
+fbank frames in the mel bands centred below `onset_band_hz` (`frame_energy_db`; most of voiced
+speech's energy, little of broadband noise's, which would otherwise hide quiet speech); a noise floor that starts at the segment's first frame, falls
 at once to any lower energy and rises by at most `noise_floor_rise_db_per_s`; the gate opens
 (once per segment) when the energy has stayed more than `onset_margin_db` above the floor for
 `onset_min_ms`. `onset_min_ms` = 0 turns the gate off (the decider then starts at the first
@@ -46,9 +47,12 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from runtime.features import FbankConfig
+
 SCHEMA_VERSION = 1
 DIRECTED, UNDIRECTED = "directed", "undirected"
-ONSET_MARGIN_DB, ONSET_MIN_MS, NOISE_FLOOR_RISE_DB_PER_S = 4.5, 80.0, 3.0  # chosen on dev, docs/iqd.md
+ONSET_MARGIN_DB, ONSET_MIN_MS, NOISE_FLOOR_RISE_DB_PER_S = 6.0, 80.0, 3.0  # chosen on dev, docs/iqd.md
+ONSET_BAND_HZ = 2000.0
 FBANK_PER_FRAME = 4  # fbank frames per encoder frame (the ASR's subsampling)
 
 
@@ -66,14 +70,15 @@ class DecisionPolicy:
     onset_margin_db: float = ONSET_MARGIN_DB  # speech: log energy this far above the noise floor
     onset_min_ms: float = ONSET_MIN_MS  # ... for this long
     noise_floor_rise_db_per_s: float = NOISE_FLOOR_RISE_DB_PER_S  # how fast the floor follows rising energy
+    onset_band_hz: float = ONSET_BAND_HZ  # the energy of the mel bands centred below this (0: all bands)
 
     def __post_init__(self) -> None:
         if self.off_threshold > self.on_threshold:
             raise ValueError(f"off_threshold {self.off_threshold} above on_threshold {self.on_threshold}")
         if min(self.min_on_ms, self.min_off_ms, self.smoothing_ms, self.onset_min_ms) < 0:
             raise ValueError("durations must be >= 0 ms")
-        if self.onset_margin_db < 0 or self.noise_floor_rise_db_per_s < 0:
-            raise ValueError("onset_margin_db and noise_floor_rise_db_per_s must be >= 0")
+        if min(self.onset_margin_db, self.noise_floor_rise_db_per_s, self.onset_band_hz) < 0:
+            raise ValueError("onset_margin_db, noise_floor_rise_db_per_s and onset_band_hz must be >= 0")
 
     @property
     def forced_threshold(self) -> float:
@@ -105,15 +110,29 @@ def smooth(p: np.ndarray, alpha: float) -> np.ndarray:
     return out
 
 
-def frame_energy_db(fbank: np.ndarray, n_frames: int | None = None, sub: int = FBANK_PER_FRAME) -> np.ndarray:
+def band_bins(band_hz: float, fbank_cfg: FbankConfig = FbankConfig()) -> int:
+    """How many of the fbank's mel bands are centred below band_hz (all of them for band_hz = 0)."""
+    if band_hz <= 0:
+        return fbank_cfg.n_mels
+    nyquist = fbank_cfg.sample_rate / 2
+    high = fbank_cfg.high_freq if fbank_cfg.high_freq > 0 else fbank_cfg.high_freq + nyquist
+    mel = lambda f: 1127.0 * math.log(1.0 + f / 700.0)  # noqa: E731 (Kaldi's mel scale, as runtime.features)
+    step = (mel(high) - mel(fbank_cfg.low_freq)) / (fbank_cfg.n_mels + 1)
+    centres = [mel(fbank_cfg.low_freq) + (m + 1) * step for m in range(fbank_cfg.n_mels)]
+    return max(1, sum(c < mel(band_hz) for c in centres))
+
+
+def frame_energy_db(fbank: np.ndarray, n_frames: int | None = None, sub: int = FBANK_PER_FRAME,
+                    n_bins: int | None = None) -> np.ndarray:
     """Log energy (dB) of each encoder frame: the mean over its `sub` fbank frames of
-    10 log10(sum of the mel energies). fbank: (T, n_mels) log-mel (natural log) -> (n_frames,),
-    default T // sub; frames past the end of fbank repeat its last frame (as the ASR pads)."""
+    10 log10(sum of the energies of the first n_bins mel bands, default all). fbank: (T, n_mels)
+    log-mel (natural log) -> (n_frames,), default T // sub; frames past the end of fbank repeat
+    its last frame (as the ASR pads)."""
     if n_frames is None:
         n_frames = len(fbank) // sub
     if not len(fbank):
         return np.zeros(n_frames)
-    x = np.asarray(fbank, np.float64)
+    x = np.asarray(fbank, np.float64)[:, :n_bins]
     m = x.max(axis=1, keepdims=True)
     e = (10 / math.log(10)) * (m[:, 0] + np.log(np.exp(x - m).sum(axis=1)))  # (T,) dB, a stable logsumexp
     idx = np.minimum(np.arange(n_frames * sub), len(e) - 1)
@@ -257,20 +276,22 @@ class IqdModel:
         return float(outs[0][0]), {name: o for name, o in zip(self.state_shapes, outs[1:])}
 
     def create_stream(self, frame_s: float, policy: DecisionPolicy | None = None,
-                      silent_tokens: frozenset[int] = frozenset()) -> "IqdStream":
+                      silent_tokens: frozenset[int] = frozenset(),
+                      fbank_cfg: FbankConfig = FbankConfig()) -> "IqdStream":
         """silent_tokens: ids that do not mark the speech onset (a bare word boundary, which a
-        character model may emit in silence)."""
-        return IqdStream(self, frame_s, policy or self.policy, silent_tokens)
+        character model may emit in silence); fbank_cfg: the ASR's features (the gate's bands)."""
+        return IqdStream(self, frame_s, policy or self.policy, silent_tokens, fbank_cfg)
 
 
 class IqdStream:
     """One segment: the network's state, the onset (spoken token and gate) and the decider."""
 
     def __init__(self, model: IqdModel, frame_s: float, policy: DecisionPolicy,
-                 silent_tokens: frozenset[int] = frozenset()) -> None:
+                 silent_tokens: frozenset[int] = frozenset(), fbank_cfg: FbankConfig = FbankConfig()) -> None:
         self.model, self.frame_s, self.silent = model, frame_s, frozenset(silent_tokens)
         self.decider = Decider(policy, frame_s * 1000)
         self.gate = OnsetGate(policy, frame_s * 1000)
+        self.n_band_bins = band_bins(policy.onset_band_hz, fbank_cfg)
         self.reset()
 
     def reset(self) -> None:
@@ -290,7 +311,7 @@ class IqdStream:
         required unless the policy has no gate (onset_min_ms = 0)."""
         if self.gate.enabled and fbank is None:
             raise ValueError("the policy's speech-onset gate needs the chunk's fbank frames")
-        energy = frame_energy_db(fbank, len(enc)) if self.gate.enabled else None
+        energy = frame_energy_db(fbank, len(enc), n_bins=self.n_band_bins) if self.gate.enabled else None
         for i in range(len(enc)):
             tokens = tokens_by_frame[i]
             self.probability, self.state = self.model.step(enc[i], tokens, self.state)

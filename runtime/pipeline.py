@@ -109,7 +109,8 @@ class Stream:
         """Forget all audio and results: the stream is as new (cheaper than creating one)."""
         self.asr.reset()
         self._tagger = self.pipe.tagger.create_stream() if self.pipe.tagger is not None else None
-        self._iqd = (self.pipe.iqd.create_stream(self.pipe.asr.frame_s, silent_tokens=self.pipe.silent_tokens)
+        self._iqd = (self.pipe.iqd.create_stream(self.pipe.asr.frame_s, silent_tokens=self.pipe.silent_tokens,
+                                                 fbank_cfg=self.pipe.asr.fbank)
                      if self.pipe.iqd is not None else None)
         self._understood: list[dict[str, Any]] = []  # slots and intent of each closed segment
         self._resampler = None

@@ -7,7 +7,8 @@ import numpy as np
 import pytest
 
 from runtime.features import fbank
-from runtime.iqd import (FBANK_PER_FRAME, DecisionPolicy, IqdStream, OnsetGate, frame_energy_db, gate_onset)
+from runtime.iqd import (FBANK_PER_FRAME, DecisionPolicy, IqdStream, OnsetGate, band_bins, frame_energy_db,
+                         gate_onset)
 
 RATE, FRAME_S = 16000, 0.04
 POLICY = DecisionPolicy(on_threshold=0.7, off_threshold=0.3, min_on_ms=120.0, min_off_ms=120.0, smoothing_ms=0.0)
@@ -41,6 +42,16 @@ def test_gate_opens_at_the_burst_within_onset_min_ms(tone: bool) -> None:
     burst = int(2.0 / FRAME_S)  # frame 50
     n_min = POLICY.frames(POLICY.onset_min_ms, FRAME_S * 1000)
     assert burst <= onset <= burst + n_min + 1  # not before the burst; within onset_min_ms (+ a frame's overlap)
+
+
+def test_the_speech_band_finds_a_low_tone_in_loud_white_noise() -> None:
+    """Broadband noise dominates the energy of all 80 bands; below onset_band_hz the tone stands out."""
+    fb = _frames_of(_noise_then_burst(noise_dbfs=-25.0, burst_dbfs=-25.0))
+    n = band_bins(POLICY.onset_band_hz)
+    assert 30 < n < 60 and band_bins(0.0) == 80
+    burst = int(2.0 / FRAME_S)
+    assert gate_onset(frame_energy_db(fb), POLICY, FRAME_S) == len(fb) // FBANK_PER_FRAME  # all bands: never
+    assert burst <= gate_onset(frame_energy_db(fb, n_bins=n), POLICY, FRAME_S) <= burst + 3
 
 
 def test_gate_stays_closed_on_stationary_noise_of_any_level() -> None:
@@ -99,7 +110,7 @@ def test_decider_does_not_start_before_the_gate() -> None:
     assert stream.decider.smoothed is None and stream.decider.decision is None
     stream.reset()
     _stream_chunks(stream, fb, {5: [7, 8]})
-    opened = gate_onset(frame_energy_db(fb), POLICY, FRAME_S)
+    opened = gate_onset(frame_energy_db(fb, n_bins=band_bins(POLICY.onset_band_hz)), POLICY, FRAME_S)
     assert stream.gate.opened_at == opened  # chunked in the runtime = whole in the offline evaluation
     n_off = POLICY.frames(POLICY.min_off_ms, FRAME_S * 1000)
     assert stream.decider.decision == "undirected"
@@ -142,6 +153,28 @@ def test_a_policy_saved_before_the_gate_gets_its_defaults() -> None:
     assert pol.onset_min_ms > 0 and pol.onset_margin_db > 0
     assert pol.to_dict() == {**old, "onset_margin_db": DecisionPolicy().onset_margin_db,
                              "onset_min_ms": DecisionPolicy().onset_min_ms,
-                             "noise_floor_rise_db_per_s": DecisionPolicy().noise_floor_rise_db_per_s}
+                             "noise_floor_rise_db_per_s": DecisionPolicy().noise_floor_rise_db_per_s,
+                             "onset_band_hz": DecisionPolicy().onset_band_hz}
     with pytest.raises(ValueError):
         DecisionPolicy(onset_min_ms=-1.0)
+
+
+def test_default_bundle_policy_gets_the_gate_and_its_stream_decides_after_it() -> None:
+    """models/default was exported before the gate: its iqd.json has no gate fields, so the defaults apply."""
+    from pathlib import Path
+
+    from runtime.audio import load_audio
+    from runtime.pipeline import Pipeline
+
+    bundle = Path(__file__).resolve().parents[2] / "models" / "default"
+    if not (bundle / "iqd").exists():
+        pytest.skip("the default bundle has no IQD")
+    pipe = Pipeline.from_bundle(bundle)
+    assert pipe.iqd.policy.onset_min_ms == DecisionPolicy().onset_min_ms > 0
+    samples = load_audio(bundle / "examples" / "01-assistant.wav", pipe.sample_rate)
+    s = pipe.create_stream()
+    s.accept_waveform(samples, pipe.sample_rate)
+    gate = s._iqd.gate
+    assert gate.open and gate.opened_at is not None and s._iqd.onset
+    d = s._iqd.decider
+    assert d.decision is not None and d.decided_at >= (gate.opened_at + 1) * pipe.asr.frame_s - 1e-9
