@@ -6,6 +6,8 @@
 # ASR_CKPT  the frozen ASR (tokens.model beside it)
 # CORPUS    corpus with train/dev/test.jsonl (directed labels, speech times)
 # EXPDIR    gets cache/ (the ASR's outputs), e2e/, independent/, cascade/, iqd-e2e-export/, bench/
+# The deciders start at the speech-onset gate (runtime/iqd.py: OnsetGate) with its defaults, which
+# each model.pt, the export and the benchmark carry (scripts/choose_onset_gate.py chose them on dev).
 #
 # Environment: MINUTES (training budget per detector, default 5), TRAIN_LIMIT (training utterances
 # run through the ASR, default 3000), IND_LR (the independent detector's learning rate, default
@@ -14,7 +16,7 @@
 # figures go, default EXPDIR/bench; docs/ for the published numbers), HEED_PY (the interpreter).
 set -euo pipefail
 if [ $# -ne 3 ]; then
-    sed -n '2,15p' "$0" >&2
+    sed -n '2,17p' "$0" >&2
     exit 2
 fi
 ASR=$1 CORPUS=$2 EXP=$3
