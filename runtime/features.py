@@ -114,6 +114,23 @@ def _mel(freq: np.ndarray | float) -> np.ndarray:
     return 1127.0 * np.log(1.0 + np.asarray(freq, dtype=np.float64) / 700.0)
 
 
+def _mel_spacing(cfg: FbankConfig) -> tuple[float, float]:
+    """(mel of low_freq, mel distance between neighbouring bands' centres)."""
+    nyquist = 0.5 * cfg.sample_rate
+    high_freq = cfg.high_freq if cfg.high_freq > 0 else cfg.high_freq + nyquist
+    if not (0.0 <= cfg.low_freq < high_freq <= nyquist):
+        raise ValueError(f"need 0 <= low_freq < high_freq <= {nyquist}, got {cfg.low_freq}, {high_freq}")
+    mel_low = float(_mel(cfg.low_freq))
+    return mel_low, (float(_mel(high_freq)) - mel_low) / (cfg.n_mels + 1)
+
+
+def band_centres_hz(cfg: FbankConfig) -> np.ndarray:
+    """The centre frequency (Hz) of each of the filterbank's mel bands, (n_mels,) ascending."""
+    mel_low, delta = _mel_spacing(cfg)
+    centres_mel = mel_low + (np.arange(cfg.n_mels) + 1) * delta
+    return 700.0 * np.expm1(centres_mel / 1127.0)
+
+
 @functools.lru_cache(maxsize=8)
 def _window_and_banks(cfg: FbankConfig) -> tuple[np.ndarray, np.ndarray]:
     """The analysis window (frame_size,) and the mel filterbank (n_fft // 2 + 1, n_mels), read-only.
@@ -122,12 +139,7 @@ def _window_and_banks(cfg: FbankConfig) -> tuple[np.ndarray, np.ndarray]:
     high_freq, evaluated at each FFT bin's mel frequency; the Nyquist bin gets weight 0.
     """
     window = _WINDOWS[cfg.window](cfg.frame_size).astype(np.float64)
-    nyquist = 0.5 * cfg.sample_rate
-    high_freq = cfg.high_freq if cfg.high_freq > 0 else cfg.high_freq + nyquist
-    if not (0.0 <= cfg.low_freq < high_freq <= nyquist):
-        raise ValueError(f"need 0 <= low_freq < high_freq <= {nyquist}, got {cfg.low_freq}, {high_freq}")
-    mel_low, mel_high = _mel(cfg.low_freq), _mel(high_freq)
-    delta = (mel_high - mel_low) / (cfg.n_mels + 1)
+    mel_low, delta = _mel_spacing(cfg)
     left = mel_low + np.arange(cfg.n_mels)[:, None] * delta  # (n_mels, 1)
     center, right = left + delta, left + 2 * delta
     mel = _mel(cfg.sample_rate / cfg.n_fft * np.arange(cfg.n_fft // 2))[None, :]  # (1, n_fft // 2)

@@ -47,7 +47,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from runtime.features import FbankConfig
+from runtime.features import FbankConfig, band_centres_hz
 
 SCHEMA_VERSION = 1
 DIRECTED, UNDIRECTED = "directed", "undirected"
@@ -114,12 +114,7 @@ def band_bins(band_hz: float, fbank_cfg: FbankConfig = FbankConfig()) -> int:
     """How many of the fbank's mel bands are centred below band_hz (all of them for band_hz = 0)."""
     if band_hz <= 0:
         return fbank_cfg.n_mels
-    nyquist = fbank_cfg.sample_rate / 2
-    high = fbank_cfg.high_freq if fbank_cfg.high_freq > 0 else fbank_cfg.high_freq + nyquist
-    mel = lambda f: 1127.0 * math.log(1.0 + f / 700.0)  # noqa: E731 (Kaldi's mel scale, as runtime.features)
-    step = (mel(high) - mel(fbank_cfg.low_freq)) / (fbank_cfg.n_mels + 1)
-    centres = [mel(fbank_cfg.low_freq) + (m + 1) * step for m in range(fbank_cfg.n_mels)]
-    return max(1, sum(c < mel(band_hz) for c in centres))
+    return max(1, int((band_centres_hz(fbank_cfg) < band_hz).sum()))
 
 
 def frame_energy_db(fbank: np.ndarray, n_frames: int | None = None, sub: int = FBANK_PER_FRAME,

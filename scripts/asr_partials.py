@@ -57,9 +57,8 @@ def main() -> int:
     with open(args.out, "w", encoding="utf-8") as f:
         for u in tqdm(utts, desc=args.split, unit="utt"):
             events = list(stream_file(pipe, load_audio(audio_path(manifest, u), pipe.sample_rate)))
-            words = partial_words(events)
-            line = {"id": u.id, "text": " ".join(words[-1]) if words[-1] != ["<empty>"] else ""} if args.final_only \
-                else {"id": u.id, "partials": words}
+            line = {"id": u.id, "text": events[-1]["text"]} if args.final_only \
+                else {"id": u.id, "partials": partial_words(events)}
             f.write(json.dumps(line) + "\n")
     print(f"{len(utts)} utterances -> {args.out}")
     return 0
