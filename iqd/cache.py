@@ -196,9 +196,54 @@ class IqdCache:
         return int(json.loads((self.dir / "meta.json").read_text())["vocab_size"])
 
 
+class ConcatCache:
+    """Several cached splits of one ASR read as one (`utts`, `enc(i)`, `fbank(i)` as `IqdCache`):
+    single utterances and continuous recordings (`iqd.streams.cache_stream_split`) together."""
+
+    def __init__(self, parts: list[IqdCache]) -> None:
+        self.parts = parts
+        self.dir, self.split = parts[0].dir, "+".join(p.split for p in parts)
+        self.utts = [u for p in parts for u in p.utts]
+        self._where = [(p, i) for p in parts for i in range(len(p))]
+
+    def __len__(self) -> int:
+        return len(self.utts)
+
+    def enc(self, i: int) -> np.ndarray:
+        part, j = self._where[i]
+        return part.enc(j)
+
+    def fbank(self, i: int) -> np.ndarray:
+        part, j = self._where[i]
+        return part.fbank(j)
+
+    enc_dim = property(lambda self: self.parts[0].enc_dim)
+    silent_tokens = property(lambda self: self.parts[0].silent_tokens)
+    vocab_size = property(lambda self: self.parts[0].vocab_size)
+
+
+def open_splits(cache_dir: str | Path, split: str, streams: bool) -> IqdCache | ConcatCache:
+    """The cached split, with its continuous recordings (SPLIT-streams) when `streams`."""
+    one = IqdCache(cache_dir, split)
+    if not streams:
+        return one
+    if not (Path(cache_dir) / f"{split}-streams.index.jsonl").exists():
+        raise FileNotFoundError(f"{cache_dir}/{split}-streams.index.jsonl missing: "
+                                f"python -m iqd.cache --split {split} --streams N first")
+    return ConcatCache([one, IqdCache(cache_dir, f"{split}-streams")])
+
+
 def silent_tokens(pieces: list[str]) -> list[int]:
     """Ids of pieces that are nothing but the word boundary (a character model emits "\u2581" in silence)."""
     return [i for i, p in enumerate(pieces) if i > 0 and not p.replace("\u2581", "")]
+
+
+def write_meta(cache_dir: str | Path, asr_ckpt: str | Path, model: Transducer, tok) -> None:
+    """CACHE/meta.json: the ASR, its vocabulary size, encoder width and silent tokens."""
+    Path(cache_dir).mkdir(parents=True, exist_ok=True)
+    meta = {"asr": str(asr_ckpt), "vocab_size": model.cfg.vocab_size, "enc_dim": model.cfg.joiner_dim,
+            "silent_tokens": silent_tokens(tok.pieces())}
+    (Path(cache_dir) / "meta.json").write_text(json.dumps(meta) + "\n")
 
 
 def cache_split(asr_ckpt: str | Path, corpus: str | Path, cache_dir: str | Path, split: str,
@@ -208,10 +253,7 @@ def cache_split(asr_ckpt: str | Path, corpus: str | Path, cache_dir: str | Path,
 
     model, _ = load_checkpoint(asr_ckpt)
     tok = Tokenizer(Path(asr_ckpt).parent / "tokens.model")
-    Path(cache_dir).mkdir(parents=True, exist_ok=True)
-    meta = {"asr": str(asr_ckpt), "vocab_size": model.cfg.vocab_size, "enc_dim": model.cfg.joiner_dim,
-            "silent_tokens": silent_tokens(tok.pieces())}
-    (Path(cache_dir) / "meta.json").write_text(json.dumps(meta) + "\n")
+    write_meta(cache_dir, asr_ckpt, model, tok)
     return build_cache(model, tok.decode, Path(corpus) / f"{split}.jsonl", cache_dir, split, limit,
                        (0.5, 0.3) if crop else None, progress=progress)
 
@@ -226,11 +268,19 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--split", required=True)
     p.add_argument("--limit", type=int)
     p.add_argument("--crop", action="store_true", help="keep 0.5 s before and 0.3 s after the speech")
+    p.add_argument("--streams", type=int, default=0,
+                   help="instead: this many continuous recordings of the split's utterances after the first "
+                        "--limit, as the split SPLIT-streams (iqd.streams.cache_stream_split)")
     p.add_argument("--threads", type=int, default=1)
     a = p.parse_args(argv)
     torch.set_num_threads(a.threads)
     t0 = time.monotonic()
-    cache_split(a.asr, a.corpus, a.cache, a.split, a.limit, a.crop)
+    if a.streams:
+        from iqd.streams import cache_stream_split
+
+        cache_stream_split(a.asr, a.corpus, a.cache, a.split, a.streams, skip=a.limit or 0)
+    else:
+        cache_split(a.asr, a.corpus, a.cache, a.split, a.limit, a.crop)
     print(f"cached {a.split} in {time.monotonic() - t0:.0f} s", file=sys.stderr)
     return 0
 

@@ -25,6 +25,9 @@ def add_train_parser(sub: argparse._SubParsersAction) -> None:
     t.add_argument("--max-minutes", type=float, help="wall-clock budget of the training loop (default 8)")
     t.add_argument("--max-latency", type=float, help="median latency budget (s) of the policy search on dev (default 1.4)")
     t.add_argument("--lr", type=float, help="Adam learning rate (default 2e-3)")
+    t.add_argument("--streams", action="store_true",
+                   help="also train on the cache's continuous recordings (train-streams) and choose the epoch and "
+                        "the policy on dev + dev-streams (python -m iqd.cache --split S --streams N fills them)")
     t.add_argument("--threads", type=int, default=1)
     t.add_argument("--seed", type=int, default=0)
     t.add_argument("--quiet", action="store_true")
@@ -59,7 +62,7 @@ def run_train(args: argparse.Namespace) -> int:
                                  ("max_epochs", args.max_epochs), ("max_minutes", args.max_minutes),
                                  ("max_median_latency_s", args.max_latency), ("lr", args.lr)) if v is not None}
     cfg = dataclasses.replace(TrainConfig(), kind=args.kind, corpus=args.corpus, out=args.out, asr=args.asr,
-                              cache=args.cache, threads=args.threads, seed=args.seed, **changes)
+                              cache=args.cache, threads=args.threads, seed=args.seed, streams=args.streams, **changes)
     try:
         path = train(cfg, progress=not args.quiet)
     except (FileNotFoundError, ValueError) as e:

@@ -16,6 +16,7 @@ endpointer's trailing silence.
 from __future__ import annotations
 
 import json
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -133,3 +134,89 @@ def load_timelines(corpus: str | Path, split: str = "test") -> list[tuple[Path, 
             tl = json.loads((root / e["timeline"]).read_text())
             out.append((root / e["audio"], tl))
     return out
+
+
+def stream_rows(segments: list[Segment], utts: list[dict[str, Any]], frame_s: float,
+                silent: set[int] = frozenset()) -> list[tuple[Segment, dict[str, Any]]]:
+    """(segment, utterance) of every timeline utterance that a segment with spoken tokens overlaps
+    (`match`); missed utterances have no frames and are left out."""
+    return [(s, u) for u, s in zip(utts, match(utts, segments, frame_s, silent)) if s is not None]
+
+
+def cache_stream_split(asr_ckpt: str | Path, corpus: str | Path, cache_dir: str | Path, split: str,
+                       n_streams: int, skip: int = 0, seed: int = 0, min_s: float = 30.0, max_s: float = 60.0,
+                       progress: bool = True) -> Path:
+    """Continuous recordings of `split` as a cached split `SPLIT-streams` (the `iqd.cache` format),
+    one row per matched utterance: its segment's encoder frames, fbank frames and tokens, as the
+    runtime's IQD stream sees them (the ASR streamed chunk by chunk with the endpointer, `run_asr`),
+    times relative to the segment's start. Utterances sharing a segment share its frames.
+
+    The recordings are joined as `heed corpus streams` joins them, but from `split`'s utterances
+    after the first `skip` with directed labels (train: those the utterance cache left out), and
+    written under CACHE/streams-src/, never into the corpus. A finished split is reused.
+    Returns the index path.
+    """
+    import time
+
+    import soundfile as sf
+
+    from asr.export import load_checkpoint
+    from asr.features import fbank
+    from asr.tokenizer import Tokenizer
+    from corpus.streams import build_streams
+    from iqd.cache import CachedUtt, frame_seconds, silent_tokens, write_meta
+    from runtime.audio import load_audio
+
+    cache_dir = Path(cache_dir)
+    name = f"{split}-streams"
+    index_path = cache_dir / f"{name}.index.jsonl"
+    if index_path.exists():
+        return index_path
+    work = cache_dir / "streams-src"
+    work.mkdir(parents=True, exist_ok=True)
+    lines, n_labelled = [], 0
+    for line in (Path(corpus) / f"{split}.jsonl").read_text().splitlines():
+        if not line.strip():
+            continue
+        u = json.loads(line)
+        if u.get("directed") is None or u.get("speech_start") is None:
+            continue
+        n_labelled += 1
+        if n_labelled > skip:
+            u["audio"] = str((Path(corpus) / u["audio"]).resolve())  # the streams read the corpus's files
+            lines.append(json.dumps(u))
+    (work / f"{split}.jsonl").write_text("\n".join(lines) + "\n")
+    build_streams(work, split, n_streams, seed, min_s, max_s)
+    asr, _ = load_checkpoint(asr_ckpt)
+    tok = Tokenizer(Path(asr_ckpt).parent / "tokens.model")
+    write_meta(cache_dir, asr_ckpt, asr, tok)
+    silent = set(silent_tokens(tok.pieces()))
+    fs = frame_seconds()
+    encs, fbs, rows = [], [], []
+    enc_off = fb_off = 0
+    t0 = time.monotonic()
+    for k, (wav, tl) in enumerate(load_timelines(work, split)):
+        feats = fbank(torch.from_numpy(load_audio(wav)))
+        enc, segments = run_asr(asr, feats)
+        utts = [s for s in tl["segments"] if s.get("speech_start") is not None and s.get("directed") is not None]
+        for seg, u in stream_rows(segments, utts, fs, silent):
+            off = seg.start * fs
+            e = enc[seg.start : seg.end]
+            fb = feats[FBANK_PER_FRAME * seg.start : FBANK_PER_FRAME * seg.end + 3].numpy()
+            encs.append(e.astype(np.float16))
+            fbs.append(fb.astype(np.float16))
+            rows.append(CachedUtt(f"{tl['id']}/{u['utt_id']}", bool(u["directed"]), round(u["speech_start"] - off, 3),
+                                  round(u["speech_end"] - off, 3), round((seg.end - seg.start) * fs, 3), enc_off, len(e),
+                                  fb_off, len(fb), list(seg.tokens), [f - seg.start for f in seg.frames],
+                                  tok.decode(seg.tokens), u["text"], u.get("source"), u.get("voice")))
+            enc_off += len(e)
+            fb_off += len(fb)
+        if progress:
+            print(f"  {name}: {k + 1}/{n_streams} recordings, {len(rows)} utterances, {time.monotonic() - t0:.0f} s",
+                  file=sys.stderr, flush=True)
+    np.save(cache_dir / f"{name}.enc.npy", np.concatenate(encs))
+    np.save(cache_dir / f"{name}.fbank.npy", np.concatenate(fbs))
+    tmp = index_path.with_suffix(".tmp")
+    tmp.write_text("".join(json.dumps(r.__dict__) + "\n" for r in rows), encoding="utf-8")
+    tmp.replace(index_path)
+    return index_path

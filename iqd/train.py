@@ -27,7 +27,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from iqd.cache import IqdCache, cache_split, frame_seconds
+from iqd.cache import ConcatCache, IqdCache, cache_split, frame_seconds, open_splits
 from iqd.evaluate import Track, choose_policy, evaluate_policy, final_scores, onset_and_endpoint, onset_frame
 from iqd.metrics import eer, eer_threshold, fa_fr, latency_stats
 from iqd.model import (N_TOKEN_SLOTS, AcousticDetector, IqdConfig, IqJoint, TextClassifier, frame_mask,
@@ -52,6 +52,7 @@ class TrainConfig:
     lr: float = 2e-3
     weight_decay: float = 1e-4
     max_median_latency_s: float = 1.4  # the policy search's latency budget
+    streams: bool = False  # also train on CACHE/train-streams, choose epoch and policy on dev + dev-streams
     seed: int = 0
     threads: int = 1
     model: IqdConfig = field(default_factory=IqdConfig)
@@ -64,15 +65,16 @@ class TrainConfig:
         return dataclasses.asdict(self)
 
 
-def prepare(cfg: TrainConfig, progress: bool = True) -> tuple[IqdCache, IqdCache]:
-    """The train (cropped) and dev (whole) caches, filled with cfg.asr where missing."""
+def prepare(cfg: TrainConfig, progress: bool = True) -> tuple[IqdCache | ConcatCache, IqdCache | ConcatCache]:
+    """The train (cropped) and dev (whole) caches, filled with cfg.asr where missing; with cfg.streams
+    each with its continuous recordings (which `python -m iqd.cache --streams` must have cached)."""
     cache = Path(cfg.cache or Path(cfg.out) / "cache")
     for split, limit, crop in (("train", cfg.train_limit, True), ("dev", cfg.dev_limit, False)):
         if not (cache / f"{split}.index.jsonl").exists():
             if not cfg.asr:
                 raise FileNotFoundError(f"{cache}/{split}.index.jsonl missing: give the ASR checkpoint (--asr) to fill it")
             cache_split(cfg.asr, cfg.corpus, cache, split, limit, crop, progress)
-    return IqdCache(cache, "train"), IqdCache(cache, "dev")
+    return open_splits(cache, "train", cfg.streams), open_splits(cache, "dev", cfg.streams)
 
 
 def _batches(lengths: list[int], batch_size: int, rng: random.Random) -> list[list[int]]:
@@ -80,6 +82,16 @@ def _batches(lengths: list[int], batch_size: int, rng: random.Random) -> list[li
     batches = [order[i : i + batch_size] for i in range(0, len(order), batch_size)]
     rng.shuffle(batches)
     return batches
+
+
+LOSS_AFTER_SPEECH_S = 0.3  # the training crop's margin after the speech
+
+
+def loss_frames(u) -> int:
+    """Frames of a cached utterance that the loss sees (from speech start on, `frame_mask`): up to
+    0.3 s after its speech, as the cropped training utterances end; in a continuous recording the
+    segment may go on into the next utterance, whose label may differ."""
+    return min(u.n_enc, int(np.ceil((u.speech_end + LOSS_AFTER_SPEECH_S) / frame_seconds())))
 
 
 def collate_e2e(cache: IqdCache, idx: list[int]) -> dict[str, torch.Tensor]:
@@ -92,7 +104,7 @@ def collate_e2e(cache: IqdCache, idx: list[int]) -> dict[str, torch.Tensor]:
         tokens[b, : len(u.tokens)] = torch.tensor(u.tokens, dtype=torch.long)
         frames[b, : len(u.tokens)] = torch.tensor(u.token_frames, dtype=torch.long)
     return {"enc": enc, "tokens": tokens, "token_frames": frames,
-            "n_tokens": torch.tensor([len(u.tokens) for u in utts]), "n_frames": torch.tensor([u.n_enc for u in utts]),
+            "n_tokens": torch.tensor([len(u.tokens) for u in utts]), "n_frames": torch.tensor([loss_frames(u) for u in utts]),
             "speech_start": torch.tensor([u.speech_start for u in utts]),
             "directed": torch.tensor([float(u.directed) for u in utts])}
 
@@ -100,7 +112,7 @@ def collate_e2e(cache: IqdCache, idx: list[int]) -> dict[str, torch.Tensor]:
 def collate_fbank(cache: IqdCache, idx: list[int]) -> dict[str, torch.Tensor]:
     utts = [cache.utts[i] for i in idx]
     return {"feats": torch.nn.utils.rnn.pad_sequence([torch.from_numpy(cache.fbank(i)) for i in idx], batch_first=True),
-            "n_frames": torch.tensor([u.n_enc for u in utts]),
+            "n_frames": torch.tensor([loss_frames(u) for u in utts]),
             "speech_start": torch.tensor([u.speech_start for u in utts]),
             "directed": torch.tensor([float(u.directed) for u in utts])}
 

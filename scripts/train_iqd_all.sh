@@ -11,7 +11,8 @@
 #
 # Environment: MINUTES (training budget per detector, default 5), TRAIN_LIMIT (training utterances
 # run through the ASR, default 3000), IND_LR (the independent detector's learning rate, default
-# 0.005), N_STREAMS (continuous test recordings, default 20), JOBS
+# 0.005), N_STREAMS (continuous test recordings, default 20), TRAIN_STREAMS and DEV_STREAMS (continuous
+# recordings of 30-60 s the detectors train on and choose their policies on, defaults 80 and 40), JOBS
 # (parallel processes of one thread each, default 1), DOCS (where the benchmark's JSON, markdown and
 # figures go, default EXPDIR/bench; docs/ for the published numbers), HEED_PY (the interpreter).
 set -euo pipefail
@@ -23,6 +24,8 @@ ASR=$1 CORPUS=$2 EXP=$3
 MINUTES=${MINUTES:-5}
 TRAIN_LIMIT=${TRAIN_LIMIT:-3000}
 N_STREAMS=${N_STREAMS:-20}
+TRAIN_STREAMS=${TRAIN_STREAMS:-80}
+DEV_STREAMS=${DEV_STREAMS:-40}
 JOBS=${JOBS:-1}
 IND_LR=${IND_LR:-0.005}  # the acoustic GRU learns slowly at the default 2e-3
 DOCS=${DOCS:-$EXP/bench}
@@ -37,27 +40,28 @@ cd "$ROOT"
 [ -f "$CORPUS/train.jsonl" ] || { echo "train_iqd_all: $CORPUS/train.jsonl not found" >&2; exit 1; }
 log() { echo "[$(date -u +%H:%M:%S)] $*" >&2; }
 
-# 1. The frozen ASR over train (cropped around the speech), dev and test (whole), once for all detectors.
-log "cache: train ($TRAIN_LIMIT), dev, test"
+# 1. The frozen ASR over train (cropped around the speech), dev and test (whole), once for all detectors,
+#    and over continuous recordings (pauses of background noise between utterances, the ASR streamed
+#    with the endpointer as in the runtime) of the training utterances the cache left out and of dev:
+#    the detectors train on both kinds and their policies are chosen on both (docs/iqd.md).
+log "cache: train ($TRAIN_LIMIT), dev, test; recordings: train ($TRAIN_STREAMS), dev ($DEV_STREAMS)"
 run_cache() { "$PY" -m iqd.cache --asr "$ASR" --corpus "$CORPUS" --cache "$CACHE" "$@"; }
 if [ "$JOBS" -ge 2 ]; then
-    run_cache --split train --limit "$TRAIN_LIMIT" --crop &
+    { run_cache --split train --limit "$TRAIN_LIMIT" --crop; run_cache --split dev --streams "$DEV_STREAMS"; } &
     pid=$!
     run_cache --split dev
     run_cache --split test
+    run_cache --split train --limit "$TRAIN_LIMIT" --streams "$TRAIN_STREAMS"
     wait $pid
 else
     run_cache --split train --limit "$TRAIN_LIMIT" --crop
     run_cache --split dev
     run_cache --split test
+    run_cache --split train --limit "$TRAIN_LIMIT" --streams "$TRAIN_STREAMS"
+    run_cache --split dev --streams "$DEV_STREAMS"
 fi
-if [ ! -f "$CORPUS/streams/test.jsonl" ]; then
-    log "continuous recordings: $N_STREAMS"
-    $HEED corpus streams "$CORPUS" --split test --n "$N_STREAMS" --min-s 30 --max-s 60
-fi
-
 # 2. The detectors, each within MINUTES of training.
-train() { $HEED train iqd --kind "$1" --corpus "$CORPUS" --cache "$CACHE" --out "$EXP/$1" --max-minutes "$MINUTES" --quiet "${@:2}"; }
+train() { $HEED train iqd --kind "$1" --corpus "$CORPUS" --cache "$CACHE" --out "$EXP/$1" --max-minutes "$MINUTES" --streams --quiet "${@:2}"; }
 log "train: e2e, independent, cascade ($MINUTES min each)"
 if [ "$JOBS" -ge 2 ]; then
     train e2e &

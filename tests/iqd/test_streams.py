@@ -66,3 +66,52 @@ def test_segment_onset_waits_for_the_speech_onset_gate() -> None:
     assert off.onset == 5
     quiet = segment_track(np.full(100, 0.5), seg, utt, fs, feats=np.full_like(fb, -2.0), policy=pol)
     assert quiet.onset == 100  # the gate never opens: nothing to decide until the endpoint forces it
+
+
+def test_cached_recordings_are_what_the_stream_benchmark_sees(overfit_asr: Path, iqd_corpus: Path,
+                                                               tmp_path: Path) -> None:
+    """A `SPLIT-streams` cache row gives the same track as scoring the recording's segment directly
+    (bench_iqd.py), and training reads it beside the utterances."""
+    from asr.export import load_checkpoint
+    from asr.features import fbank
+    from iqd.cache import ConcatCache, IqdCache, frame_seconds, open_splits
+    from iqd.streams import cache_stream_split, load_timelines, stream_rows
+    from iqd.train import loss_frames
+    from runtime.audio import load_audio
+    from runtime.iqd import DecisionPolicy
+
+    cache_stream_split(overfit_asr / "last.pt", iqd_corpus, tmp_path, "dev", 2, skip=1, min_s=6.0, max_s=12.0,
+                       progress=False)
+    rows = IqdCache(tmp_path, "dev-streams")
+    assert len(rows) >= 2 and all(u.id.split("/")[1] != "u0" for u in rows.utts)  # the first utterance skipped
+    asr, _ = load_checkpoint(overfit_asr / "last.pt")
+    fs, policy = frame_seconds(), DecisionPolicy()
+    expected = []
+    for wav, tl in load_timelines(tmp_path / "streams-src", "dev"):
+        feats = fbank(torch.from_numpy(load_audio(wav)))
+        enc, segments = run_asr(asr, feats)
+        for seg, u in stream_rows(segments, tl["segments"], fs, rows.silent_tokens):
+            expected.append(segment_track(np.arange(seg.end - seg.start) / 100, seg, u, fs, rows.silent_tokens,
+                                          feats.numpy(), policy))
+            assert np.allclose(enc[seg.start : seg.end], rows.enc(len(expected) - 1), atol=2e-3)
+    from iqd.train import tracks_of
+
+    got = tracks_of(rows, [np.arange(u.n_enc) / 100 for u in rows.utts], policy)
+    assert len(got) == len(expected)
+    for g, e in zip(got, expected):
+        assert (g.onset, g.directed) == (e.onset, e.directed)
+        assert abs(g.endpoint_s - e.endpoint_s) < 1e-6 and abs(g.speech_start - e.speech_start) < 2e-3
+    for u in rows.utts:  # the loss stops 0.3 s after the utterance's speech, before the next one's
+        assert loss_frames(u) <= u.n_enc and (loss_frames(u) - 1) * fs <= u.speech_end + 0.3
+    for split in ("dev", "train", "train-streams"):  # the recordings stand in for every split
+        for ext in ("index.jsonl", "enc.npy", "fbank.npy"):
+            (tmp_path / f"{split}.{ext}").symlink_to(tmp_path / f"dev-streams.{ext}")
+    joined = open_splits(tmp_path, "dev", True)
+    assert isinstance(joined, ConcatCache) and len(joined) == 2 * len(rows)
+    assert np.array_equal(joined.enc(len(rows)), rows.enc(0)) and joined.vocab_size == rows.vocab_size
+    from iqd.train import TrainConfig, train
+
+    out = train(TrainConfig(kind="e2e", corpus=str(iqd_corpus), out=str(tmp_path / "e2e"), cache=str(tmp_path),
+                            streams=True, max_epochs=1), progress=False)
+    dev = torch.load(out, weights_only=False)["dev"]
+    assert dev["n_directed"] + dev["n_undirected"] == 2 * len(rows)  # policy chosen on dev and dev-streams
