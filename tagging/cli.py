@@ -31,6 +31,9 @@ def add_train_parser(sub: argparse._SubParsersAction) -> None:
     t.add_argument("--out", help="experiment folder (default exp/tagger-KIND)")
     t.add_argument("--max-minutes", type=float, help="wall-clock budget (default 8)")
     t.add_argument("--max-epochs", type=int, help="(default 25)")
+    t.add_argument("--min-word-count", type=int,
+                   help="words seen fewer times in training get no vector of their own (<unk>, read by their letters); default 1")
+    t.add_argument("--word-dropout", type=float, help="share of training words replaced by <unk> (default 0.1)")
     t.add_argument("--threads", type=int, default=1, help="torch CPU threads (default 1)")
     t.add_argument("--seed", type=int, default=0)
     t.set_defaults(func=run_train)
@@ -48,7 +51,8 @@ def add_export_parser(sub: argparse._SubParsersAction) -> None:
 def run_train(args: argparse.Namespace) -> int:
     from tagging.train import TrainConfig, train
 
-    changes = {k: v for k, v in (("max_minutes", args.max_minutes), ("max_epochs", args.max_epochs)) if v is not None}
+    changes = {k: v for k, v in (("max_minutes", args.max_minutes), ("max_epochs", args.max_epochs),
+                                 ("min_word_count", args.min_word_count), ("word_dropout", args.word_dropout)) if v is not None}
     cfg = TrainConfig(corpus=None if args.atis or args.conll2003 else args.corpus,
                       public="conll2003" if args.conll2003 else "atis", sources=tuple(s for s in args.sources.split(",") if s),
                       extra_bio=args.bio, text_pool=args.text_pool, asr_hypotheses=args.asr_hypotheses, out=args.out or f"exp/tagger-{args.kind}",

@@ -65,6 +65,9 @@ class TrainConfig:
     max_minutes: float = 8.0
     patience: int = 6  # epochs without a better dev F1 before stopping
     word_dropout: float = 0.1
+    # Words seen fewer times in training map to <unk> (their letters still reach the character
+    # CNN): keeps the word table, the largest part of the token graph, to words worth a vector.
+    min_word_count: int = 1
     uni_weight: float = 1.0
     grad_clip: float = 5.0
     arm_epochs: int = 20
@@ -77,6 +80,8 @@ class TrainConfig:
     def __post_init__(self) -> None:
         if self.model is None and self.kind not in KINDS:
             raise ValueError(f"kind must be one of {sorted(KINDS)}, not {self.kind!r}")
+        if self.min_word_count < 1:
+            raise ValueError(f"min_word_count must be at least 1, not {self.min_word_count}")
         if self.public not in ("atis", "conll2003"):
             raise ValueError(f"public must be 'atis' or 'conll2003', not {self.public!r}")
 
@@ -206,7 +211,7 @@ def train(cfg: TrainConfig, data: tuple[list[Example], list[Example]] | None = N
     if cfg.num_threads:
         torch.set_num_threads(cfg.num_threads)
     train_set, dev_set = data if data is not None else load_data(cfg)
-    tables = Tables.build(train_set)
+    tables = Tables.build(train_set, min_word_count=cfg.min_word_count)
     sizes = cfg.model or KINDS[cfg.kind]
     mcfg = dataclasses.replace(sizes, n_words=len(tables.words), n_chars=len(tables.chars),
                                n_slots=len(tables.slots), n_intents=len(tables.intents))

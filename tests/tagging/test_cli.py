@@ -16,7 +16,7 @@ def test_train_tagger_without_a_corpus_is_one_clear_line(tmp_path: Path) -> None
     r = heed("train", "tagger", "--corpus", str(tmp_path / "none"), "--out", str(tmp_path / "exp"))
     assert r.returncode == 1 and "train.jsonl not found" in r.stderr and "Traceback" not in r.stderr
     r = heed("train", "tagger", "--help")
-    assert r.returncode == 0 and "--kind" in r.stdout and "--asr-hypotheses" in r.stdout
+    assert r.returncode == 0 and "--kind" in r.stdout and "--asr-hypotheses" in r.stdout and "--min-word-count" in r.stdout
 
 
 def test_export_tagger_writes_a_checked_folder(toy_hybrid: Path, tmp_path: Path) -> None:

@@ -65,3 +65,22 @@ def test_training_pool_adds_unsynthesized_training_text_and_nothing_held_out(tmp
     assert all(e.source == "atis" and len(e.words) == len(e.tags) for e in pool)
     held_out = {s.words for split in ("dev", "test") for s in splits[split].get("atis", [])}
     assert held_out and not held_out & {e.words for e in pool}
+
+
+def test_min_word_count_leaves_rare_words_to_their_letters(tmp_path: Path) -> None:
+    from tagging.model import TaggerConfig
+    from tagging.train import TrainConfig, train
+
+    rare = Example(("weather", "in", "tucson"), ("O", "O", "B-city"), "weather")  # "tucson" seen once
+    data = (toy_examples(40, 0) + [rare], toy_examples(10, 1))
+    small = TaggerConfig(word_dim=8, char_dim=4, char_channels=8, n_uni_layers=0, n_bi_layers=1, bi_dim=8)
+    tables = {}
+    for n in (1, 2):
+        cfg = TrainConfig(corpus=None, out=str(tmp_path / f"min{n}"), kind="bi", max_epochs=1, min_word_count=n, model=small)
+        _, tables[n], ckpt = load_checkpoint(train(cfg, data, progress=False))
+        assert ckpt["train_config"]["min_word_count"] == n
+    assert "tucson" in tables[1].words and "tucson" not in tables[2].words
+    assert tables[2].word_ids(["tucson"]) == [1] and 1 not in tables[2].char_ids("tucson")  # its letters are kept
+    assert "weather" in tables[2].words and len(tables[2].words) < len(tables[1].words)
+    with pytest.raises(ValueError, match="min_word_count"):
+        TrainConfig(min_word_count=0)
