@@ -23,6 +23,11 @@ What it does per call:
    k new words; "never". With `final_restart`, the final hypothesis is always relabelled by a
    restart, so final results are the bidirectional model's.
 
+Decoding (`decode` in tagger.json, "argmax" for exports that predate it): "argmax" takes each
+word's best tag on its own; "bio" keeps the labels valid BIO (an I-x only after B-x or I-x): a
+restart's labels are the best valid sequence under the tag log-probabilities (`bio_viterbi`), and
+a new word's unidirectional label is its best tag that may follow the label shown before it.
+
 A bi-only export always restarts (it has no unidirectional path); a uni-only one never does.
 `stream.stats` counts the work done (words encoded, letters, unidirectional steps, restarts and
 the words they covered, rollbacks): the benchmark turns it into FLOPs.
@@ -39,6 +44,7 @@ import numpy as np
 
 SCHEMA_VERSION = 1
 POLICIES = ("arm", "every", "every_k", "never")
+DECODERS = ("argmax", "bio")
 
 
 @dataclass(frozen=True)
@@ -78,10 +84,48 @@ def _softmax(x: np.ndarray) -> np.ndarray:
     return e / e.sum(-1, keepdims=True)
 
 
+def _log_softmax(x: np.ndarray) -> np.ndarray:
+    x = x - x.max(-1, keepdims=True)
+    return x - np.log(np.exp(x).sum(-1, keepdims=True))
+
+
+def bio_allowed(slots: Sequence[str]) -> np.ndarray:
+    """(S + 1, S) bool: row i < S says which tags may follow tag i, row S which may start a
+    sequence. I-x may only follow B-x or I-x; every other tag may follow anything."""
+    n = len(slots)
+    allowed = np.ones((n + 1, n), bool)
+    for j, tag in enumerate(slots):
+        if tag.startswith("I-"):
+            allowed[:, j] = [i < n and slots[i][2:] == tag[2:] and slots[i][:2] in ("B-", "I-") for i in range(n + 1)]
+    return allowed
+
+
+def bio_viterbi(logits: np.ndarray, allowed: np.ndarray) -> list[int]:
+    """The valid tag sequence with the highest sum of log-probabilities.
+
+    logits: (T, S) slot logits; allowed: (S + 1, S) from `bio_allowed` -> T tag ids. Each word's
+    tag distribution is the model's own (no learned transitions), so where the per-word argmax
+    is already valid it is the answer.
+    """
+    logp = _log_softmax(logits.astype(np.float64))
+    forbid = np.where(allowed, 0.0, -np.inf)
+    score = logp[0] + forbid[-1]  # (S,)
+    back = np.zeros(logp.shape, np.int64)
+    for t in range(1, len(logp)):
+        cand = score[:, None] + forbid[:-1]  # (S previous, S next)
+        back[t] = cand.argmax(0)
+        score = cand.max(0) + logp[t]
+    ids = [int(score.argmax())]
+    for t in range(len(logp) - 1, 0, -1):
+        ids.append(int(back[t, ids[-1]]))
+    return ids[::-1]
+
+
 class StreamingTagger:
     """The exported tagger (sessions and tables), shared by all streams; never changes after loading."""
 
-    def __init__(self, folder: str | Path, precision: str = "fp32", threads: int = 1) -> None:
+    def __init__(self, folder: str | Path, precision: str = "fp32", threads: int = 1, decode: str | None = None) -> None:
+        """decode: "argmax" or "bio" (module docstring); None: the export's."""
         import onnxruntime as ort
 
         self.folder = Path(folder)
@@ -101,6 +145,10 @@ class StreamingTagger:
         self._word_index = {w: i for i, w in enumerate(tables["words"])}
         self._char_index = {ch: i for i, ch in enumerate(tables["chars"])}
         self.max_word_chars: int = m["max_word_chars"]
+        self.decode: str = decode or m.get("decode", "argmax")
+        if self.decode not in DECODERS:
+            raise ValueError(f"decode must be one of {DECODERS}, not {self.decode!r}")
+        self.allowed = bio_allowed(self.slots)  # (S + 1, S): which tag may follow which, for "bio"
         self.state_shape: tuple[int, int] | None = tuple(m["state"]["shape"]) if m["state"] else None
         p = m["policy"]
         self.default_policy = RestartPolicy(p["restart"], p["arm_threshold"] if p["arm_threshold"] is not None else 0.5,
@@ -112,8 +160,9 @@ class StreamingTagger:
                       for part, f in m["files"][precision].items()}
 
     @classmethod
-    def from_dir(cls, folder: str | Path, precision: str = "fp32", threads: int = 1) -> "StreamingTagger":
-        return cls(folder, precision, threads)
+    def from_dir(cls, folder: str | Path, precision: str = "fp32", threads: int = 1,
+                 decode: str | None = None) -> "StreamingTagger":
+        return cls(folder, precision, threads, decode)
 
     @property
     def has_uni(self) -> bool:
@@ -224,7 +273,7 @@ class TaggerStream:
                     self.stats.n_uni_steps += 1
                     self._states.append((outs[1], outs[2]))
                     self._bi_inputs.append(outs[0][0])
-                    self._shown.append(int(outs[3][0].argmax()))
+                    self._shown.append(self._label_next(outs[3][0]))
                     p = _softmax(outs[4][0])
                     self._intent = (int(p.argmax()), float(p.max()))
                     self._uni_intents.append(self._intent)
@@ -250,9 +299,19 @@ class TaggerStream:
             return any(x > p.arm_threshold for x in arm_probs)
         return False
 
+    def _label_next(self, logits: np.ndarray) -> int:
+        """The newest word's label from its unidirectional slot logits (S,), given what is shown before it."""
+        if self.model.decode == "bio":
+            row = self.model.allowed[self._shown[-1] if self._shown else -1]
+            return int(np.where(row, logits, -np.inf).argmax())
+        return int(logits.argmax())
+
     def _restart(self) -> None:
         slot, intent = self.model.bi(np.stack(self._bi_inputs))
-        self._shown = [int(i) for i in slot.argmax(-1)]
+        if self.model.decode == "bio":
+            self._shown = bio_viterbi(slot, self.model.allowed)
+        else:
+            self._shown = [int(i) for i in slot.argmax(-1)]
         p = _softmax(intent)
         self._intent = (int(p.argmax()), float(p.max()))
         self.stats.n_restarts += 1

@@ -111,7 +111,7 @@ def read_partials(path: Path, by_id: dict[str, Example]) -> tuple[list[Example],
 
 def rows(args: argparse.Namespace) -> list[tuple[str, StreamingTagger, RestartPolicy]]:
     out = []
-    load = lambda d: StreamingTagger.from_dir(d, precision=args.precision, threads=1)  # noqa: E731
+    load = lambda d: StreamingTagger.from_dir(d, precision=args.precision, threads=1, decode=args.decode)  # noqa: E731
     if args.bi:
         out.append(("bidirectional, restart every word", load(args.bi), RestartPolicy(restart="every")))
     if args.uni:
@@ -191,11 +191,13 @@ def main() -> int:
     p.add_argument("--hybrid", help="export folder of the hybrid (HEAR) tagger")
     p.add_argument("--bi", help="export folder of the bidirectional baseline")
     p.add_argument("--uni", help="export folder of the unidirectional baseline")
-    p.add_argument("--test", default="atis", choices=["atis", "assistant", "conll2003"], help="the test set (default atis)")
+    p.add_argument("--test", default="atis", choices=["atis", "atis-dev", "assistant", "conll2003"],
+                   help="the test set (default atis; atis-dev: the every-10th training queries `heed train tagger --atis` holds out)")
     p.add_argument("--corpus", help="corpus folder whose test split has the assistant utterances (for --test assistant)")
     p.add_argument("--partials", help="ASR partials to stream instead of gold prefixes: JSON lines "
                                       "{id, partials: [[word, ...], ...]} for ids of --corpus's test split")
     p.add_argument("--precision", default="fp32", choices=["fp32", "int8"])
+    p.add_argument("--decode", choices=["argmax", "bio"], help="tag decoding (runtime.tagger; default: each export's)")
     p.add_argument("--every-k", type=int, default=4)
     p.add_argument("--threshold", type=float, help="HEAR's ARM threshold (default: the export's)")
     p.add_argument("--limit", type=int, help="first N utterances of each test set (smoke runs)")
@@ -214,12 +216,12 @@ def main() -> int:
         examples, feeds = read_partials(Path(args.partials), tagged)
         set_name = "ASR partials"
     else:
-        examples = {"atis": lambda: load_atis("test"), "conll2003": lambda: load_conll2003("test"),
+        examples = {"atis": lambda: load_atis("test"), "atis-dev": lambda: load_atis("train")[::10], "conll2003": lambda: load_conll2003("test"),
                     "assistant": lambda: load_corpus(args.corpus, "test", ["assistant"])}[args.test]()
-        set_name = {"atis": "ATIS test", "assistant": "assistant test", "conll2003": "CoNLL-2003 test"}[args.test]
+        set_name = {"atis": "ATIS test", "atis-dev": "ATIS dev", "assistant": "assistant test", "conll2003": "CoNLL-2003 test"}[args.test]
     sets = {set_name: examples[: args.limit]}
     feeds = feeds[: args.limit] if feeds else None
-    results: dict[str, dict] = {"settings": {"precision": args.precision, "threads": 1, "every_k": args.every_k}}
+    results: dict[str, dict] = {"settings": {"precision": args.precision, "threads": 1, "every_k": args.every_k, "decode": args.decode}}
     md = []
     for set_name, examples in sets.items():
         results[set_name] = {}

@@ -14,7 +14,8 @@ Graphs (N is the batch, 1 in the runtime; every size is read back from tagger.js
 
 The folder also holds words.txt, chars.txt, slots.txt, intents.txt (one symbol a line; line k is
 id k) and tagger.json: schema_version, kind, model config, file names per precision, state
-names and shape, the restart policy (ARM threshold, every-k, final restart), the checkpoint's
+names and shape, the restart policy (ARM threshold, every-k, final restart), the tag decoding
+(`decode`: "bio", labels kept valid BIO; runtime/tagger.py), the checkpoint's
 dev and ARM figures, and the parity figures. Each graph also carries schema_version and the
 model config as ONNX metadata.
 
@@ -233,6 +234,8 @@ def export_tagger(model: Tagger, tables: Tables, out_dir: str | Path, check_exam
         "state": {"names": ["h", "c"], "shape": [cfg.n_uni_layers, cfg.uni_dim]} if "uni_step" in parts else None,
         "policy": {"restart": {"hybrid": "arm", "bi": "every", "uni": "never"}[cfg.kind],
                    "arm_threshold": arm["threshold"] if arm else None, "every_k": 4, "final_restart": "bi" in parts},
+        # runtime.tagger keeps labels valid BIO (Viterbi on restarts): +0.7 slot F1 on ATIS test
+        "decode": "bio",
         "dev": (ckpt or {}).get("dev"),
         "arm": arm,
         "n_params": model.n_params(),

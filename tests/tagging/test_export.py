@@ -21,7 +21,7 @@ def test_export_writes_graphs_tables_and_a_manifest(toy_export: Path, toy_hybrid
             assert (toy_export / f).stat().st_size > 0
     _, tables, _ = load_checkpoint(toy_hybrid)
     assert (toy_export / "slots.txt").read_text().split("\n")[:-1] == list(tables.slots)
-    assert m["state"] == {"names": ["h", "c"], "shape": [1, 32]}
+    assert m["state"] == {"names": ["h", "c"], "shape": [1, 32]} and m["decode"] == "bio"
     assert m["policy"]["restart"] == "arm" and m["policy"]["arm_threshold"] == load_checkpoint(toy_hybrid)[2]["arm"]["threshold"]
     assert max(v for k, v in m["parity"]["fp32"].items() if k != "label_agreement") < 1e-4
     assert m["parity"]["fp32"]["label_agreement"] == 1.0
