@@ -1,0 +1,37 @@
+"""scripts/bench_iqd.py end to end on the tiny detectors: the test-split rows and the E2E's early operating point."""
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def _bench(runs: dict[str, Path], asr: Path, corpus: Path, out: Path, *extra: str) -> dict:
+    r = subprocess.run([sys.executable, str(ROOT / "scripts" / "bench_iqd.py"), "--asr", str(asr / "last.pt"),
+                        "--corpus", str(corpus), "--cache", str(runs["e2e"].parent / "cache"),
+                        *[a for k in ("e2e", "independent", "cascade") for a in (f"--{k}", str(runs[k]))],
+                        "--no-streams", "--json", str(out / "b.json"), "--md", str(out / "b.md"),
+                        "--det-png", str(out / "det.png"), "--latency-png", str(out / "lat.png"), *extra],
+                       cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr
+    return json.loads((out / "b.json").read_text())
+
+
+def test_bench_scores_the_e2e_early_point_within_its_budget(iqd_runs: dict[str, Path], overfit_asr: Path,
+                                                            iqd_corpus: Path, tmp_path: Path) -> None:
+    res = _bench(iqd_runs, overfit_asr, iqd_corpus, tmp_path / "late", "--early-gap-s", "-10")  # any policy fits
+    assert {"e2e", "independent", "cascade", "e2e early"} <= set(res["test"])
+    early, ind = res["systems"]["e2e early"], res["systems"]["independent"]
+    assert abs(early["dev"]["max_median_latency_s"] - (ind["dev"]["median_s"] + 10)) < 1e-9
+    assert early["dev"]["median_s"] <= early["dev"]["max_median_latency_s"]
+    assert res["test"]["e2e early"]["n"] == res["test"]["e2e"]["n"] == 4
+    gap = res["e2e_vs_independent"]["test (e2e early)"]["median_latency_reduction_s"]
+    assert abs(gap - (res["test"]["independent"]["median_s"] - res["test"]["e2e early"]["median_s"])) < 1e-9
+    assert "e2e early" in (tmp_path / "late" / "b.md").read_text()
+    for extra in (("--early-gap-s", "10"), ("--no-early",)):  # no policy decides 10 s before speech; off
+        res = _bench(iqd_runs, overfit_asr, iqd_corpus, tmp_path / extra[-1], *extra)
+        assert "e2e early" not in res["test"] and "test (e2e early)" not in res["e2e_vs_independent"]
+        assert "test (e2e)" in res["e2e_vs_independent"]
