@@ -107,6 +107,9 @@ def bio_viterbi(logits: np.ndarray, allowed: np.ndarray) -> list[int]:
     tag distribution is the model's own (no learned transitions), so where the per-word argmax
     is already valid it is the answer.
     """
+    best = logits.argmax(-1)
+    if allowed[np.concatenate([[len(allowed) - 1], best[:-1]]), best].all():
+        return best.tolist()  # the common case, and the optimum: no search needed
     logp = _log_softmax(logits.astype(np.float64))
     forbid = np.where(allowed, 0.0, -np.inf)
     score = logp[0] + forbid[-1]  # (S,)
