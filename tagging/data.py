@@ -4,8 +4,9 @@ An `Example` is one utterance's words, BIO tags and intent. `Tables` holds every
 indexes (words, characters, slot tags, intents); it is built from the training examples, saved
 in the checkpoint and written out by the export, so the runtime tokenises exactly as training did:
 
-- a word is looked up lowercased as given; unseen words get `<unk>` (id 1), and the character
-  CNN still sees their letters;
+- a word is looked up lowercased as given; unseen words, and training words seen fewer than
+  `min_word_count` times (`Tables.build`), get `<unk>` (id 1), and the character CNN still sees
+  their letters;
 - a word's characters are clipped to `max_word_chars`; unseen characters get id 1; id 0 pads;
 - an utterance without an intent (chatter, imported BIO files) has intent `<none>`.
 
