@@ -174,18 +174,18 @@ def cache_stream_split(asr_ckpt: str | Path, corpus: str | Path, cache_dir: str 
         return index_path
     work = cache_dir / "streams-src"
     work.mkdir(parents=True, exist_ok=True)
-    lines, n_labelled = [], 0
+    labelled = []
     for line in (Path(corpus) / f"{split}.jsonl").read_text().splitlines():
-        if not line.strip():
-            continue
-        u = json.loads(line)
-        if u.get("directed") is None or u.get("speech_start") is None:
-            continue
-        n_labelled += 1
-        if n_labelled > skip:
+        u = json.loads(line) if line.strip() else {}
+        if u.get("directed") is not None and u.get("speech_start") is not None:
             u["audio"] = str((Path(corpus) / u["audio"]).resolve())  # the streams read the corpus's files
-            lines.append(json.dumps(u))
-    (work / f"{split}.jsonl").write_text("\n".join(lines) + "\n")
+            labelled.append(u)
+    rest = labelled[skip:]
+    if len({u["directed"] for u in rest}) < 2:  # the utterance cache took (nearly) all: reuse them in new contexts
+        print(f"  {name}: fewer than two classes after the first {skip} utterances; the recordings use all "
+              f"{len(labelled)}", file=sys.stderr)
+        rest = labelled
+    (work / f"{split}.jsonl").write_text("".join(json.dumps(u) + "\n" for u in rest))
     build_streams(work, split, n_streams, seed, min_s, max_s)
     asr, _ = load_checkpoint(asr_ckpt)
     tok = Tokenizer(Path(asr_ckpt).parent / "tokens.model")

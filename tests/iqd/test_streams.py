@@ -84,6 +84,9 @@ def test_cached_recordings_are_what_the_stream_benchmark_sees(overfit_asr: Path,
                        progress=False)
     rows = IqdCache(tmp_path, "dev-streams")
     assert len(rows) >= 2 and all(u.id.split("/")[1] != "u0" for u in rows.utts)  # the first utterance skipped
+    cache_stream_split(overfit_asr / "last.pt", iqd_corpus, tmp_path / "all", "dev", 1, skip=3, min_s=6.0,
+                       max_s=12.0, progress=False)  # one utterance left, one class: all four are used
+    assert len(IqdCache(tmp_path / "all", "dev-streams")) >= 2
     asr, _ = load_checkpoint(overfit_asr / "last.pt")
     fs, policy = frame_seconds(), DecisionPolicy()
     expected = []
