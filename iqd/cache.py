@@ -151,8 +151,16 @@ def build_cache(model: Transducer, tokens_decode, manifest: str | Path, cache_di
                               toks, frs, tokens_decode(toks), u.text, u.source, u.voice))
         enc_off += len(enc)
         fb_off += len(fb)
+    return write_split(cache_dir, split, encs, fbs, rows)
+
+
+def write_split(cache_dir: Path, split: str, encs: list[np.ndarray], fbs: list[np.ndarray],
+                rows: list[CachedUtt]) -> Path:
+    """Write one cached split: SPLIT.enc.npy, SPLIT.fbank.npy (the rows' arrays end to end) and
+    SPLIT.index.jsonl, the index last and atomically, so a split whose index exists is complete."""
     np.save(cache_dir / f"{split}.enc.npy", np.concatenate(encs))
     np.save(cache_dir / f"{split}.fbank.npy", np.concatenate(fbs))
+    index_path = cache_dir / f"{split}.index.jsonl"
     tmp = index_path.with_suffix(".tmp")
     tmp.write_text("".join(json.dumps(r.__dict__) + "\n" for r in rows), encoding="utf-8")
     tmp.replace(index_path)

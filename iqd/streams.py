@@ -164,7 +164,7 @@ def cache_stream_split(asr_ckpt: str | Path, corpus: str | Path, cache_dir: str 
     from asr.features import fbank
     from asr.tokenizer import Tokenizer
     from corpus.streams import build_streams
-    from iqd.cache import CachedUtt, frame_seconds, silent_tokens, write_meta
+    from iqd.cache import CachedUtt, frame_seconds, silent_tokens, write_meta, write_split
     from runtime.audio import load_audio
 
     cache_dir = Path(cache_dir)
@@ -214,9 +214,4 @@ def cache_stream_split(asr_ckpt: str | Path, corpus: str | Path, cache_dir: str 
         if progress:
             print(f"  {name}: {k + 1}/{n_streams} recordings, {len(rows)} utterances, {time.monotonic() - t0:.0f} s",
                   file=sys.stderr, flush=True)
-    np.save(cache_dir / f"{name}.enc.npy", np.concatenate(encs))
-    np.save(cache_dir / f"{name}.fbank.npy", np.concatenate(fbs))
-    tmp = index_path.with_suffix(".tmp")
-    tmp.write_text("".join(json.dumps(r.__dict__) + "\n" for r in rows), encoding="utf-8")
-    tmp.replace(index_path)
-    return index_path
+    return write_split(cache_dir, name, encs, fbs, rows)
