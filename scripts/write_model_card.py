@@ -63,6 +63,37 @@ def data_section(corpus: Path) -> list[str]:
     return lines
 
 
+def _run_minutes(log: list[dict]) -> list[float]:
+    """The length of each run in an ASR log: a resumed run (`--resume`) starts its clock at 0 again."""
+    runs: list[float] = []
+    prev = None
+    for r in log:
+        m = float(r["minutes"])
+        if prev is None or m < prev:
+            runs.append(0.0)
+        runs[-1] = round(m)
+        prev = m
+    return runs
+
+
+def _asr_runs(log: list[dict]) -> str:
+    runs = _run_minutes(log)
+    if len(runs) == 1:
+        return f"Ran {runs[0]:g} minutes"
+    return f"Ran {sum(runs):g} minutes in {len(runs)} runs, each resumed from the last ({' + '.join(f'{m:g}' for m in runs)})"
+
+
+def _tagger_data(tc: dict) -> str:
+    what = "the text of the corpus's whole training pool" if tc.get("text_pool") else "the gold text of the corpus's training split"
+    if tc.get("sources"):
+        what += f" ({', '.join(tc['sources'])})"
+    if tc.get("asr_hypotheses"):
+        what += f" with the ASR's hypotheses of the training audio mixed in ({tc['asr_hypotheses']})"
+    if tc.get("min_word_count", 1) > 1:
+        what += f", words seen fewer than {tc['min_word_count']} times read by their letters"
+    return what
+
+
 def training_section(asr: Path, tagger: Path, iqd: Path | None) -> list[str]:
     lines = ["## Training", "", f"Hardware: {platform.machine()}, {__import__('os').cpu_count()} cores, CPU only; "
              "see each row for the threads used.", ""]
@@ -75,15 +106,17 @@ def training_section(asr: Path, tagger: Path, iqd: Path | None) -> list[str]:
                   f"({m['chunk_frames'] * 40} ms), left context {m['left_chunks']} chunks; {cfg['tokenizer']} tokens; "
                   f"peak lr {cfg['peak_lr']}, warm-up {cfg['warmup_steps']} steps, cool-down over the last "
                   f"{cfg['cooldown_minutes']:g} of {cfg['max_minutes']:g} minutes, {cfg['max_frames']} fbank frames per "
-                  f"batch; {cfg['num_threads'] or 'default'} torch thread(s). Ran {float(last['minutes']):.0f} minutes, "
+                  f"batch; {cfg['num_threads'] or 'default'} torch thread(s). {_asr_runs(log)}, "
                   f"{int(last['step']):,} steps, epoch {last['epoch']}.", "",
                   "| step | minutes | dev WER (greedy, "
                   f"{cfg['dev_utts']} dev utterances) |", "|---:|---:|---:|"]
         lines += [f"| {r['step']} | {float(r['minutes']):.1f} | {_pct(float(r['dev_wer']) if r['dev_wer'] else None)} |"
                   for r in log]
-        lines += ["", "```bash", f"heed train asr --config small --corpus {cfg['corpus']} --out {asr} --threads "
-                  f"{cfg['num_threads'] or 1} --set checkpoint_minutes={cfg['checkpoint_minutes']:g} "
-                  f"--set max_minutes={cfg['max_minutes']:g}", "```", ""]
+        runs = _run_minutes(log)
+        cmd = f"heed train asr --config small --corpus {cfg['corpus']} --out {asr} --threads {cfg['num_threads'] or 1}"
+        lines += ["", "```bash"] + [
+            cmd + (" --resume" if i else "") + f" --set checkpoint_minutes={cfg['checkpoint_minutes']:g} "
+            f"--set max_minutes={m:g}" for i, m in enumerate(runs)] + ["```", ""]
     tlog = _log(tagger / "log.csv")
     if (tagger / "last.pt").exists() and tlog:
         import torch
@@ -91,12 +124,17 @@ def training_section(asr: Path, tagger: Path, iqd: Path | None) -> list[str]:
         t = torch.load(tagger / "last.pt", map_location="cpu", weights_only=False)
         tc = t["train_config"]
         lines += [f"**HEAR tagger** (`{tagger}`): {tc['kind']}, {sum(v.numel() for v in t['model'].values()):,} "
-                  f"parameters, trained on the gold text of the corpus's training split for "
+                  f"parameters, trained on {_tagger_data(tc)} for "
                   f"{float(tlog[-1]['minutes']):.1f} minutes ({len(tlog)} epochs, best epoch {t['epoch']}), dev slot F1 "
                   f"{100 * t['dev']['slot_f1']:.2f}, intent accuracy {100 * t['dev']['intent_accuracy']:.2f}; ARM fitted "
                   f"after training (threshold {t['arm']['threshold'] if t.get('arm') else 'n/a'}).", "",
-                  "```bash", f"heed train tagger --kind {tc['kind']} --corpus {tc.get('corpus')} --out {tagger} "
-                  f"--max-epochs {tc.get('max_epochs')} --max-minutes {tc.get('max_minutes'):g}", "```", ""]
+                  "```bash", f"heed train tagger --kind {tc['kind']} --corpus {tc.get('corpus')} "
+                  + (f"--sources {','.join(tc['sources'])} " if tc.get("sources") else "")
+                  + ("--text-pool " if tc.get("text_pool") else "")
+                  + (f"--asr-hypotheses {tc['asr_hypotheses']} " if tc.get("asr_hypotheses") else "")
+                  + (f"--min-word-count {tc['min_word_count']} " if tc.get("min_word_count", 1) > 1 else "")
+                  + f"--out {tagger} --max-epochs {tc.get('max_epochs')} --max-minutes {tc.get('max_minutes'):g}",
+                  "```", ""]
     if iqd is not None and iqd.exists():
         meta = _read(iqd / "iqd.json") or {}
         pol = meta.get("policy", {})

@@ -1,0 +1,39 @@
+"""The model card's account of how the ASR was trained: resumed runs are told as such."""
+
+import importlib.util
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def _card():
+    spec = importlib.util.spec_from_file_location("write_model_card", ROOT / "scripts" / "write_model_card.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def _log(minutes):
+    return [{"minutes": str(m), "step": str(i), "epoch": "1", "dev_wer": "0.5"} for i, m in enumerate(minutes)]
+
+
+def test_one_run():
+    card = _card()
+    assert card._run_minutes(_log([10.0, 20.1, 30.0])) == [30]
+    assert card._asr_runs(_log([10.0, 20.1, 30.0])) == "Ran 30 minutes"
+
+
+def test_resumed_runs_are_counted_separately():
+    card = _card()
+    log = _log([10.0, 55.0, 10.0, 80.0, 10.0, 50.0, 95.01])
+    assert card._run_minutes(log) == [55, 80, 95]
+    assert card._asr_runs(log) == "Ran 230 minutes in 3 runs, each resumed from the last (55 + 80 + 95)"
+
+
+def test_tagger_data_names_the_recipe():
+    card = _card()
+    plain = card._tagger_data({"sources": ("atis",)})
+    assert plain == "the gold text of the corpus's training split (atis)"
+    full = card._tagger_data({"text_pool": True, "sources": ("atis", "assistant"), "asr_hypotheses": "h.jsonl",
+                              "min_word_count": 2})
+    assert "whole training pool" in full and "h.jsonl" in full and "fewer than 2 times" in full
