@@ -136,6 +136,36 @@ def load_timelines(corpus: str | Path, split: str = "test") -> list[tuple[Path, 
     return out
 
 
+def labelled_utterances(timeline: dict[str, Any]) -> list[dict[str, Any]]:
+    """The utterances of a recording's timeline that are scored: those with a directed label and a speech start."""
+    return [s for s in timeline["segments"] if s.get("speech_start") is not None and s.get("directed") is not None]
+
+
+def decode_recording(model: Transducer, wav: str | Path) -> tuple[torch.Tensor, np.ndarray, list[Segment]]:
+    """fbank (T, n_mels), encoder output and endpointed segments (`run_asr`) of one recording."""
+    from asr.features import fbank
+    from runtime.audio import load_audio
+
+    feats = fbank(torch.from_numpy(load_audio(wav)))
+    enc, segments = run_asr(model, feats)
+    return feats, enc, segments
+
+
+def join_recordings(corpus: str | Path, split: str, utts: list[dict[str, Any]], work: str | Path, n_streams: int,
+                    seed: int = 0, min_s: float = 30.0, max_s: float = 60.0) -> Path:
+    """Continuous recordings of `utts` (manifest rows of `corpus`'s `split`), joined as `heed corpus
+    streams` joins them, under WORK (never into the corpus): a manifest WORK/SPLIT.jsonl whose audio
+    paths point at the corpus's files, then `corpus.streams.build_streams`. Returns WORK."""
+    from corpus.streams import build_streams
+
+    work = Path(work)
+    work.mkdir(parents=True, exist_ok=True)
+    rows = [{**u, "audio": str((Path(corpus) / u["audio"]).resolve())} for u in utts]
+    (work / f"{split}.jsonl").write_text("".join(json.dumps(u) + "\n" for u in rows))
+    build_streams(work, split, n_streams, seed, min_s, max_s)
+    return work
+
+
 def stream_rows(segments: list[Segment], utts: list[dict[str, Any]], frame_s: float,
                 silent: set[int] = frozenset()) -> list[tuple[Segment, dict[str, Any]]]:
     """(segment, utterance) of every timeline utterance that a segment with spoken tokens overlaps
@@ -158,35 +188,23 @@ def cache_stream_split(asr_ckpt: str | Path, corpus: str | Path, cache_dir: str 
     """
     import time
 
-    import soundfile as sf
-
     from asr.export import load_checkpoint
-    from asr.features import fbank
     from asr.tokenizer import Tokenizer
-    from corpus.streams import build_streams
     from iqd.cache import CachedUtt, frame_seconds, silent_tokens, write_meta, write_split
-    from runtime.audio import load_audio
 
     cache_dir = Path(cache_dir)
     name = f"{split}-streams"
     index_path = cache_dir / f"{name}.index.jsonl"
     if index_path.exists():
         return index_path
-    work = cache_dir / "streams-src"
-    work.mkdir(parents=True, exist_ok=True)
-    labelled = []
-    for line in (Path(corpus) / f"{split}.jsonl").read_text().splitlines():
-        u = json.loads(line) if line.strip() else {}
-        if u.get("directed") is not None and u.get("speech_start") is not None:
-            u["audio"] = str((Path(corpus) / u["audio"]).resolve())  # the streams read the corpus's files
-            labelled.append(u)
+    labelled = [u for line in (Path(corpus) / f"{split}.jsonl").read_text().splitlines() if line.strip()
+                for u in [json.loads(line)] if u.get("directed") is not None and u.get("speech_start") is not None]
     rest = labelled[skip:]
     if len({u["directed"] for u in rest}) < 2:  # the utterance cache took (nearly) all: reuse them in new contexts
         print(f"  {name}: fewer than two classes after the first {skip} utterances; the recordings use all "
               f"{len(labelled)}", file=sys.stderr)
         rest = labelled
-    (work / f"{split}.jsonl").write_text("".join(json.dumps(u) + "\n" for u in rest))
-    build_streams(work, split, n_streams, seed, min_s, max_s)
+    work = join_recordings(corpus, split, rest, cache_dir / "streams-src", n_streams, seed, min_s, max_s)
     asr, _ = load_checkpoint(asr_ckpt)
     tok = Tokenizer(Path(asr_ckpt).parent / "tokens.model")
     write_meta(cache_dir, asr_ckpt, asr, tok)
@@ -196,10 +214,8 @@ def cache_stream_split(asr_ckpt: str | Path, corpus: str | Path, cache_dir: str 
     enc_off = fb_off = 0
     t0 = time.monotonic()
     for k, (wav, tl) in enumerate(load_timelines(work, split)):
-        feats = fbank(torch.from_numpy(load_audio(wav)))
-        enc, segments = run_asr(asr, feats)
-        utts = [s for s in tl["segments"] if s.get("speech_start") is not None and s.get("directed") is not None]
-        for seg, u in stream_rows(segments, utts, fs, silent):
+        feats, enc, segments = decode_recording(asr, wav)
+        for seg, u in stream_rows(segments, labelled_utterances(tl), fs, silent):
             off = seg.start * fs
             e = enc[seg.start : seg.end]
             fb = feats[FBANK_PER_FRAME * seg.start : FBANK_PER_FRAME * seg.end + 3].numpy()

@@ -137,11 +137,9 @@ def _endpoints(cache: IqdCache) -> list[float]:
 
 def bench_streams(args, models) -> dict:
     from asr.export import load_checkpoint
-    from asr.features import fbank
     from asr.tokenizer import Tokenizer
     from iqd.model import IqJoint
-    from iqd.streams import load_timelines, match, run_asr, segment_track
-    from runtime.audio import load_audio
+    from iqd.streams import decode_recording, labelled_utterances, load_timelines, match, segment_track
 
     asr, _ = load_checkpoint(args.asr)
     tok = Tokenizer(Path(args.asr).parent / "tokens.model")
@@ -154,9 +152,8 @@ def bench_streams(args, models) -> dict:
     casc = {"scores": [], "labels": [], "at": [], "starts": []}
     n_missed = n_utts = 0
     for wav, tl in timelines:
-        feats = fbank(torch.from_numpy(load_audio(wav)))
-        enc, segments = run_asr(asr, feats)
-        utts = [s for s in tl["segments"] if s.get("speech_start") is not None and s.get("directed") is not None]
+        feats, enc, segments = decode_recording(asr, wav)
+        utts = labelled_utterances(tl)
         matched = match(utts, segments, fs, silent)
         n_utts += len(utts)
         n_missed += sum(m is None for m in matched)

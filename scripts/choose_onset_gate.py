@@ -31,7 +31,7 @@ sys.path.insert(0, str(ROOT))
 from iqd.cache import IqdCache, frame_seconds  # noqa: E402
 from iqd.evaluate import evaluate_policy  # noqa: E402
 from iqd.model import IqJoint  # noqa: E402
-from iqd.streams import load_timelines, match, run_asr, segment_track  # noqa: E402
+from iqd.streams import decode_recording, join_recordings, labelled_utterances, load_timelines, match, segment_track  # noqa: E402
 from iqd.train import load_detector, posteriors, tracks_of  # noqa: E402
 from runtime.iqd import FBANK_PER_FRAME, DecisionPolicy  # noqa: E402
 
@@ -43,24 +43,13 @@ def dev_streams(args) -> list[tuple[dict, np.ndarray, np.ndarray, list]]:
     if cached.exists():
         return pickle.loads(cached.read_bytes())
     from asr.export import load_checkpoint
-    from asr.features import fbank
-    from corpus.streams import build_streams
-    from runtime.audio import load_audio
 
-    work.mkdir(parents=True, exist_ok=True)
-    lines = []
-    for line in (Path(args.corpus) / "dev.jsonl").read_text().splitlines():
-        if line.strip():
-            u = json.loads(line)
-            u["audio"] = str((Path(args.corpus) / u["audio"]).resolve())  # the streams read the corpus's files
-            lines.append(json.dumps(u))
-    (work / "dev.jsonl").write_text("\n".join(lines) + "\n")
-    build_streams(work, "dev", args.n_streams, 0, 30.0, 60.0)
+    manifest = (Path(args.corpus) / "dev.jsonl").read_text().splitlines()
+    join_recordings(args.corpus, "dev", [json.loads(line) for line in manifest if line.strip()], work, args.n_streams)
     asr, _ = load_checkpoint(args.asr)
     out = []
     for wav, tl in load_timelines(work, "dev")[: args.n_streams]:
-        feats = fbank(torch.from_numpy(load_audio(wav)))
-        enc, segments = run_asr(asr, feats)
+        feats, enc, segments = decode_recording(asr, wav)
         out.append((tl, feats.numpy(), enc, segments))
     cached.write_bytes(pickle.dumps(out))
     return out
@@ -99,7 +88,7 @@ def main() -> int:
     silent = cache.silent_tokens
     items = {n: [] for n in models}  # (posteriors, segment, utterance, fbank) per matched dev-stream utterance
     for tl, feats, enc, segments in dev_streams(args):
-        utts = [s for s in tl["segments"] if s.get("speech_start") is not None and s.get("directed") is not None]
+        utts = labelled_utterances(tl)
         for u, seg in zip(utts, match(utts, segments, fs, silent)):
             for n, (model, _) in models.items():
                 p = segment_posteriors(model, feats, enc, seg) if seg is not None else np.zeros(0)
