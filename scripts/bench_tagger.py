@@ -42,7 +42,7 @@ sys.path.insert(0, str(ROOT))
 
 from runtime.tagger import RestartPolicy, StreamingTagger  # noqa: E402
 from tagging import flops  # noqa: E402
-from tagging.data import Example, load_atis, load_conll2003, load_corpus  # noqa: E402
+from tagging.data import Example, atis_train_dev, load_atis, load_conll2003, load_corpus  # noqa: E402
 from tagging.metrics import intent_accuracy, slot_f1, slot_value_f1, streaming_scores  # noqa: E402
 
 THRESHOLDS = (0.0, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95, 0.99, 1.0)
@@ -216,7 +216,7 @@ def main() -> int:
         examples, feeds = read_partials(Path(args.partials), tagged)
         set_name = "ASR partials"
     else:
-        examples = {"atis": lambda: load_atis("test"), "atis-dev": lambda: load_atis("train")[::10], "conll2003": lambda: load_conll2003("test"),
+        examples = {"atis": lambda: load_atis("test"), "atis-dev": lambda: atis_train_dev()[1], "conll2003": lambda: load_conll2003("test"),
                     "assistant": lambda: load_corpus(args.corpus, "test", ["assistant"])}[args.test]()
         set_name = {"atis": "ATIS test", "atis-dev": "ATIS dev", "assistant": "assistant test", "conll2003": "CoNLL-2003 test"}[args.test]
     sets = {set_name: examples[: args.limit]}

@@ -70,6 +70,12 @@ def load_atis(part: str) -> list[Example]:
     return [Example(s.words, s.tags, s.intent, "atis", f"atis-{part}-{i}") for i, s in enumerate(sentences(part))]
 
 
+def atis_train_dev() -> tuple[list[Example], list[Example]]:
+    """ATIS's training set split for training: every tenth query held out as dev (`heed train tagger --atis`)."""
+    atis = load_atis("train")
+    return [e for i, e in enumerate(atis) if i % 10], [e for i, e in enumerate(atis) if not i % 10]
+
+
 def load_bio(path: str | Path, fmt: str = "auto") -> list[Example]:
     """Users' own BIO files (seq.in/seq.out/label folders or CoNLL) via the corpus importer."""
     from corpus.importers import import_bio

@@ -38,7 +38,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from tagging.data import Example, Tables, encode, load_atis, load_bio, load_conll2003, load_corpus, load_hypotheses
+from tagging.data import Example, Tables, atis_train_dev, encode, load_bio, load_conll2003, load_corpus, load_hypotheses
 from tagging.metrics import intent_accuracy, slot_f1
 from tagging.model import KINDS, Tagger, TaggerConfig
 
@@ -100,9 +100,7 @@ def load_data(cfg: TrainConfig) -> tuple[list[Example], list[Example]]:
     if cfg.corpus is None and cfg.public == "conll2003":
         train, dev = load_conll2003("train"), load_conll2003("valid")
     elif cfg.corpus is None:
-        atis = load_atis("train")
-        train = [e for i, e in enumerate(atis) if i % 10]
-        dev = [e for i, e in enumerate(atis) if not i % 10]
+        train, dev = atis_train_dev()
     else:
         train = load_corpus(cfg.corpus, "train", cfg.sources)
         dev = load_corpus(cfg.corpus, "dev", cfg.sources)
