@@ -60,6 +60,11 @@ else
     run_cache --split train --limit "$TRAIN_LIMIT" --streams "$TRAIN_STREAMS"
     run_cache --split dev --streams "$DEV_STREAMS"
 fi
+if [ ! -f "$CORPUS/streams/test.jsonl" ]; then
+    log "continuous test recordings: $N_STREAMS"
+    $HEED corpus streams "$CORPUS" --split test --n "$N_STREAMS" --min-s 30 --max-s 60
+fi
+
 # 2. The detectors, each within MINUTES of training. The E2E and the cascade also on the recordings
 #    (--streams); the independent detector on utterances only: on the recordings' long fbank rows it
 #    got through 4 epochs in 5 minutes and stayed at chance (dev EER 49.8%, 37.5% without them).
