@@ -1,4 +1,5 @@
-"""`heed export asr|tagger|bundle`: ONNX export with self-check, and assembling a model bundle."""
+"""`heed export asr|tagger|bundle|lm`: ONNX export with self-check, assembling a model bundle, and
+adding the shallow-fusion LM to one."""
 from __future__ import annotations
 
 import argparse
@@ -30,10 +31,22 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     b.add_argument("--beam", type=int, default=4, help="modified beam search width; 1 = greedy")
     b.add_argument("--tagger", help="folder written by heed export tagger: words get slot tags, results get slots and intent")
     b.add_argument("--iqd", help="folder written by heed export iqd: events get directed (probability, decision, decided_at)")
+    b.add_argument("--lm", help="LM file of heed train lm: shallow fusion in the beam search")
+    _lm_args(b)
     b.set_defaults(func=run_bundle)
+    m = sub.add_parser("lm", help="add (or replace) the shallow-fusion LM of an existing bundle")
+    m.add_argument("lm", help="LM file of heed train lm")
+    m.add_argument("--bundle", required=True, help="bundle folder")
+    _lm_args(m)
+    m.set_defaults(func=run_lm)
     add_export_tagger(sub)
     add_export_iqd(sub)
 
+
+def _lm_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--lm-scale", type=float, default=0.5, help="weight of the LM's log-probability of a token")
+    p.add_argument("--lm-bonus", type=float, default=0.0, help="added per emitted token (offsets the LM's length penalty)")
+    p.add_argument("--lm-eos-scale", type=float, default=0.0, help="weight of the LM's end-of-sentence log-probability")
 
 
 def run_asr(args: argparse.Namespace) -> int:
@@ -62,11 +75,44 @@ def run_bundle(args: argparse.Namespace) -> int:
     try:
         write_bundle(Path(args.asr), Path(args.out), precisions, args.beam, metrics,
                      Path(args.tagger) if args.tagger else None, Path(args.iqd) if args.iqd else None)
+        if args.lm:
+            add_lm(Path(args.out), Path(args.lm), args.lm_scale, args.lm_bonus, args.lm_eos_scale)
     except FileNotFoundError as e:
         print(f"heed export bundle: {e}", file=sys.stderr)
         return 1
     print(f"bundle written to {args.out}")
     return 0
+
+
+def run_lm(args: argparse.Namespace) -> int:
+    try:
+        entry = add_lm(Path(args.bundle), Path(args.lm), args.lm_scale, args.lm_bonus, args.lm_eos_scale)
+    except (FileNotFoundError, ValueError) as e:
+        print(f"heed export lm: {e}", file=sys.stderr)
+        return 1
+    print(json.dumps(entry))
+    return 0
+
+
+def add_lm(bundle: Path, lm: Path, scale: float, bonus: float = 0.0, eos_scale: float = 0.0) -> dict:
+    """Copy an LM file into bundle/asr/lm.npz and name it in bundle.json's asr entry; returns the entry."""
+    from runtime.lm import NgramLM
+
+    manifest_path = bundle / "bundle.json"
+    if not manifest_path.exists():
+        raise FileNotFoundError(f"{bundle}: not a model bundle (no bundle.json)")
+    model = NgramLM.load(lm)
+    tokens = (bundle / "asr" / "tokens.txt").read_text(encoding="utf-8").split("\n")
+    n_tokens = sum(1 for line in tokens if line.strip())
+    if model.vocab_size != n_tokens:
+        raise ValueError(f"{lm}: an LM over {model.vocab_size} tokens, the bundle's ASR has {n_tokens}")
+    shutil.copyfile(lm, bundle / "asr" / "lm.npz")
+    manifest = json.loads(manifest_path.read_text())
+    entry = {"file": "asr/lm.npz", "kind": "char_ngram_kneser_ney", "order": model.order,
+             "scale": scale, "bonus": bonus, "eos_scale": eos_scale}
+    manifest["asr"]["lm"] = entry
+    manifest_path.write_text(json.dumps(manifest, indent=1) + "\n")
+    return entry
 
 
 def write_bundle(src: Path, out: Path, precisions: list[str], beam: int = 4, metrics: dict | None = None,

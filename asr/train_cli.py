@@ -1,4 +1,4 @@
-"""`heed train asr|tagger|iqd`: the training recipes' command line (thin: the work is in asr/train.py)."""
+"""`heed train asr|lm|tagger|iqd`: the training recipes' command line (thin: the work is in asr/train.py)."""
 from __future__ import annotations
 
 import argparse
@@ -12,7 +12,7 @@ from tagging.cli import add_train_parser as add_train_tagger
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
-    p = subparsers.add_parser("train", help="training recipes: asr, tagger, iqd")
+    p = subparsers.add_parser("train", help="training recipes: asr, lm, tagger, iqd")
     sub = p.add_subparsers(dest="recipe", metavar="RECIPE")
     sub.required = True
     a = sub.add_parser("asr", help="the streaming transducer", description=__doc__)
@@ -28,6 +28,14 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
                    help="override a TrainConfig field (model.KEY for the model), value as JSON")
     a.add_argument("--no-progress", action="store_true")
     a.set_defaults(func=run_asr)
+    lm = sub.add_parser("lm", help="the character n-gram LM of the beam search's shallow fusion (no torch)")
+    lm.add_argument("--corpus", default="data/c14k", help="corpus folder: train.jsonl is used, dev/test texts excluded")
+    lm.add_argument("--tokens", required=True, help="the ASR's tokens.txt (a character vocabulary)")
+    lm.add_argument("--order", type=int, default=6)
+    lm.add_argument("--no-sources", action="store_true",
+                    help="only the training transcripts, not the training split of the corpus's text sources")
+    lm.add_argument("--out", required=True, help="LM file to write (.npz)")
+    lm.set_defaults(func=run_lm)
     add_train_tagger(sub)
     add_train_iqd(sub)
 
@@ -82,4 +90,25 @@ def run_asr(args: argparse.Namespace) -> int:
         if distributed:
             dist.destroy_process_group()
     print(f"checkpoint: {path}")
+    return 0
+
+
+def run_lm(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from asr.lm import char_ids, read_tokens_txt, train_kneser_ney, training_texts
+
+    corpus = Path(args.corpus)
+    if not (corpus / "train.jsonl").exists():
+        print(f"heed train lm: {corpus}/train.jsonl not found", file=sys.stderr)
+        return 1
+    table = read_tokens_txt(args.tokens)
+    texts = training_texts(corpus, sources=not args.no_sources)
+    lm = train_kneser_ney([char_ids(t, table) for t in texts], args.order, len(table))
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    lm.save(out)
+    print(json.dumps({"out": str(out), "order": lm.order, "sentences": len(texts),
+                      "characters": sum(map(len, texts)), "ngrams": sum(len(t) for t in lm.tok),
+                      "bytes": out.stat().st_size}))
     return 0

@@ -17,7 +17,8 @@ import numpy as np
 import onnxruntime as ort
 
 from runtime.features import FbankConfig, StreamingFbank
-from runtime.search import DecoderCache, Hypothesis, greedy_search, modified_beam_search
+from runtime.lm import LmFusion
+from runtime.search import DecoderCache, Hypothesis, greedy_search, modified_beam_search, rank_finished
 
 WORD_START = "\u2581"
 
@@ -120,8 +121,9 @@ class AsrStream:
     """One utterance (or one endless stream) through a shared `TransducerModel`."""
 
     def __init__(self, model: TransducerModel, beam: int = 4, endpoint: EndpointConfig = EndpointConfig(),
-                 max_symbols_per_frame: int = 3) -> None:
+                 max_symbols_per_frame: int = 3, lm: LmFusion | None = None) -> None:
         self.model, self.beam, self.endpoint_cfg = model, beam, endpoint
+        self.lm = lm  # shallow fusion in the beam search (none in greedy search)
         self.max_symbols_per_frame = max_symbols_per_frame  # greedy only; sherpa-onnx's greedy uses 1
         self.reset()
 
@@ -207,7 +209,8 @@ class AsrStream:
                 self.hyps = [greedy_search(enc, self.best, self.decoder, m.join, self.n_enc_frames,
                                            self.max_symbols_per_frame)]
             else:
-                self.hyps = modified_beam_search(enc, self.hyps, self.decoder, m.join, self.n_enc_frames, self.beam)
+                self.hyps = modified_beam_search(enc, self.hyps, self.decoder, m.join, self.n_enc_frames, self.beam,
+                                                 self.lm)
             self.last_chunk = (enc, self.n_enc_frames)  # a chunk's encoder frames, for the IQD
             self.last_chunk_fbank = fbank[: len(enc) * (m.shift_frames // m.chunk_frames)]  # the IQD's onset gate
             self.n_enc_frames += len(enc)
@@ -222,6 +225,8 @@ class AsrStream:
         last_ms = None if last < self.segment_start else (last + 1 - self.segment_start) * ms
         return self.endpoint_cfg.reached((self.n_enc_frames - self.segment_start) * ms, last_ms)
 
-    def result(self) -> dict[str, Any]:
-        words = self.model.words(self.best)
+    def result(self, final: bool = False) -> dict[str, Any]:
+        """The current segment's text and words; `final` (the segment is over) lets the LM's
+        end-of-sentence score rank the beam."""
+        words = self.model.words(rank_finished(self.hyps, self.lm)[0] if final else self.best)
         return {"text": " ".join(w["word"] for w in words), "words": words}

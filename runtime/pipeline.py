@@ -64,6 +64,11 @@ class Pipeline:
         self.asr = TransducerModel(*(bundle.file(files[k]) for k in ("encoder", "decoder", "joiner")),
                                    bundle.file(asr["tokens"]), threads=threads)
         self.search = asr.get("search", {"method": "modified_beam_search", "beam": 4})
+        self.lm = None  # shallow fusion of a character n-gram LM, when the bundle has one
+        if asr.get("lm"):
+            from runtime.lm import LmFusion
+
+            self.lm = LmFusion.from_bundle_entry(bundle.file(asr["lm"]["file"]), asr["lm"])
         self.endpoint = EndpointConfig(**bundle.manifest.get("endpoint", {}))
         self.sample_rate = self.asr.fbank.sample_rate
         self.threads = threads
@@ -102,7 +107,7 @@ class Stream:
 
     def __init__(self, pipe: Pipeline, beam: int) -> None:
         self.pipe = pipe
-        self.asr = AsrStream(pipe.asr, beam=beam, endpoint=pipe.endpoint)
+        self.asr = AsrStream(pipe.asr, beam=beam, endpoint=pipe.endpoint, lm=pipe.lm)
         self.reset()
 
     def reset(self) -> None:
@@ -178,7 +183,7 @@ class Stream:
         self._iqd.accept(enc, by_frame, first, self.asr.last_chunk_fbank)
 
     def _event(self, final: bool, endpoint: bool) -> dict[str, Any]:
-        r = self.asr.result()
+        r = self.asr.result(final=final or endpoint)
         ev = {"t": round(self.asr.time_s, 3), "final": final, "endpoint": endpoint, **r}
         if self._tagger is not None:
             ev.update(self._understand(r["words"], final or endpoint))

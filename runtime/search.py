@@ -13,9 +13,12 @@ counted from the start of the stream, so a chunk's search continues the previous
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Callable, Sequence
+from typing import TYPE_CHECKING, Callable, Sequence
 
 import numpy as np
+
+if TYPE_CHECKING:
+    from runtime.lm import LmFusion
 
 BLANK_ID = 0
 DecodeFn = Callable[[np.ndarray], np.ndarray]
@@ -29,15 +32,20 @@ class Hypothesis:
     tokens: tuple[int, ...] = ()
     frames: tuple[int, ...] = ()  # encoder frame at which each token was emitted
     probs: tuple[float, ...] = ()  # posterior of each token when emitted
-    log_prob: float = 0.0
+    log_prob: float = 0.0  # acoustic: log-sum over the alignments merged into this hypothesis
     last_emit_frame: int = -1  # frame of the newest token, -1 before any
+    lm_score: float = 0.0  # shallow fusion's LM score of the tokens (0 without an LM)
+
+    @property
+    def score(self) -> float:
+        return self.log_prob + self.lm_score
 
     def context(self, size: int) -> tuple[int, ...]:
         ctx = (BLANK_ID,) * size + self.tokens
         return ctx[len(ctx) - size :]
 
-    def extend(self, token: int, frame: int, prob: float, log_prob: float) -> "Hypothesis":
-        return Hypothesis(self.tokens + (token,), self.frames + (frame,), self.probs + (prob,), log_prob, frame)
+    def extend(self, token: int, frame: int, prob: float, log_prob: float, lm_score: float = 0.0) -> "Hypothesis":
+        return Hypothesis(self.tokens + (token,), self.frames + (frame,), self.probs + (prob,), log_prob, frame, lm_score)
 
 
 def _log_softmax(x: np.ndarray) -> np.ndarray:
@@ -89,9 +97,10 @@ def greedy_search(
 
 def modified_beam_search(
     enc: np.ndarray, hyps: Sequence[Hypothesis], decoder: DecoderCache, join: JoinFn, first_frame: int,
-    beam: int = 4,
+    beam: int = 4, lm: "LmFusion | None" = None,
 ) -> list[Hypothesis]:
-    """Modified beam search (at most one token per frame, as in icefall) over one chunk.
+    """Modified beam search (at most one token per frame, as in icefall) over one chunk, with
+    shallow fusion of `lm` when given.
 
     Hypotheses with the same tokens are merged by adding their probabilities.
     Returns the beam, best first.
@@ -101,22 +110,37 @@ def modified_beam_search(
     for t in range(len(enc)):
         dec = decoder.get([h.context(ctx) for h in hyps])  # (n, J)
         logp = _log_softmax(join(np.repeat(enc[t : t + 1], len(hyps), axis=0), dec))  # (n, V)
-        total = logp + np.array([h.log_prob for h in hyps])[:, None]
+        acoustic = logp + np.array([h.log_prob for h in hyps])[:, None]
+        if lm is None:
+            total, fused = acoustic, None
+        else:
+            fused = lm.token_scores([h.tokens for h in hyps]) + np.array([h.lm_score for h in hyps])[:, None]
+            total = acoustic + fused
         flat = np.argsort(total, axis=None)[::-1][:beam]
         merged: dict[tuple[int, ...], Hypothesis] = {}
         for idx in flat:
             i, tok = divmod(int(idx), total.shape[1])
             h = hyps[i]
-            score = float(total[i, tok])
+            score = float(acoustic[i, tok])
+            lm_score = h.lm_score if fused is None else float(fused[i, tok])
             if tok == BLANK_ID:
-                new = Hypothesis(h.tokens, h.frames, h.probs, score, h.last_emit_frame)
+                new = Hypothesis(h.tokens, h.frames, h.probs, score, h.last_emit_frame, lm_score)
             else:
-                new = h.extend(tok, first_frame + t, float(np.exp(logp[i, tok])), score)
+                new = h.extend(tok, first_frame + t, float(np.exp(logp[i, tok])), score, lm_score)
             old = merged.get(new.tokens)
             if old is not None:
                 hi, lo = max(old.log_prob, score), min(old.log_prob, score)
                 keep = old if old.log_prob >= score else new
-                new = Hypothesis(keep.tokens, keep.frames, keep.probs, hi + float(np.log1p(np.exp(lo - hi))), keep.last_emit_frame)
+                new = Hypothesis(keep.tokens, keep.frames, keep.probs, hi + float(np.log1p(np.exp(lo - hi))),
+                                 keep.last_emit_frame, keep.lm_score)
             merged[new.tokens] = new
-        hyps = sorted(merged.values(), key=lambda h: h.log_prob, reverse=True)
+        hyps = sorted(merged.values(), key=lambda h: h.score, reverse=True)
     return hyps
+
+
+def rank_finished(hyps: Sequence[Hypothesis], lm: "LmFusion | None") -> list[Hypothesis]:
+    """The beam of a finished segment, best first, with the LM's end-of-sentence score added
+    to the ranking (as is, without an LM or with its `eos_scale` 0)."""
+    if lm is None or not lm.eos_scale:
+        return list(hyps)
+    return sorted(hyps, key=lambda h: h.score + lm.end_score(h.tokens), reverse=True)

@@ -78,6 +78,9 @@ def main() -> int:
     result["int8_asr_bytes"] = sum((bundle / f).stat().st_size for f in files.values())
     result["bundle_bytes"] = sum(p.stat().st_size for p in bundle.rglob("*") if p.is_file())
     result["n_params"] = pipe.bundle.manifest["asr"].get("n_params")
+    lm = pipe.bundle.manifest["asr"].get("lm")
+    if lm:  # shallow fusion in the beam search
+        result["lm"] = {**lm, "bytes": (bundle / lm["file"]).stat().st_size}
 
     if not args.no_whisper:
         from corpus.check import transcribe_files
@@ -146,7 +149,12 @@ def to_markdown(r: dict) -> str:
     lines += ["", f"- per-chunk compute ({c['chunk_audio_ms']} ms of audio, encoder + search, 1 thread): "
               f"median {c['median']:.2f} ms, p95 {c['p95']:.2f} ms over {c['n']} chunks",
               f"- int8 ASR (encoder + decoder + joiner): {r['int8_asr_bytes'] / 1e6:.2f} MB; "
-              f"bundle folder: {r['bundle_bytes'] / 1e6:.2f} MB; parameters: {r['n_params']}", "",
+              f"bundle folder: {r['bundle_bytes'] / 1e6:.2f} MB; parameters: {r['n_params']}"]
+    if "lm" in r:
+        lm = r["lm"]
+        lines += [f"- shallow fusion: order-{lm['order']} character n-gram LM ({lm['bytes'] / 1e6:.2f} MB), "
+                  f"scale {lm['scale']}, bonus {lm['bonus']} per token, end-of-sentence scale {lm.get('eos_scale', 0.0)}"]
+    lines += ["",
               "## heed WER by condition", "", "| condition | utterances | WER |", "|---|---:|---:|"]
     lines += [f"| {row['name']} | {row['n_utts']} | {_pct(row['wer'])} |" for row in h["by_condition"]]
     lines += ["", "## heed WER by source", "", "| source | utterances | WER |", "|---|---:|---:|"]
