@@ -31,7 +31,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     lm = sub.add_parser("lm", help="the character n-gram LM of the beam search's shallow fusion (no torch)")
     lm.add_argument("--corpus", default="data/c14k", help="corpus folder: train.jsonl is used, dev/test texts excluded")
     lm.add_argument("--tokens", required=True, help="the ASR's tokens.txt (a character vocabulary)")
-    lm.add_argument("--order", type=int, default=6)
+    lm.add_argument("--order", type=int, default=8)
     lm.add_argument("--no-sources", action="store_true",
                     help="only the training transcripts, not the training split of the corpus's text sources")
     lm.add_argument("--out", required=True, help="LM file to write (.npz)")

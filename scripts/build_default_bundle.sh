@@ -6,6 +6,9 @@
 #   ASR=exp/asr-char TAGGER=exp/tagger-hybrid IQD=exp/iqd/iqd-e2e-export CORPUS=data/c14k scripts/build_default_bundle.sh
 #
 # IQD is optional (a folder written by `heed export iqd`); without it the bundle has no `directed`.
+# The character n-gram LM of the beam search's shallow fusion is trained here from the corpus's
+# training text (dev and test texts excluded); LM_ORDER=0 leaves it out. Its order, scale and
+# per-token bonus were tuned on the dev split (docs/asr.md, "Shallow fusion").
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ASR=${ASR:-exp/asr-char}
@@ -13,6 +16,10 @@ TAGGER=${TAGGER:-exp/tagger-hybrid}
 IQD=${IQD:-}
 CORPUS=${CORPUS:-data/c14k}
 OUT=${OUT:-models/default}
+LM_ORDER=${LM_ORDER:-8}
+LM_SCALE=${LM_SCALE:-0.65}
+LM_BONUS=${LM_BONUS:-0.75}
+LM_EOS_SCALE=${LM_EOS_SCALE:-0.8}
 heed=.venv/bin/heed
 py=.venv/bin/python
 
@@ -20,6 +27,10 @@ $heed export asr "$ASR/last.pt" --out "$ASR-export"
 $heed export tagger "$TAGGER/last.pt" --out "$TAGGER/export"
 bundle_args=(--asr "$ASR-export" --tagger "$TAGGER/export" --out "$OUT" --precision int8)
 if [[ -n "$IQD" ]]; then bundle_args+=(--iqd "$IQD"); fi
+if [[ "$LM_ORDER" != 0 ]]; then
+  $heed train lm --corpus "$CORPUS" --tokens "$ASR-export/tokens.txt" --order "$LM_ORDER" --out "$ASR-export/lm.npz"
+  bundle_args+=(--lm "$ASR-export/lm.npz" --lm-scale "$LM_SCALE" --lm-bonus "$LM_BONUS" --lm-eos-scale "$LM_EOS_SCALE")
+fi
 rm -rf "$OUT"
 $heed export bundle "${bundle_args[@]}"
 $py scripts/pick_examples.py --corpus "$CORPUS" --bundle "$OUT" --out "$OUT/examples"
