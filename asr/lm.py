@@ -121,21 +121,20 @@ def _interpolate(counts: list[dict[tuple[int, ...], int]], order: int, vocab_siz
     return NgramLM(order, vocab_size, tables)
 
 
-def training_texts(corpus: Path, sources: bool = True, seed: int | None = None) -> list[str]:
-    """The corpus's training transcripts (and the training split of its text sources), without
-    any text that is a dev or test transcript or in the sources' dev or test split."""
+def training_texts(corpus: Path, sources: bool = True) -> list[str]:
+    """The corpus's training transcripts, and for a corpus built by `heed corpus build` (it has a
+    build.json) the training split of its text sources, without any text that is a dev or test
+    transcript or in the sources' dev or test split."""
     from corpus.manifest import read_manifest
 
     texts = [u.text for u in read_manifest(corpus / "train.jsonl")]
     held = {u.text for split in ("dev", "test") if (corpus / f"{split}.jsonl").exists()
             for u in read_manifest(corpus / f"{split}.jsonl")}
-    if sources:
+    build = corpus / "build.json"
+    if sources and build.exists():  # an imported corpus has no text sources of ours
         from corpus.build import load_sentences
 
-        if seed is None:
-            build = corpus / "build.json"
-            seed = json.loads(build.read_text()).get("seed", 0) if build.exists() else 0
-        pools = load_sentences(seed)
+        pools = load_sentences(json.loads(build.read_text()).get("seed", 0))
         held |= {s.text for split in ("dev", "test") for sents in pools[split].values() for s in sents}
         texts += [s.text for sents in pools["train"].values() for s in sents]
     return [t for t in texts if t not in held]

@@ -33,7 +33,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     lm.add_argument("--tokens", required=True, help="the ASR's tokens.txt (a character vocabulary)")
     lm.add_argument("--order", type=int, default=8)
     lm.add_argument("--no-sources", action="store_true",
-                    help="only the training transcripts, not the training split of the corpus's text sources")
+                    help="only the training transcripts, not the training split of a built corpus's text sources")
     lm.add_argument("--out", required=True, help="LM file to write (.npz)")
     lm.set_defaults(func=run_lm)
     add_train_tagger(sub)

@@ -83,7 +83,7 @@ class NgramLM:
         h = self.history(history)
         out = self._cache.get(h)
         if out is None:
-            if len(self._cache) > 200_000:  # bounded: one entry per distinct history seen
+            if len(self._cache) > 50_000:  # bounded (12 MB): one entry per distinct history seen
                 self._cache.clear()
             out = self._compute(h)
         return out
@@ -119,7 +119,7 @@ def _half(x: np.ndarray) -> np.ndarray:
     return np.maximum(x, -60000.0).astype(np.float16)  # a log value below float16's range stays finite
 
 
-@dataclass
+@dataclass(frozen=True)
 class LmFusion:
     """Shallow fusion: a non-blank token adds `scale * log P_lm(token | history) + bonus` to a
     hypothesis's ranking score; `eos_scale * log P_lm(end | history)` ranks a finished segment."""
@@ -144,7 +144,7 @@ class LmFusion:
             h = self.lm.history(tokens)
             row = self._rows.get(h)
             if row is None:
-                if len(self._rows) > 200_000:
+                if len(self._rows) > 50_000:
                     self._rows.clear()
                 row = self.scale * self.lm.log_probs(h) + self.bonus
                 row[0] = 0.0  # the blank emits nothing; the LM's id 0 is the sentence end

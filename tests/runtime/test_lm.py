@@ -69,6 +69,7 @@ def test_training_texts_exclude_dev_and_test(tmp_path: Path) -> None:
             "id": f"{split}-{i}", "audio": "x.wav", "duration": 1.0, "sample_rate": 16000, "text": t, "words": t.split(),
             "split": split}) + "\n" for i, t in enumerate(texts)))
     assert training_texts(tmp_path, sources=False) == ["set a timer"]
+    assert training_texts(tmp_path) == ["set a timer"]  # no build.json: an imported corpus, no text sources
 
 
 # ---------------------------------------------------------------- fusion in the beam search
