@@ -1,7 +1,8 @@
 """The detectors on continuous recordings (`heed corpus streams`), as the runtime would run them.
 
 The frozen ASR runs chunk by chunk (`Encoder.step`, as the runtime's encoder graph) with greedy
-search and the runtime's endpointer (`runtime.asr.EndpointConfig`, checked after every chunk):
+search (or the runtime's modified beam search with LM fusion, `iqd.cache.SearchConfig`: the label
+history is then what the pipeline feeds the IQD after each chunk) and the runtime's endpointer (`runtime.asr.EndpointConfig`, checked after every chunk):
 an endpoint closes a segment and the next one starts with a fresh hypothesis. Each detector is
 reset at every segment start, as the pipeline resets its IQD stream. A reference utterance of
 the timeline is matched to the segment with spoken tokens (not only bare word boundaries) that
@@ -37,15 +38,23 @@ class Segment:
     end: int  # encoder frame count at the endpoint (exclusive)
     tokens: list[int] = field(default_factory=list)
     frames: list[int] = field(default_factory=list)  # absolute encoder frame of each token
+    text_tokens: list[int] | None = None  # the finished transcript (beam search: re-ranked); None: `tokens`
+
+    @property
+    def transcript(self) -> list[int]:
+        return self.tokens if self.text_tokens is None else self.text_tokens
 
 
 @torch.no_grad()
 def run_asr(model: Transducer, feats: torch.Tensor, endpoint: EndpointConfig = EndpointConfig(),
-            frame_s: float = 0.04) -> tuple[np.ndarray, list[Segment]]:
-    """Stream fbank frames (T, n_mels) through the encoder chunk by chunk with greedy search and endpointing.
+            frame_s: float = 0.04, beam=None) -> tuple[np.ndarray, list[Segment]]:
+    """Stream fbank frames (T, n_mels) through the encoder chunk by chunk with greedy search (or
+    `beam`, an `iqd.cache.BeamStream`: the runtime's beam search) and endpointing.
 
     Returns the projected encoder output (T', J) and the segments (those with tokens and the rest).
     """
+    if beam is not None:
+        return _run_asr_beam(model, feats, beam, endpoint, frame_s)
     cfg = model.cfg
     shift, step = cfg.chunk_input_frames, cfg.step_input_frames
     state = model.encoder.init_state(1)
@@ -80,6 +89,50 @@ def run_asr(model: Transducer, feats: torch.Tensor, endpoint: EndpointConfig = E
     seg.end = n
     segments.append(seg)
     return np.concatenate(outs) if outs else np.zeros((0, cfg.joiner_dim), np.float32), segments
+
+
+@torch.no_grad()
+def _run_asr_beam(model: Transducer, feats: torch.Tensor, beam, endpoint: EndpointConfig,
+                  frame_s: float) -> tuple[np.ndarray, list[Segment]]:
+    """`run_asr` with the runtime's modified beam search: after each chunk the segment gets the
+    tokens the best hypothesis emitted at the chunk's frames (what `runtime.pipeline` feeds the
+    IQD); the endpointer reads the best hypothesis's last token, as `runtime.asr.AsrStream`."""
+    cfg = model.cfg
+    shift, step = cfg.chunk_input_frames, cfg.step_input_frames
+    state = model.encoder.init_state(1)
+    outs, segments = [], []
+    seg = Segment(0, 0)
+    beam.reset()
+    n = 0
+    for k in range(0, max(0, len(feats) - step) // shift + 1):
+        x = feats[k * shift : k * shift + step][None]
+        y, state = model.encoder.step(x, state)
+        enc = model.encoder_proj(y)[0].numpy()  # (C, J)
+        outs.append(enc)
+        toks, frs = beam.chunk(enc, n)
+        seg.tokens += toks
+        seg.frames += frs
+        n += len(enc)
+        last = beam.best.last_emit_frame
+        last_ms = None if last < seg.start else (last + 1 - seg.start) * frame_s * 1000
+        if endpoint.reached((n - seg.start) * frame_s * 1000, last_ms):
+            seg.end = n
+            segments.append(_finish(seg, beam))
+            seg = Segment(n, n)
+            beam.reset()
+    seg.end = n
+    segments.append(_finish(seg, beam))
+    return np.concatenate(outs) if outs else np.zeros((0, cfg.joiner_dim), np.float32), segments
+
+
+def _finish(seg: Segment, beam) -> Segment:
+    """The segment's transcript (the finished beam, re-ranked); history "final": its tokens and
+    frames replace the ones fed chunk by chunk."""
+    best = beam.final()
+    seg.text_tokens = list(best.tokens)
+    if beam.history == "final":
+        seg.tokens, seg.frames = list(best.tokens), list(best.frames)
+    return seg
 
 
 def spoken_frames(seg: Segment, silent: set[int] = frozenset()) -> list[int]:
@@ -141,13 +194,14 @@ def labelled_utterances(timeline: dict[str, Any]) -> list[dict[str, Any]]:
     return [s for s in timeline["segments"] if s.get("speech_start") is not None and s.get("directed") is not None]
 
 
-def decode_recording(model: Transducer, wav: str | Path) -> tuple[torch.Tensor, np.ndarray, list[Segment]]:
-    """fbank (T, n_mels), encoder output and endpointed segments (`run_asr`) of one recording."""
+def decode_recording(model: Transducer, wav: str | Path, beam=None) -> tuple[torch.Tensor, np.ndarray, list[Segment]]:
+    """fbank (T, n_mels), encoder output and endpointed segments (`run_asr`; beam search with
+    `beam`, an `iqd.cache.BeamStream`) of one recording."""
     from asr.features import fbank
     from runtime.audio import load_audio
 
     feats = fbank(torch.from_numpy(load_audio(wav)))
-    enc, segments = run_asr(model, feats)
+    enc, segments = run_asr(model, feats, beam=beam)
     return feats, enc, segments
 
 
@@ -175,7 +229,7 @@ def stream_rows(segments: list[Segment], utts: list[dict[str, Any]], frame_s: fl
 
 def cache_stream_split(asr_ckpt: str | Path, corpus: str | Path, cache_dir: str | Path, split: str,
                        n_streams: int, skip: int = 0, seed: int = 0, min_s: float = 30.0, max_s: float = 60.0,
-                       progress: bool = True) -> Path:
+                       progress: bool = True, search=None) -> Path:
     """Continuous recordings of `split` as a cached split `SPLIT-streams` (the `iqd.cache` format),
     one row per matched utterance: its segment's encoder frames, fbank frames and tokens, as the
     runtime's IQD stream sees them (the ASR streamed chunk by chunk with the endpointer, `run_asr`),
@@ -190,12 +244,14 @@ def cache_stream_split(asr_ckpt: str | Path, corpus: str | Path, cache_dir: str 
 
     from asr.export import load_checkpoint
     from asr.tokenizer import Tokenizer
-    from iqd.cache import CachedUtt, frame_seconds, silent_tokens, write_meta, write_split
+    from iqd.cache import BeamStream, CachedUtt, SearchConfig, check_reuse, frame_seconds, silent_tokens, write_meta, write_split
 
+    search = search or SearchConfig()
     cache_dir = Path(cache_dir)
     name = f"{split}-streams"
     index_path = cache_dir / f"{name}.index.jsonl"
     if index_path.exists():
+        check_reuse(cache_dir, name, search)
         return index_path
     labelled = [u for line in (Path(corpus) / f"{split}.jsonl").read_text().splitlines() if line.strip()
                 for u in [json.loads(line)] if u.get("directed") is not None and u.get("speech_start") is not None]
@@ -208,13 +264,15 @@ def cache_stream_split(asr_ckpt: str | Path, corpus: str | Path, cache_dir: str 
     asr, _ = load_checkpoint(asr_ckpt)
     tok = Tokenizer(Path(asr_ckpt).parent / "tokens.model")
     write_meta(cache_dir, asr_ckpt, asr, tok)
+    beam = (BeamStream(asr, search.beam, search.fusion(asr.cfg.vocab_size), search.history)
+            if search.method == "beam" else None)
     silent = set(silent_tokens(tok.pieces()))
     fs = frame_seconds()
     encs, fbs, rows = [], [], []
     enc_off = fb_off = 0
     t0 = time.monotonic()
     for k, (wav, tl) in enumerate(load_timelines(work, split)):
-        feats, enc, segments = decode_recording(asr, wav)
+        feats, enc, segments = decode_recording(asr, wav, beam)
         for seg, u in stream_rows(segments, labelled_utterances(tl), fs, silent):
             off = seg.start * fs
             e = enc[seg.start : seg.end]
@@ -224,10 +282,10 @@ def cache_stream_split(asr_ckpt: str | Path, corpus: str | Path, cache_dir: str 
             rows.append(CachedUtt(f"{tl['id']}/{u['utt_id']}", bool(u["directed"]), round(u["speech_start"] - off, 3),
                                   round(u["speech_end"] - off, 3), round((seg.end - seg.start) * fs, 3), enc_off, len(e),
                                   fb_off, len(fb), list(seg.tokens), [f - seg.start for f in seg.frames],
-                                  tok.decode(seg.tokens), u["text"], u.get("source"), u.get("voice")))
+                                  tok.decode(seg.transcript), u["text"], u.get("source"), u.get("voice")))
             enc_off += len(e)
             fb_off += len(fb)
         if progress:
             print(f"  {name}: {k + 1}/{n_streams} recordings, {len(rows)} utterances, {time.monotonic() - t0:.0f} s",
                   file=sys.stderr, flush=True)
-    return write_split(cache_dir, name, encs, fbs, rows)
+    return write_split(cache_dir, name, encs, fbs, rows, search)

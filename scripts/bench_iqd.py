@@ -5,7 +5,11 @@
         --e2e exp/iqd/e2e --independent exp/iqd/independent --cascade exp/iqd/cascade --cache exp/iqd/cache
 
 Per system (E2E, independent, cascade), on the test split (whole utterances, cached with the
-frozen ASR like dev) and on the continuous recordings of `heed corpus streams CORPUS --split test`:
+frozen ASR like dev) and on the continuous recordings of `heed corpus streams CORPUS --split test`.
+The ASR's tokens come from the search the cache's dev split was made with (`iqd.cache.SearchConfig`:
+greedy, or the runtime's beam search with LM fusion, i.e. what the shipped pipeline feeds its IQD),
+unless --search is given; the benchmark refuses a cache whose splits were made by different
+searches (HEED_IQD_MIXED_SEARCH=1: warn only). Reported:
 - EER: where false accepts and false rejects cross when the decision threshold theta sweeps
   (the state machine's on/off thresholds move together; the cascade's one threshold);
 - FA and FR at the operating point chosen on dev (the policy and theta in each model.pt);
@@ -29,7 +33,8 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from iqd.cache import IqdCache, cache_split, frame_seconds  # noqa: E402
+from iqd.cache import (IqdCache, SearchConfig, add_search_args, cache_split, check_searches,  # noqa: E402
+                       frame_seconds, search_from_args, split_search)
 from iqd.evaluate import THETAS, evaluate_policy, score_at_delay  # noqa: E402
 from iqd.metrics import det_curve, eer, fa_fr, latency_stats  # noqa: E402
 from iqd.train import load_detector, posteriors, tracks_of  # noqa: E402
@@ -89,7 +94,8 @@ def early_e2e(args, models) -> tuple | None:
 def bench_test_split(args, models) -> dict:
     cache_dir = Path(args.cache)
     if not (cache_dir / "test.index.jsonl").exists():
-        cache_split(args.asr, args.corpus, cache_dir, "test", args.test_limit)
+        cache_split(args.asr, args.corpus, cache_dir, "test", args.test_limit, search=args.search_cfg)
+    check_searches(cache_dir)
     test = IqdCache(cache_dir, "test")
     out = {}
     for name, (model, ckpt) in models.items():
@@ -144,15 +150,17 @@ def bench_streams(args, models) -> dict:
     asr, _ = load_checkpoint(args.asr)
     tok = Tokenizer(Path(args.asr).parent / "tokens.model")
     fs = frame_seconds()
-    from iqd.cache import silent_tokens
+    from iqd.cache import BeamStream, silent_tokens
 
     silent = set(silent_tokens(tok.pieces()))
+    sc = args.search_cfg
+    beam = BeamStream(asr, sc.beam, sc.fusion(asr.cfg.vocab_size), sc.history) if sc.method == "beam" else None
     timelines = load_timelines(args.corpus, "test")[: args.n_streams]
     tracks = {n: [] for n in models}
     casc = {"scores": [], "labels": [], "at": [], "starts": []}
     n_missed = n_utts = 0
     for wav, tl in timelines:
-        feats, enc, segments = decode_recording(asr, wav)
+        feats, enc, segments = decode_recording(asr, wav, beam)
         utts = labelled_utterances(tl)
         matched = match(utts, segments, fs, silent)
         n_utts += len(utts)
@@ -175,7 +183,7 @@ def bench_streams(args, models) -> dict:
                 tracks[name].append(segment_track(p, seg, u, fs, silent, feats.numpy(), _policy(ckpt)))
             if "cascade" in models:
                 model, _ = models["cascade"]
-                casc["scores"].append(float(model.predict([tok.decode(seg.tokens)])[0]) if seg is not None else 0.0)
+                casc["scores"].append(float(model.predict([tok.decode(seg.transcript)])[0]) if seg is not None else 0.0)
                 casc["labels"].append(bool(u["directed"]))
                 casc["starts"].append(u["speech_start"])
                 casc["at"].append((seg.frames[-1] + 1) * fs + 0.8 if seg is not None else u["speech_end"] + 0.8)
@@ -283,8 +291,16 @@ def main() -> int:
     ap.add_argument("--md", default="docs/iqd_bench.md")
     ap.add_argument("--det-png", default="docs/iqd_det.png")
     ap.add_argument("--latency-png", default="docs/iqd_latency_eer.png")
+    add_search_args(ap)
+    ap.set_defaults(search=None)  # default: the search the cache's dev split was made with
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
+    if args.search is None:
+        have = split_search(args.cache, "dev") if (Path(args.cache) / "dev.index.jsonl").exists() else {"method": "greedy"}
+        args.search_cfg = SearchConfig.from_describe(have)
+    else:
+        args.search_cfg = search_from_args(args)
+    print(f"search: {json.dumps(args.search_cfg.describe())}", file=sys.stderr, flush=True)
     models = {name: load_detector(Path(d) / "model.pt") for name, d in
               (("e2e", args.e2e), ("independent", args.independent), ("cascade", args.cascade)) if d}
     if not models:
@@ -303,6 +319,7 @@ def main() -> int:
                               "dev": c["dev"]} for n, (_, c) in models.items()}
     results["thetas"] = THETAS.tolist()
     results["asr"] = args.asr
+    results["search"] = args.search_cfg.describe()
     e2e, ind = results["test"].get("e2e"), results["test"].get("independent")
     if e2e and ind:
         results["e2e_vs_independent"] = {

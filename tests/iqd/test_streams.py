@@ -35,7 +35,7 @@ def test_streamed_asr_is_the_whole_utterance_asr_and_segments_tile_the_recording
     a, b = load_audio(four_utts / "wav" / "u0.wav"), load_audio(four_utts / "wav" / "u1.wav")
     gap = np.random.default_rng(0).normal(0, 1e-4, 24000).astype(np.float32)  # 1.5 s: the endpointer closes u0
     enc, segments = run_asr(model, fbank(torch.from_numpy(np.concatenate([a, gap, b, gap]))))
-    whole_enc, whole_tokens, whole_frames = encode_batch(model, [fbank(torch.from_numpy(a))])[0]
+    whole_enc, whole_tokens, whole_frames, _ = encode_batch(model, [fbank(torch.from_numpy(a))])[0]
     n = len(whole_enc) - model.cfg.chunk_frames  # the whole-utterance pass ends early; compare full chunks
     assert np.abs(enc[:n] - whole_enc[:n]).max() < 1e-4
     assert tok.decode(segments[0].tokens) == "wake me up at seven" == tok.decode(whole_tokens)

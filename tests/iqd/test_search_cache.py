@@ -1,0 +1,122 @@
+"""The cache's search option (iqd/cache.py: SearchConfig): the runtime's modified beam search with
+LM fusion instead of greedy search, recorded per split, and mixed searches refused."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+
+@pytest.fixture(scope="module")
+def tiny_lm(overfit_asr: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """An order-4 character LM over the overfit ASR's token ids, trained on its four sentences."""
+    from asr.lm import train_kneser_ney
+    from asr.tokenizer import Tokenizer
+    from tests.conftest import FOUR_SENTENCES
+
+    tok = Tokenizer(overfit_asr / "tokens.model")
+    lm = train_kneser_ney([tok.encode(t) for t in FOUR_SENTENCES], 4, tok.vocab_size)
+    path = tmp_path_factory.mktemp("lm") / "lm.npz"
+    lm.save(path)
+    return path
+
+
+def _cache(overfit_asr: Path, corpus: Path, root: Path, split: str = "dev", **search) -> "IqdCache":
+    from iqd.cache import IqdCache, SearchConfig, cache_split
+
+    cache_split(overfit_asr / "last.pt", corpus, root, split, progress=False, search=SearchConfig(**search))
+    return IqdCache(root, split)
+
+
+def test_beam_with_lm_of_scale_zero_gives_the_beams_tokens(overfit_asr: Path, iqd_corpus: Path, tiny_lm: Path,
+                                                           tmp_path: Path) -> None:
+    from asr.export import load_checkpoint
+    from iqd.cache import BeamStream
+    from runtime.search import DecoderCache, modified_beam_search
+
+    plain = _cache(overfit_asr, iqd_corpus, tmp_path / "beam", method="beam")
+    zero = _cache(overfit_asr, iqd_corpus, tmp_path / "zero", method="beam", lm=str(tiny_lm), lm_scale=0.0,
+                  lm_bonus=0.0, lm_eos_scale=0.0)
+    greedy = _cache(overfit_asr, iqd_corpus, tmp_path / "greedy")
+    final = _cache(overfit_asr, iqd_corpus, tmp_path / "final", method="beam", history="final")
+    assert zero.search["lm_scale"] == 0.0 and plain.search == {"method": "beam", "beam": 4, "history": "fed", "lm": None}
+    assert greedy.search == {"method": "greedy"}
+    assert plain.utts[0].hyp == greedy.utts[0].hyp == "wake me up at seven"
+    model, _ = load_checkpoint(overfit_asr / "last.pt")
+    stream = BeamStream(model)
+    for i, (a, b, f) in enumerate(zip(plain.utts, zero.utts, final.utts)):
+        assert (a.tokens, a.token_frames, a.hyp) == (b.tokens, b.token_frames, b.hyp)
+        # the beam over the whole utterance at once (no chunks): the finished best hypothesis
+        whole = modified_beam_search(plain.enc(i), [stream._new()], DecoderCache(stream.decoder.decode, 2),
+                                     stream.join, 0, 4)[0]
+        assert list(whole.tokens) == f.tokens and list(whole.frames) == f.token_frames and f.hyp == a.hyp
+        assert all(0 <= t < a.n_enc for t in a.token_frames) and a.token_frames == sorted(a.token_frames)
+
+
+def test_a_strong_lm_changes_the_transcript_and_fed_tokens_are_per_chunk(overfit_asr: Path, iqd_corpus: Path,
+                                                                         tiny_lm: Path) -> None:
+    """The label history is what the pipeline feeds after each chunk: the best hypothesis's tokens at
+    that chunk's frames (so it may differ from the finished best, `history="final"`)."""
+    from asr.export import load_checkpoint
+    from iqd.cache import BeamStream, IqdCache, beam_with_frames
+    from runtime.lm import LmFusion, NgramLM
+    from runtime.search import rank_finished
+
+    model, _ = load_checkpoint(overfit_asr / "last.pt")
+    lm = LmFusion(NgramLM.load(tiny_lm), scale=3.0, bonus=2.0, eos_scale=0.0)
+    enc = torch.randn(40, model.cfg.joiner_dim).numpy()  # noise: the beam re-ranks often
+    stream = BeamStream(model, 4, lm)
+    toks, frs, text = beam_with_frames(stream, enc, model.cfg.chunk_frames)
+    stream.reset()
+    fed = []
+    for s in range(0, 40, model.cfg.chunk_frames):
+        stream.chunk(enc[s : s + model.cfg.chunk_frames], s)
+        best = stream.best
+        fed += [(t, f) for t, f in zip(best.tokens, best.frames) if s <= f < s + model.cfg.chunk_frames]
+    assert fed == list(zip(toks, frs))
+    assert text == list(rank_finished(stream.hyps, lm)[0].tokens)
+    f_toks, f_frs, f_text = beam_with_frames(stream, enc, model.cfg.chunk_frames, history="final")
+    assert f_text == text and (f_toks, f_frs) == (text, list(rank_finished(stream.hyps, lm)[0].frames))
+
+
+def test_mixed_searches_are_refused_and_reuse_checks_the_search(overfit_asr: Path, iqd_corpus: Path,
+                                                                tmp_path: Path, monkeypatch, capsys) -> None:
+    from iqd.cache import MixedSearchError, SearchConfig, cache_split, check_searches, open_splits
+
+    _cache(overfit_asr, iqd_corpus, tmp_path, "train")
+    _cache(overfit_asr, iqd_corpus, tmp_path, "dev", method="beam")
+    monkeypatch.delenv("HEED_IQD_MIXED_SEARCH", raising=False)
+    with pytest.raises(MixedSearchError, match="different searches"):
+        open_splits(tmp_path, "train", False)
+    monkeypatch.setenv("HEED_IQD_MIXED_SEARCH", "1")
+    assert len(open_splits(tmp_path, "train", False)) == 4
+    assert "WARNING" in capsys.readouterr().err
+    assert check_searches(tmp_path, ["dev"]) == {"dev": SearchConfig("beam").describe()}
+    with pytest.raises(ValueError, match="cached with search"):  # a finished split of another search is not reused
+        cache_split(overfit_asr / "last.pt", iqd_corpus, tmp_path, "dev", progress=False)
+    (tmp_path / "train.search.json").unlink()  # a split from before the option: greedy
+    assert check_searches(tmp_path, ["train"]) == {"train": {"method": "greedy"}}
+
+
+def test_streamed_beam_search_segments_and_transcripts(overfit_asr: Path, four_utts: Path) -> None:
+    from asr.export import load_checkpoint
+    from asr.features import fbank
+    from asr.tokenizer import Tokenizer
+    from iqd.cache import BeamStream
+    from iqd.streams import run_asr
+    from runtime.audio import load_audio
+
+    model, _ = load_checkpoint(overfit_asr / "last.pt")
+    tok = Tokenizer(overfit_asr / "tokens.model")
+    a, b = load_audio(four_utts / "wav" / "u0.wav"), load_audio(four_utts / "wav" / "u1.wav")
+    gap = np.random.default_rng(0).normal(0, 1e-4, 24000).astype(np.float32)
+    feats = fbank(torch.from_numpy(np.concatenate([a, gap, b, gap])))
+    enc_g, greedy = run_asr(model, feats)
+    enc_b, beam = run_asr(model, feats, beam=BeamStream(model))
+    assert np.allclose(enc_g, enc_b)
+    assert tok.decode(beam[0].transcript) == tok.decode(beam[0].tokens) == "wake me up at seven"
+    assert len(beam) >= 2 and beam[0].start == 0 and beam[-1].end == len(enc_b)
+    assert all(s.end == t.start for s, t in zip(beam, beam[1:]))
+    assert all(s.start <= f < s.end for s in beam for f in s.frames)
