@@ -28,6 +28,9 @@ def add_train_parser(sub: argparse._SubParsersAction) -> None:
     t.add_argument("--streams", action="store_true",
                    help="also train on the cache's continuous recordings (train-streams) and choose the epoch and "
                         "the policy on dev + dev-streams (python -m iqd.cache --split S --streams N fills them)")
+    t.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a TrainConfig field of iqd/train.py (model.KEY for IqdConfig), value as JSON, "
+                        "e.g. --set token_dropout=0.1 --set model.enc_dropout=0.2")
     t.add_argument("--threads", type=int, default=1)
     t.add_argument("--seed", type=int, default=0)
     t.add_argument("--quiet", action="store_true")
@@ -48,6 +51,27 @@ def _fail(what: str, msg: str) -> int:
     return 1
 
 
+def override(cfg, items: list[str]):
+    """cfg (a TrainConfig) with `--set KEY=VALUE` items applied; ValueError on an unknown key or a bad item."""
+    from iqd.train import TrainConfig
+
+    d = cfg.to_dict()
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep:
+            raise ValueError(f"--set needs KEY=VALUE, got {item!r}")
+        try:
+            parsed = json.loads(value)
+        except json.JSONDecodeError:
+            parsed = value
+        target = d["model"] if key.startswith("model.") else d
+        name = key.removeprefix("model.")
+        if name not in target or name == "model":
+            raise ValueError(f"unknown setting {key!r}")
+        target[name] = parsed
+    return TrainConfig.from_dict(d)
+
+
 def run_train(args: argparse.Namespace) -> int:
     from iqd.train import TrainConfig, train
 
@@ -61,9 +85,10 @@ def run_train(args: argparse.Namespace) -> int:
     changes = {k: v for k, v in (("train_limit", args.train_limit), ("dev_limit", args.dev_limit),
                                  ("max_epochs", args.max_epochs), ("max_minutes", args.max_minutes),
                                  ("max_median_latency_s", args.max_latency), ("lr", args.lr)) if v is not None}
-    cfg = dataclasses.replace(TrainConfig(), kind=args.kind, corpus=args.corpus, out=args.out, asr=args.asr,
-                              cache=args.cache, threads=args.threads, seed=args.seed, streams=args.streams, **changes)
     try:
+        cfg = dataclasses.replace(TrainConfig(), kind=args.kind, corpus=args.corpus, out=args.out, asr=args.asr,
+                                  cache=args.cache, threads=args.threads, seed=args.seed, streams=args.streams, **changes)
+        cfg = override(cfg, args.set)
         path = train(cfg, progress=not args.quiet)
     except (FileNotFoundError, ValueError) as e:
         return _fail("train iqd", str(e))

@@ -45,6 +45,7 @@ class IqdConfig:
     joint_dim: int = 96
     frame_hidden: int = 64
     dropout: float = 0.2  # on the joint (e2e) and on the projected features (independent), training only
+    enc_dropout: float = 0.0  # e2e: on the ASR's encoder output before its projection, training only
     # independent
     n_mels: int = 80
     conv_channels: int = 16
@@ -118,6 +119,7 @@ class IqJoint(nn.Module):
             (N, T) logits of P(directed).
         """
         n, t, _ = enc.shape
+        enc = F.dropout(enc, self.cfg.enc_dropout, self.training)
         h0 = torch.zeros(1, n, self.cfg.token_hidden)
         if tokens.shape[1]:
             hs, _ = self.token_gru(self.embed(tokens), h0)  # (N, U, H): state after each token
@@ -215,6 +217,16 @@ def masked_bce(logits: torch.Tensor, directed: torch.Tensor, mask: torch.Tensor)
     target = directed[:, None].expand_as(logits)
     loss = F.binary_cross_entropy_with_logits(logits, target, reduction="none")
     return (loss * mask).sum() / mask.sum().clamp(min=1)
+
+
+def endpoint_bce(logits: torch.Tensor, directed: torch.Tensor, n_frames: torch.Tensor) -> torch.Tensor:
+    """Mean binary cross-entropy of each utterance's last frame (n_frames - 1): its posterior at the
+    end of the speech, where an undecided segment's decision is forced.
+
+    logits: (N, T); directed: (N,) float; n_frames: (N,) >= 1.
+    """
+    last = torch.gather(logits, 1, (n_frames - 1).clamp(min=0)[:, None])[:, 0]
+    return F.binary_cross_entropy_with_logits(last, directed)
 
 
 def frame_mask(n_frames: torch.Tensor, speech_start_s: torch.Tensor, frame_s: float, t_max: int) -> torch.Tensor:

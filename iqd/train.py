@@ -27,14 +27,16 @@ from typing import Any
 import numpy as np
 import torch
 
+from iqd.augment import drop_tokens, time_mask
 from iqd.cache import ConcatCache, IqdCache, cache_split, frame_seconds, open_splits
 from iqd.evaluate import Track, choose_policy, evaluate_policy, final_scores, onset_and_endpoint, onset_frame
 from iqd.metrics import eer, eer_threshold, fa_fr, latency_stats
-from iqd.model import (N_TOKEN_SLOTS, AcousticDetector, IqdConfig, IqJoint, TextClassifier, frame_mask,
-                       masked_bce)
+from iqd.model import (N_TOKEN_SLOTS, AcousticDetector, IqdConfig, IqJoint, TextClassifier, endpoint_bce,
+                       frame_mask, masked_bce)
 from runtime.iqd import DecisionPolicy
 
 KINDS = ("e2e", "independent", "cascade")
+LR_SCHEDULES = ("constant", "cosine")
 
 
 @dataclass(frozen=True)
@@ -53,6 +55,13 @@ class TrainConfig:
     weight_decay: float = 1e-4
     max_median_latency_s: float = 1.4  # the policy search's latency budget
     streams: bool = False  # also train on CACHE/train-streams, choose epoch and policy on dev + dev-streams
+    # e2e regularisation (issue 5: the detector overfits its cached training set), training only
+    time_masks: int = 0  # spans of encoder frames zeroed per utterance (iqd.augment.time_mask)
+    time_mask_max_frames: int = 10  # the longest span (40 ms frames)
+    token_dropout: float = 0.0  # probability of deleting a label-history token (iqd.augment.drop_tokens)
+    ema_decay: float = 0.999  # > 0: dev and the checkpoint use an exponential moving average of the weights (0: off)
+    lr_schedule: str = "constant"  # constant | cosine (to 5% of lr over the budget: minutes or epochs, whichever ends first)
+    endpoint_weight: float = 0.0  # extra BCE on each utterance's last loss frame (where the forced decision falls)
     seed: int = 0
     threads: int = 1
     model: IqdConfig = field(default_factory=IqdConfig)
@@ -60,9 +69,18 @@ class TrainConfig:
     def __post_init__(self) -> None:
         if self.kind not in KINDS:
             raise ValueError(f"kind must be one of {KINDS}, not {self.kind!r}")
+        if self.lr_schedule not in LR_SCHEDULES:
+            raise ValueError(f"lr_schedule must be one of {LR_SCHEDULES}, not {self.lr_schedule!r}")
+        if not 0.0 <= self.token_dropout < 1.0 or not 0.0 <= self.ema_decay < 1.0:
+            raise ValueError("token_dropout and ema_decay must lie in [0, 1)")
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "TrainConfig":
+        d = {k: v for k, v in d.items() if k in cls.__dataclass_fields__}
+        return cls(**{**d, "model": IqdConfig.from_dict(d.get("model", {}))})
 
 
 def prepare(cfg: TrainConfig, progress: bool = True) -> tuple[IqdCache | ConcatCache, IqdCache | ConcatCache]:
@@ -166,39 +184,80 @@ def _new_model(cfg: TrainConfig, train_set: IqdCache, vocab_size: int) -> torch.
     return model
 
 
+def augment_e2e(cfg: TrainConfig, batch: dict[str, torch.Tensor], gen: torch.Generator) -> dict[str, torch.Tensor]:
+    """A collated e2e training batch with cfg's perturbations (`iqd.augment`); unchanged when all are off."""
+    b = dict(batch)
+    b["enc"] = time_mask(b["enc"], b["n_frames"], cfg.time_masks, cfg.time_mask_max_frames, gen)
+    b["tokens"], b["token_frames"], b["n_tokens"] = drop_tokens(b["tokens"], b["token_frames"], b["n_tokens"],
+                                                                cfg.token_dropout, gen)
+    return b
+
+
+def lr_at(cfg: TrainConfig, progress: float) -> float:
+    """The learning rate at `progress` (0..1) through the budget."""
+    if cfg.lr_schedule == "cosine":
+        return cfg.lr * (0.05 + 0.95 * 0.5 * (1.0 + np.cos(np.pi * min(1.0, progress))))
+    return cfg.lr
+
+
+@torch.no_grad()
+def ema_update(ema: torch.nn.Module, model: torch.nn.Module, decay: float) -> None:
+    """ema <- decay * ema + (1 - decay) * model, parameters and buffers."""
+    for e, p in zip(ema.state_dict().values(), model.state_dict().values()):
+        if e.dtype.is_floating_point:
+            e.lerp_(p, 1.0 - decay)
+        else:
+            e.copy_(p)
+
+
 def _fit_frames(cfg: TrainConfig, model: torch.nn.Module, train_set: IqdCache, dev_set: IqdCache,
                 log: csv.writer, progress: bool) -> torch.nn.Module:
     collate = collate_e2e if cfg.kind == "e2e" else collate_fbank
     opt = torch.optim.Adam(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     rng = random.Random(cfg.seed)
+    gen = torch.Generator().manual_seed(cfg.seed)
+    ema = copy.deepcopy(model) if cfg.ema_decay > 0 else None
+    scored = ema if ema is not None else model  # what dev sees and the checkpoint keeps
     fs = frame_seconds()
     lengths = [u.n_enc for u in train_set.utts]
     start = time.monotonic()
-    best, best_eer = copy.deepcopy(model.state_dict()), float("inf")
+    best, best_eer = copy.deepcopy(scored.state_dict()), float("inf")
     probe = DecisionPolicy(smoothing_ms=200.0)
+    steps = 0
     for epoch in range(cfg.max_epochs):
         model.train()
         total, n = 0.0, 0
-        for idx in _batches(lengths, cfg.batch_size, rng):
+        batches = _batches(lengths, cfg.batch_size, rng)
+        for k, idx in enumerate(batches):
+            done = max((time.monotonic() - start) / 60 / cfg.max_minutes, (epoch + k / len(batches)) / cfg.max_epochs)
+            for g in opt.param_groups:
+                g["lr"] = lr_at(cfg, done)
             b = collate(train_set, idx)
+            if cfg.kind == "e2e":
+                b = augment_e2e(cfg, b, gen)
             logits = frame_logits(model, b)
             mask = frame_mask(b["n_frames"], b["speech_start"], fs, logits.shape[1])
             loss = masked_bce(logits, b["directed"], mask)
+            if cfg.endpoint_weight > 0:
+                loss = loss + cfg.endpoint_weight * endpoint_bce(logits, b["directed"], b["n_frames"])
             opt.zero_grad()
             loss.backward()
             torch.nn.utils.clip_grad_norm_(model.parameters(), 5.0)
             opt.step()
+            steps += 1
+            if ema is not None:  # the usual warm-up: a short memory while the weights move fast
+                ema_update(ema, model, min(cfg.ema_decay, (1 + steps) / (10 + steps)))
             total, n = total + loss.item(), n + 1
             if (time.monotonic() - start) / 60 >= cfg.max_minutes:
                 break
-        dev_eer = eer(final_scores(tracks_of(dev_set, posteriors(model, dev_set)), probe), [u.directed for u in dev_set.utts])
+        dev_eer = eer(final_scores(tracks_of(dev_set, posteriors(scored, dev_set)), probe), [u.directed for u in dev_set.utts])
         minutes = (time.monotonic() - start) / 60
         log.writerow([epoch, f"{minutes:.2f}", f"{total / max(1, n):.4f}", f"{dev_eer:.4f}"])
         if progress:
             print(f"{cfg.kind} epoch {epoch}: loss {total / max(1, n):.4f} dev EER (at endpoint) {100 * dev_eer:.1f}% "
                   f"{minutes:.1f} min", flush=True)
         if dev_eer < best_eer:
-            best, best_eer = copy.deepcopy(model.state_dict()), dev_eer
+            best, best_eer = copy.deepcopy(scored.state_dict()), dev_eer
         if minutes >= cfg.max_minutes:
             break
     model.load_state_dict(best)

@@ -38,7 +38,8 @@ def test_token_history_index_counts_tokens_emitted_so_far() -> None:
 
 def test_step_by_step_equals_the_whole_utterance() -> None:
     torch.manual_seed(1)
-    model = IqJoint(IqdConfig(enc_dim=16, vocab_size=12, token_dim=8, token_hidden=16, joint_dim=16, frame_hidden=8)).eval()
+    model = IqJoint(IqdConfig(enc_dim=16, vocab_size=12, token_dim=8, token_hidden=16, joint_dim=16, frame_hidden=8,
+                              enc_dropout=0.5)).eval()  # dropout is training only: the step has none
     t = 25
     enc = torch.randn(1, t, 16)
     tokens, frames = [5, 6, 7, 3, 9], [0, 4, 4, 4, 20]  # three tokens on frame 4
