@@ -15,9 +15,14 @@
 # recordings of 30-60 s the detectors train on and choose their policies on, defaults 80 and 40), JOBS
 # (parallel processes of one thread each, default 1), DOCS (where the benchmark's JSON, markdown and
 # figures go, default EXPDIR/bench; docs/ for the published numbers), HEED_PY (the interpreter).
+# The ASR's tokens (the detectors' label history): SEARCH (beam, default: the runtime's modified
+# beam search, what the shipped pipeline feeds its IQD; or greedy), BEAM (4), LM (the character
+# n-gram LM fused into the beam search, default exp/bundle-lm/asr/lm.npz when it exists; LM= for
+# none), LM_SCALE / LM_BONUS / LM_EOS_SCALE (default 0.65 / 0.75 / 0.8, the bundle's), TRAIN_SEARCH
+# (the search of the training splits, default SEARCH; another one mixes searches, with a warning).
 set -euo pipefail
 if [ $# -ne 3 ]; then
-    sed -n '2,17p' "$0" >&2
+    sed -n '2,22p' "$0" >&2
     exit 2
 fi
 ASR=$1 CORPUS=$2 EXP=$3
@@ -29,7 +34,15 @@ DEV_STREAMS=${DEV_STREAMS:-40}
 JOBS=${JOBS:-1}
 IND_LR=${IND_LR:-0.005}  # the acoustic GRU learns slowly at the default 2e-3
 DOCS=${DOCS:-$EXP/bench}
+SEARCH=${SEARCH:-beam}
+TRAIN_SEARCH=${TRAIN_SEARCH:-$SEARCH}
+BEAM=${BEAM:-4}
+LM_SCALE=${LM_SCALE:-0.65} LM_BONUS=${LM_BONUS:-0.75} LM_EOS_SCALE=${LM_EOS_SCALE:-0.8}
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
+if [ -z "${LM+set}" ]; then
+    LM=""
+    [ -f "$ROOT/exp/bundle-lm/asr/lm.npz" ] && LM=exp/bundle-lm/asr/lm.npz
+fi
 PY=${HEED_PY:-$ROOT/.venv/bin/python}
 HEED="$PY -m runtime.cli"
 export OMP_NUM_THREADS=1
@@ -38,27 +51,46 @@ mkdir -p "$EXP" "$DOCS"
 cd "$ROOT"
 [ -f "$ASR" ] || { echo "train_iqd_all: $ASR: no such checkpoint" >&2; exit 1; }
 [ -f "$CORPUS/train.jsonl" ] || { echo "train_iqd_all: $CORPUS/train.jsonl not found" >&2; exit 1; }
+for s in "$SEARCH" "$TRAIN_SEARCH"; do
+    case $s in beam|greedy) ;; *) echo "train_iqd_all: SEARCH/TRAIN_SEARCH must be beam or greedy, not $s" >&2; exit 2;; esac
+done
+[ -z "$LM" ] || [ -f "$LM" ] || { echo "train_iqd_all: LM=$LM: no such file" >&2; exit 1; }
 log() { echo "[$(date -u +%H:%M:%S)] $*" >&2; }
+search_args() {  # the iqd.cache flags of search $1
+    if [ "$1" = beam ]; then
+        echo "--search beam --beam $BEAM ${LM:+--lm $LM --lm-scale $LM_SCALE --lm-bonus $LM_BONUS --lm-eos-scale $LM_EOS_SCALE}"
+    else
+        echo "--search greedy"
+    fi
+}
+EVAL_S=$(search_args "$SEARCH") TRAIN_S=$(search_args "$TRAIN_SEARCH")
+if [ "$EVAL_S" != "$TRAIN_S" ]; then
+    log "WARNING: training splits by $TRAIN_SEARCH search, dev/test by $SEARCH: the detectors train on other label histories than they are tested on"
+    export HEED_IQD_MIXED_SEARCH=1
+fi
+log "search: dev/test: $EVAL_S; train: $TRAIN_S"
 
 # 1. The frozen ASR over train (cropped around the speech), dev and test (whole), once for all detectors,
 #    and over continuous recordings (pauses of background noise between utterances, the ASR streamed
 #    with the endpointer as in the runtime) of the training utterances the cache left out and of dev:
 #    the detectors train on both kinds and their policies are chosen on both (docs/iqd.md).
 log "cache: train ($TRAIN_LIMIT), dev, test; recordings: train ($TRAIN_STREAMS), dev ($DEV_STREAMS)"
+# shellcheck disable=SC2086  # the search flags split into words
 run_cache() { "$PY" -m iqd.cache --asr "$ASR" --corpus "$CORPUS" --cache "$CACHE" "$@"; }
+# shellcheck disable=SC2086
 if [ "$JOBS" -ge 2 ]; then
-    { run_cache --split train --limit "$TRAIN_LIMIT" --crop; run_cache --split dev --streams "$DEV_STREAMS"; } &
+    { run_cache --split train --limit "$TRAIN_LIMIT" --crop $TRAIN_S; run_cache --split dev --streams "$DEV_STREAMS" $EVAL_S; } &
     pid=$!
-    run_cache --split dev
-    run_cache --split test
-    run_cache --split train --limit "$TRAIN_LIMIT" --streams "$TRAIN_STREAMS"
+    run_cache --split dev $EVAL_S
+    run_cache --split test $EVAL_S
+    run_cache --split train --limit "$TRAIN_LIMIT" --streams "$TRAIN_STREAMS" $TRAIN_S
     wait $pid
 else
-    run_cache --split train --limit "$TRAIN_LIMIT" --crop
-    run_cache --split dev
-    run_cache --split test
-    run_cache --split train --limit "$TRAIN_LIMIT" --streams "$TRAIN_STREAMS"
-    run_cache --split dev --streams "$DEV_STREAMS"
+    run_cache --split train --limit "$TRAIN_LIMIT" --crop $TRAIN_S
+    run_cache --split dev $EVAL_S
+    run_cache --split test $EVAL_S
+    run_cache --split train --limit "$TRAIN_LIMIT" --streams "$TRAIN_STREAMS" $TRAIN_S
+    run_cache --split dev --streams "$DEV_STREAMS" $EVAL_S
 fi
 if [ ! -f "$CORPUS/streams/test.jsonl" ]; then
     log "continuous test recordings: $N_STREAMS"
@@ -87,9 +119,11 @@ train cascade --streams
 log "export e2e -> $EXP/iqd-e2e-export"
 $HEED export iqd "$EXP/e2e" --out "$EXP/iqd-e2e-export" > "$EXP/iqd-e2e-export.log"
 
-# 4. The benchmark.
+# 4. The benchmark (its tokens by the dev/test search: the test split cached above, the test recordings
+#    decoded with it).
 log "bench -> $DOCS"
-"$PY" scripts/bench_iqd.py --asr "$ASR" --corpus "$CORPUS" --cache "$CACHE" --e2e "$EXP/e2e" \
+# shellcheck disable=SC2086
+"$PY" scripts/bench_iqd.py --asr "$ASR" --corpus "$CORPUS" --cache "$CACHE" --e2e "$EXP/e2e" $EVAL_S \
     --independent "$EXP/independent" --cascade "$EXP/cascade" --e2e-export "$EXP/iqd-e2e-export" --n-streams "$N_STREAMS" \
     --json "$DOCS/iqd_bench.json" --md "$DOCS/iqd_bench.md" --det-png "$DOCS/iqd_det.png" \
     --latency-png "$DOCS/iqd_latency_eer.png"
