@@ -17,12 +17,13 @@
 # figures go, default EXPDIR/bench; docs/ for the published numbers), HEED_PY (the interpreter).
 # The ASR's tokens (the detectors' label history): SEARCH (beam, default: the runtime's modified
 # beam search, what the shipped pipeline feeds its IQD; or greedy), BEAM (4), LM (the character
-# n-gram LM fused into the beam search, default exp/bundle-lm/asr/lm.npz when it exists; LM= for
+# n-gram LM fused into the beam search, default the default bundle's models/default/asr/lm.npz (the
+# LM depends only on the training text and the tokens, not on the ASR checkpoint) when it exists; LM= for
 # none), LM_SCALE / LM_BONUS / LM_EOS_SCALE (default 0.65 / 0.75 / 0.8, the bundle's), TRAIN_SEARCH
 # (the search of the training splits, default SEARCH; another one mixes searches, with a warning).
 set -euo pipefail
 if [ $# -ne 3 ]; then
-    sed -n '2,22p' "$0" >&2
+    sed -n '2,23p' "$0" >&2
     exit 2
 fi
 ASR=$1 CORPUS=$2 EXP=$3
@@ -41,7 +42,7 @@ LM_SCALE=${LM_SCALE:-0.65} LM_BONUS=${LM_BONUS:-0.75} LM_EOS_SCALE=${LM_EOS_SCAL
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 if [ -z "${LM+set}" ]; then
     LM=""
-    [ -f "$ROOT/exp/bundle-lm/asr/lm.npz" ] && LM=exp/bundle-lm/asr/lm.npz
+    [ -f "$ROOT/models/default/asr/lm.npz" ] && LM=models/default/asr/lm.npz
 fi
 PY=${HEED_PY:-$ROOT/.venv/bin/python}
 HEED="$PY -m runtime.cli"
