@@ -37,3 +37,11 @@ def test_tagger_data_names_the_recipe():
     full = card._tagger_data({"text_pool": True, "sources": ("atis", "assistant"), "asr_hypotheses": "h.jsonl",
                               "min_word_count": 2})
     assert "whole training pool" in full and "h.jsonl" in full and "fewer than 2 times" in full
+
+
+def test_lm_paragraph_only_when_the_bundle_has_an_lm():
+    card = _card()
+    assert card.lm_paragraph({"asr": {}}) == []
+    text = "".join(card.lm_paragraph({"asr": {"lm": {"file": "asr/lm.npz", "kind": "char_ngram_kneser_ney", "order": 8,
+                                                     "scale": 0.65, "bonus": 0.75, "eos_scale": 0.8}}}))
+    assert "8-gram" in text and "scale 0.65" in text and "asr/lm.npz" in text
