@@ -7,6 +7,7 @@ import json
 import os
 import sys
 
+from asr.settings import apply_settings
 from iqd.cli import add_train_parser as add_train_iqd
 from tagging.cli import add_train_parser as add_train_tagger
 
@@ -41,26 +42,6 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
 
 
-def _override(cfg, items: list[str]):
-    from asr.train import TrainConfig
-
-    d = cfg.to_dict()
-    for item in items:
-        key, sep, value = item.partition("=")
-        if not sep:
-            raise SystemExit(f"heed train asr: --set needs KEY=VALUE, got {item!r}")
-        try:
-            parsed = json.loads(value)
-        except json.JSONDecodeError:
-            parsed = value
-        target = d["model"] if key.startswith("model.") else d
-        key = key.removeprefix("model.")
-        if key not in target:
-            raise SystemExit(f"heed train asr: unknown setting {item.split('=')[0]!r}")
-        target[key] = parsed
-    return TrainConfig.from_dict(d)
-
-
 def run_asr(args: argparse.Namespace) -> int:
     import torch.distributed as dist
 
@@ -73,7 +54,10 @@ def run_asr(args: argparse.Namespace) -> int:
     changes = {k: v for k, v in (("corpus", args.corpus), ("out", args.out or f"exp/asr-{args.config}"),
                                  ("max_minutes", args.max_minutes), ("max_epochs", args.max_epochs),
                                  ("train_limit", args.train_limit), ("num_threads", args.threads)) if v is not None}
-    cfg = _override(dataclasses.replace(cfg, **changes), args.set)
+    try:
+        cfg = apply_settings(dataclasses.replace(cfg, **changes), args.set)
+    except ValueError as e:
+        raise SystemExit(f"heed train asr: {e}") from None
     if not os.path.exists(os.path.join(cfg.corpus, "train.jsonl")):
         print(f"heed train asr: {cfg.corpus}/train.jsonl not found; build a corpus first (heed corpus build)", file=sys.stderr)
         return 1

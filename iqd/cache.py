@@ -34,7 +34,7 @@ import json
 import os
 import sys
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -46,6 +46,7 @@ from asr.model import SUBSAMPLING, Transducer
 from asr.tokenizer import BLANK_ID
 from corpus.manifest import audio_path, read_manifest
 from runtime.features import FbankConfig
+from runtime.search import DecoderCache, Hypothesis, modified_beam_search, rank_finished
 
 
 @dataclass(frozen=True)
@@ -113,6 +114,12 @@ class SearchConfig:
             raise ValueError(f"{self.lm}: an LM over {lm.vocab_size} tokens, the ASR has {vocab_size}")
         return LmFusion(lm, self.lm_scale, self.lm_bonus, self.lm_eos_scale)
 
+    def stream(self, model: Transducer) -> "BeamStream | None":
+        """The BeamStream of this search on `model`, or None for greedy search."""
+        if self.method != "beam":
+            return None
+        return BeamStream(model, self.beam, self.fusion(model.cfg.vocab_size), self.history)
+
 
 def same_search(a: dict, b: dict) -> bool:
     """Whether two SPLIT.search.json made the same label histories (the LM compared by file name)."""
@@ -130,8 +137,6 @@ class BeamStream:
     (and frames) the best hypothesis emitted at the chunk's frames."""
 
     def __init__(self, model: Transducer, beam: int = 4, lm=None, history: str = "fed") -> None:
-        from runtime.search import DecoderCache, Hypothesis
-
         def decode(contexts: np.ndarray) -> np.ndarray:
             with torch.no_grad():
                 return model.decoder(torch.from_numpy(contexts))[:, 0].numpy()
@@ -142,20 +147,17 @@ class BeamStream:
 
         self.decoder = DecoderCache(decode, model.cfg.context_size)
         self.join, self.beam, self.lm, self.history = join, beam, lm, history
-        self._new = Hypothesis
         self.hyps = [Hypothesis()]
 
     def reset(self) -> None:
         """A new segment: a fresh hypothesis (the runtime's `new_segment`)."""
-        self.hyps = [self._new()]
+        self.hyps = [Hypothesis()]
 
     @property
     def best(self):
         return self.hyps[0]
 
     def chunk(self, enc: np.ndarray, first_frame: int) -> tuple[list[int], list[int]]:
-        from runtime.search import modified_beam_search
-
         enc = np.ascontiguousarray(enc, dtype=np.float32)
         self.hyps = modified_beam_search(enc, self.hyps, self.decoder, self.join, first_frame, self.beam, self.lm)
         best = self.hyps[0]
@@ -164,16 +166,11 @@ class BeamStream:
 
     def final(self):
         """The finished segment's best hypothesis: the beam ranked with the LM's end-of-sentence score."""
-        from runtime.search import rank_finished
-
         return rank_finished(self.hyps, self.lm)[0]
-
-    def final_tokens(self) -> list[int]:
-        return list(self.final().tokens)
 
 
 def beam_with_frames(stream: BeamStream, enc: np.ndarray, chunk_frames: int,
-                     history: str = "fed") -> tuple[list[int], list[int], list[int]]:
+                     history: str | None = None) -> tuple[list[int], list[int], list[int]]:
     """One utterance's encoder output searched chunk by chunk from a fresh hypothesis: the tokens and
     frames the runtime's IQD would have been fed (history "fed"; "final": those of the finished
     best hypothesis), and the finished transcript's tokens."""
@@ -184,7 +181,7 @@ def beam_with_frames(stream: BeamStream, enc: np.ndarray, chunk_frames: int,
         toks += t
         frs += f
     best = stream.final()
-    if history == "final":
+    if (history or stream.history) == "final":
         toks, frs = list(best.tokens), list(best.frames)
     return toks, frs, list(best.tokens)
 
@@ -232,7 +229,7 @@ def encode_batch(model: Transducer, feats: list[torch.Tensor], beam: BeamStream 
     if beam is not None:
         for i in range(len(feats)):
             e = enc[i, : int(enc_lens[i])].numpy()
-            out.append((e, *beam_with_frames(beam, e, model.cfg.chunk_frames, beam.history)))
+            out.append((e, *beam_with_frames(beam, e, model.cfg.chunk_frames)))
         return out
     for i, (toks, frs) in enumerate(greedy_with_frames(model, enc, enc_lens)):
         out.append((enc[i, : int(enc_lens[i])].numpy(), toks, frs, toks))
@@ -254,7 +251,7 @@ def build_cache(model: Transducer, tokens_decode, manifest: str | Path, cache_di
         check_reuse(cache_dir, split, search)
         return index_path
     cache_dir.mkdir(parents=True, exist_ok=True)
-    beam = BeamStream(model, search.beam, search.fusion(model.cfg.vocab_size), search.history) if search.method == "beam" else None
+    beam = search.stream(model)
     utts = [u for u in read_manifest(manifest) if u.directed is not None and u.speech_start is not None][:limit]
     cfg = FbankConfig()
     model = model.eval()

@@ -9,6 +9,8 @@ from pathlib import Path
 
 import numpy as np
 
+from asr.settings import apply_settings
+
 
 def add_train_parser(sub: argparse._SubParsersAction) -> None:
     t = sub.add_parser("iqd", help="intended-query detection: e2e, independent or cascade",
@@ -53,23 +55,7 @@ def _fail(what: str, msg: str) -> int:
 
 def override(cfg, items: list[str]):
     """cfg (a TrainConfig) with `--set KEY=VALUE` items applied; ValueError on an unknown key or a bad item."""
-    from iqd.train import TrainConfig
-
-    d = cfg.to_dict()
-    for item in items:
-        key, sep, value = item.partition("=")
-        if not sep:
-            raise ValueError(f"--set needs KEY=VALUE, got {item!r}")
-        try:
-            parsed = json.loads(value)
-        except json.JSONDecodeError:
-            parsed = value
-        target = d["model"] if key.startswith("model.") else d
-        name = key.removeprefix("model.")
-        if name not in target or name == "model":
-            raise ValueError(f"unknown setting {key!r}")
-        target[name] = parsed
-    return TrainConfig.from_dict(d)
+    return apply_settings(cfg, items)
 
 
 def run_train(args: argparse.Namespace) -> int:

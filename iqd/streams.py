@@ -244,7 +244,7 @@ def cache_stream_split(asr_ckpt: str | Path, corpus: str | Path, cache_dir: str 
 
     from asr.export import load_checkpoint
     from asr.tokenizer import Tokenizer
-    from iqd.cache import BeamStream, CachedUtt, SearchConfig, check_reuse, frame_seconds, silent_tokens, write_meta, write_split
+    from iqd.cache import CachedUtt, SearchConfig, check_reuse, frame_seconds, silent_tokens, write_meta, write_split
 
     search = search or SearchConfig()
     cache_dir = Path(cache_dir)
@@ -264,8 +264,7 @@ def cache_stream_split(asr_ckpt: str | Path, corpus: str | Path, cache_dir: str 
     asr, _ = load_checkpoint(asr_ckpt)
     tok = Tokenizer(Path(asr_ckpt).parent / "tokens.model")
     write_meta(cache_dir, asr_ckpt, asr, tok)
-    beam = (BeamStream(asr, search.beam, search.fusion(asr.cfg.vocab_size), search.history)
-            if search.method == "beam" else None)
+    beam = search.stream(asr)
     silent = set(silent_tokens(tok.pieces()))
     fs = frame_seconds()
     encs, fbs, rows = [], [], []

@@ -150,11 +150,10 @@ def bench_streams(args, models) -> dict:
     asr, _ = load_checkpoint(args.asr)
     tok = Tokenizer(Path(args.asr).parent / "tokens.model")
     fs = frame_seconds()
-    from iqd.cache import BeamStream, silent_tokens
+    from iqd.cache import silent_tokens
 
     silent = set(silent_tokens(tok.pieces()))
-    sc = args.search_cfg
-    beam = BeamStream(asr, sc.beam, sc.fusion(asr.cfg.vocab_size), sc.history) if sc.method == "beam" else None
+    beam = args.search_cfg.stream(asr)
     timelines = load_timelines(args.corpus, "test")[: args.n_streams]
     tracks = {n: [] for n in models}
     casc = {"scores": [], "labels": [], "at": [], "starts": []}

@@ -34,7 +34,7 @@ def test_beam_with_lm_of_scale_zero_gives_the_beams_tokens(overfit_asr: Path, iq
                                                            tmp_path: Path) -> None:
     from asr.export import load_checkpoint
     from iqd.cache import BeamStream
-    from runtime.search import DecoderCache, modified_beam_search
+    from runtime.search import DecoderCache, Hypothesis, modified_beam_search
 
     plain = _cache(overfit_asr, iqd_corpus, tmp_path / "beam", method="beam")
     zero = _cache(overfit_asr, iqd_corpus, tmp_path / "zero", method="beam", lm=str(tiny_lm), lm_scale=0.0,
@@ -49,7 +49,7 @@ def test_beam_with_lm_of_scale_zero_gives_the_beams_tokens(overfit_asr: Path, iq
     for i, (a, b, f) in enumerate(zip(plain.utts, zero.utts, final.utts)):
         assert (a.tokens, a.token_frames, a.hyp) == (b.tokens, b.token_frames, b.hyp)
         # the beam over the whole utterance at once (no chunks): the finished best hypothesis
-        whole = modified_beam_search(plain.enc(i), [stream._new()], DecoderCache(stream.decoder.decode, 2),
+        whole = modified_beam_search(plain.enc(i), [Hypothesis()], DecoderCache(stream.decoder.decode, 2),
                                      stream.join, 0, 4)[0]
         assert list(whole.tokens) == f.tokens and list(whole.frames) == f.token_frames and f.hyp == a.hyp
         assert all(0 <= t < a.n_enc for t in a.token_frames) and a.token_frames == sorted(a.token_frames)
@@ -60,7 +60,7 @@ def test_a_strong_lm_changes_the_transcript_and_fed_tokens_are_per_chunk(overfit
     """The label history is what the pipeline feeds after each chunk: the best hypothesis's tokens at
     that chunk's frames (so it may differ from the finished best, `history="final"`)."""
     from asr.export import load_checkpoint
-    from iqd.cache import BeamStream, IqdCache, beam_with_frames
+    from iqd.cache import BeamStream, beam_with_frames
     from runtime.lm import LmFusion, NgramLM
     from runtime.search import rank_finished
 
