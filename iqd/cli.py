@@ -13,11 +13,15 @@ from asr.settings import apply_settings
 
 
 def add_train_parser(sub: argparse._SubParsersAction) -> None:
-    t = sub.add_parser("iqd", help="intended-query detection: e2e, independent or cascade",
+    t = sub.add_parser("iqd", help="intended-query detection: e2e, independent, cascade, or the e2e fused with the cascade's text reader",
                        description="Train an intended-query detector on a corpus with directed labels, on the "
-                                   "frozen ASR's encoder outputs and transcripts (cached under --cache).")
-    t.add_argument("--kind", required=True, choices=["e2e", "independent", "cascade"])
-    t.add_argument("--corpus", required=True, help="corpus folder with train.jsonl and dev.jsonl (directed labels)")
+                                   "frozen ASR's encoder outputs and transcripts (cached under --cache). "
+                                   "--kind fusion trains nothing: it chooses on dev how much the e2e detector "
+                                   "trusts the cascade's classifier reading its label history as text (iqd/fusion.py).")
+    t.add_argument("--kind", required=True, choices=["e2e", "independent", "cascade", "fusion"])
+    t.add_argument("--corpus", help="corpus folder with train.jsonl and dev.jsonl (directed labels); not for fusion")
+    t.add_argument("--e2e", help="fusion: experiment folder of the e2e detector (holds model.pt)")
+    t.add_argument("--cascade", help="fusion: experiment folder of the cascade detector (holds model.pt)")
     t.add_argument("--out", required=True, help="experiment folder: model.pt, dev.json, log.csv")
     t.add_argument("--asr", help="the frozen ASR's checkpoint (needed to fill the cache)")
     t.add_argument("--cache", help="cache folder of the frozen ASR's outputs (default OUT/cache); share it between kinds")
@@ -41,7 +45,7 @@ def add_train_parser(sub: argparse._SubParsersAction) -> None:
 
 def add_export_parser(sub: argparse._SubParsersAction) -> None:
     e = sub.add_parser("iqd", help="the E2E detector: one-frame ONNX step with state, fp32 and int8; parity-checked")
-    e.add_argument("expdir", help="experiment folder of heed train iqd --kind e2e (holds model.pt)")
+    e.add_argument("expdir", help="experiment folder of heed train iqd --kind e2e or --kind fusion (holds model.pt)")
     e.add_argument("--out", required=True, help="folder for iqd.onnx, iqd.int8.onnx and iqd.json")
     e.add_argument("--no-int8", action="store_true")
     e.add_argument("--check-frames", type=int, default=200, help="frames compared between torch and onnxruntime")
@@ -58,9 +62,30 @@ def override(cfg, items: list[str]):
     return apply_settings(cfg, items)
 
 
+def run_fusion(args: argparse.Namespace) -> int:
+    from iqd.fusion import fit_fusion
+
+    paths = {k: Path(d) / "model.pt" for k, d in (("e2e", args.e2e), ("cascade", args.cascade)) if d}
+    if len(paths) < 2:
+        return _fail("train iqd", "--kind fusion needs --e2e DIR and --cascade DIR (folders of heed train iqd)")
+    for p in paths.values():
+        if not p.exists():
+            return _fail("train iqd", f"{p}: no such checkpoint")
+    try:
+        path = fit_fusion(paths["e2e"], paths["cascade"], args.out, cache=args.cache, progress=not args.quiet)
+    except (FileNotFoundError, ValueError) as e:
+        return _fail("train iqd", str(e))
+    print(f"checkpoint: {path}")
+    return 0
+
+
 def run_train(args: argparse.Namespace) -> int:
     from iqd.train import TrainConfig, train
 
+    if args.kind == "fusion":
+        return run_fusion(args)
+    if not args.corpus:
+        return _fail("train iqd", f"--kind {args.kind} needs --corpus")
     if not (Path(args.corpus) / "train.jsonl").exists():
         return _fail("train iqd", f"{args.corpus}/train.jsonl not found; build a corpus first (heed corpus build)")
     cache = Path(args.cache or Path(args.out) / "cache")

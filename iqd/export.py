@@ -7,6 +7,10 @@ Graph `iqd.onnx` (N is the batch, 1 in the runtime):
 `iqd.int8.onnx`: the same with int8 weights in its matrix products (onnxruntime dynamic
 quantization of MatMul/Gemm; the GRUs stay fp32, onnxruntime has no int8 GRU).
 
+`text.npz` (when the checkpoint reads its label history as text too, `iqd/fusion.py`): the text
+classifier's weights and bias; iqd.json's `text` entry names it with the fusion weight, and the
+export checks the runtime's numpy scorer against torch's EmbeddingBag on the check texts.
+
 iqd.json: schema_version, kind, files per precision, sizes (enc_dim, vocab_size, n_token_slots),
 state names and shapes, the decision policy and theta chosen on dev, frame_s, the dev figures,
 the parity figures. The export feeds `check_frames` frames (real encoder frames from a cache
@@ -113,15 +117,44 @@ def export_iqd(model: IqJoint, ckpt: dict[str, Any], out_dir: str | Path, int8: 
         add_metadata(out / "iqd.int8.onnx", meta)
         parity["int8"] = check_parity(model, out / "iqd.int8.onnx", enc, tokens, INT8_TOLERANCE)
         files["int8"] = "iqd.int8.onnx"
+    text_entry = export_text(ckpt, out) if ckpt.get("text") else None
+    if text_entry is not None:
+        parity["text_logit"] = text_entry.pop("parity")
     manifest = {
-        "schema_version": SCHEMA_VERSION, "kind": "e2e", "files": files, "enc_dim": cfg.enc_dim,
+        "schema_version": SCHEMA_VERSION, "kind": "e2e", "files": files, "text": text_entry, "enc_dim": cfg.enc_dim,
         "vocab_size": cfg.vocab_size, "n_token_slots": N_TOKEN_SLOTS,
         "state": {"token_state": [1, 1, cfg.token_hidden], "frame_state": [1, 1, cfg.frame_hidden]},
         # every decision setting, the speech-onset gate's defaults included for checkpoints saved before it
         "policy": DecisionPolicy.from_dict(ckpt["policy"]).to_dict(), "theta": ckpt.get("theta"), "frame_s": ckpt.get("frame_s", 0.04),
         "dev": ckpt.get("dev"), "n_params": model.n_params(), "parity": parity,
-        "bytes": {f: (out / f).stat().st_size for f in files.values()},
+        "bytes": {f: (out / f).stat().st_size for f in [*files.values(), *([text_entry["file"]] if text_entry else [])]},
         "asr": ckpt.get("train_config", {}).get("asr"),
     }
+    if text_entry is None:
+        del manifest["text"]
     (out / "iqd.json").write_text(json.dumps(manifest, indent=1) + "\n")
     return manifest
+
+
+CHECK_TEXTS = ("", "set an alarm for seven", "hey tom play that song again", "what a lovely day it is",
+               "show me flights from boston to denver", "qzx", "turn the", "i think that")
+
+
+def export_text(ckpt: dict[str, Any], out: Path) -> dict[str, Any]:
+    """Write text.npz; returns iqd.json's `text` entry with the parity of the numpy scorer (as
+    loaded back from the file) against torch's EmbeddingBag over CHECK_TEXTS."""
+    from runtime.iqd import HistoryText, text_features
+
+    t = ckpt["text"]
+    weights = np.asarray(t["weights"], np.float32)
+    HistoryText(weights, float(t["bias"]), float(t["weight"])).save(out / "text.npz")
+    loaded = HistoryText.from_file(out / "text.npz", float(t["weight"]))
+    bag = nn.EmbeddingBag.from_pretrained(torch.from_numpy(weights)[:, None], mode="sum")
+    worst = 0.0
+    for text in CHECK_TEXTS:
+        ref = float(bag(torch.tensor([text_features(text, len(weights))]))[0, 0]) + float(t["bias"]) if text else 0.0
+        worst = max(worst, abs(loaded.logit(text) - ref))
+    if worst > FP32_TOLERANCE * 10:
+        raise ExportMismatch(f"text.npz: the numpy scorer differs from torch by {worst:.2e}")
+    return {"file": "text.npz", "weight": float(t["weight"]), "n_hash": len(weights), "from": "onset",
+            "cascade": t.get("cascade"), "parity": worst}

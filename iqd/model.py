@@ -24,13 +24,14 @@ trigrams of the final transcript.
 from __future__ import annotations
 
 import dataclasses
-import zlib
 from dataclasses import dataclass
 from typing import Any, NamedTuple
 
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+from runtime.iqd import text_features  # noqa: F401  (the cascade's features; shared with the runtime)
 
 N_TOKEN_SLOTS = 3  # tokens one frame may emit (greedy search's max_symbols_per_frame)
 
@@ -171,15 +172,6 @@ class AcousticDetector(nn.Module):
         x = torch.relu(self.proj(x.transpose(1, 2).reshape(n, t, c * f)))
         y, _ = self.gru(F.dropout(x, self.cfg.dropout, self.training))
         return self.out(y)[..., 0]
-
-
-def text_features(text: str, n_hash: int) -> list[int]:
-    """Hashed feature ids of a transcript: words, word bigrams, character trigrams (with word edges)."""
-    words = text.split()
-    feats = [f"w:{w}" for w in words] + [f"b:{a}_{b}" for a, b in zip(["<s>"] + words, words + ["</s>"])]
-    padded = f" {text} "
-    feats += [f"c:{padded[i:i + 3]}" for i in range(len(padded) - 2)]
-    return [zlib.crc32(f.encode()) % n_hash for f in feats]
 
 
 class TextClassifier(nn.Module):

@@ -28,6 +28,14 @@ The decision policy (`DecisionPolicy`, `Decider`) is a small state machine over 
 
 `decided_at` is the audio time (s) of the end of the frame that decided. numpy only: no torch.
 
+The label history read as text (`HistoryText`, optional, iqd.json's `text` entry): the pieces
+the search emitted from the decider's onset on, joined into words, scored by a logistic
+regression on hashed word, word-bigram and character-trigram counts (`text_features`, the
+cascade's classifier, trained on many more sentences than the joint network sees). Its logit is
+fused with the joint network's, `p = sigmoid((1 - w) logit(p_joint) + w text_logit)`, w chosen on
+dev (`iqd/fusion.py`); before any text the text logit is 0. Tokens before the onset are left out:
+in a conversation they are the characters the ASR made of the pause's noise.
+
 The speech-onset gate (`OnsetGate`, settings in the same `DecisionPolicy`) is an energy detector
 over the fbank frames the ASR already computed: per encoder frame, the log energy of its four
 fbank frames in the mel bands centred below `onset_band_hz` (`frame_energy_db`; most of voiced
@@ -41,6 +49,7 @@ from __future__ import annotations
 
 import json
 import math
+import zlib
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Sequence
@@ -229,6 +238,77 @@ def decide(p: np.ndarray, policy: DecisionPolicy, frame_s: float, onset: int, en
     return d.decision == DIRECTED, d.decided_at, d.smoothed if d.smoothed is not None else 0.0
 
 
+def text_features(text: str, n_hash: int) -> list[int]:
+    """Hashed feature ids of a transcript: words, word bigrams (with sentence edges), character
+    trigrams (with word edges). The cascade's classifier and `HistoryText` share them."""
+    words = text.split()
+    feats = [f"w:{w}" for w in words] + [f"b:{a}_{b}" for a, b in zip(["<s>"] + words, words + ["</s>"])]
+    padded = f" {text} "
+    feats += [f"c:{padded[i:i + 3]}" for i in range(len(padded) - 2)]
+    return [zlib.crc32(f.encode()) % n_hash for f in feats]
+
+
+def pieces_text(pieces: Sequence[str]) -> str:
+    """Token pieces ("\u2581" the word boundary) as the words they spell, single-spaced."""
+    return " ".join("".join(pieces).replace("\u2581", " ").split())
+
+
+def _logit(p: float) -> float:
+    p = min(max(p, 1e-6), 1 - 1e-6)
+    return math.log(p / (1 - p))
+
+
+class HistoryText:
+    """The label history's text, scored and fused with the joint network's posterior (module docstring)."""
+
+    def __init__(self, weights: np.ndarray, bias: float, weight: float) -> None:
+        if not 0.0 <= weight <= 1.0:
+            raise ValueError(f"text fusion weight {weight} outside [0, 1]")
+        self.weights = np.asarray(weights, np.float32)
+        self.bias, self.weight = float(bias), float(weight)
+        self.n_hash = len(self.weights)
+
+    @classmethod
+    def from_file(cls, path: str | Path, weight: float) -> "HistoryText":
+        with np.load(path) as z:
+            return cls(z["weights"], float(z["bias"]), weight)
+
+    def save(self, path: str | Path) -> None:
+        np.savez(path, weights=self.weights, bias=np.float32(self.bias))
+
+    def logit(self, text: str) -> float:
+        """The classifier's logit of P(directed | text); 0 (no evidence) for no text."""
+        if not text:
+            return 0.0
+        return float(self.weights[text_features(text, self.n_hash)].sum(dtype=np.float64) + self.bias)
+
+    def fuse(self, p: float, text_logit: float) -> float:
+        z = (1 - self.weight) * _logit(p) + self.weight * text_logit
+        return 1.0 / (1.0 + math.exp(-z))
+
+    def frame_logits(self, tokens: Sequence[int], frames: Sequence[int], onset: int, n_frames: int,
+                     pieces: Sequence[str]) -> np.ndarray:
+        """Offline: the text logit at each of n_frames frames, reading the tokens emitted at frames
+        >= onset (frame f's value includes its own tokens), as `IqdStream` computes it live."""
+        out = np.zeros(n_frames, np.float64)
+        text: list[str] = []
+        last, t0 = 0.0, onset
+        for tok, f in sorted(((t, f) for t, f in zip(tokens, frames) if f >= onset), key=lambda x: x[1]):
+            if f >= n_frames:
+                break
+            out[t0:f] = last
+            text.append(pieces[tok])
+            last, t0 = self.logit(pieces_text(text)), f
+        out[t0:] = last
+        return out
+
+    def fuse_track(self, p: np.ndarray, text_logits: np.ndarray) -> np.ndarray:
+        """fuse() over a whole track (T,) of posteriors and text logits."""
+        q = np.clip(np.asarray(p, np.float64), 1e-6, 1 - 1e-6)
+        z = (1 - self.weight) * np.log(q / (1 - q)) + self.weight * text_logits[: len(q)]
+        return 1.0 / (1.0 + np.exp(-z))
+
+
 class IqdModel:
     """The exported IQ joint network (one ONNX session) and its policy; shared by all streams."""
 
@@ -249,6 +329,9 @@ class IqdModel:
         self.n_token_slots: int = m["n_token_slots"]
         self.state_shapes: dict[str, list[int]] = m["state"]
         self.enc_dim: int = m["enc_dim"]
+        self.text: HistoryText | None = None
+        if m.get("text"):
+            self.text = HistoryText.from_file(self.folder / m["text"]["file"], m["text"]["weight"])
         opts = ort.SessionOptions()
         opts.intra_op_num_threads = threads
         opts.inter_op_num_threads = 1
@@ -272,18 +355,24 @@ class IqdModel:
 
     def create_stream(self, frame_s: float, policy: DecisionPolicy | None = None,
                       silent_tokens: frozenset[int] = frozenset(),
-                      fbank_cfg: FbankConfig = FbankConfig()) -> "IqdStream":
+                      fbank_cfg: FbankConfig = FbankConfig(), pieces: Sequence[str] | None = None) -> "IqdStream":
         """silent_tokens: ids that do not mark the speech onset (a bare word boundary, which a
-        character model may emit in silence); fbank_cfg: the ASR's features (the gate's bands)."""
-        return IqdStream(self, frame_s, policy or self.policy, silent_tokens, fbank_cfg)
+        character model may emit in silence); fbank_cfg: the ASR's features (the gate's bands);
+        pieces: the ASR's token pieces by id, required when the detector reads the history as text."""
+        if self.text is not None and pieces is None:
+            raise ValueError(f"{self.folder}: this detector reads the label history as text; "
+                             "create_stream needs the ASR's token pieces (pieces=)")
+        return IqdStream(self, frame_s, policy or self.policy, silent_tokens, fbank_cfg, pieces)
 
 
 class IqdStream:
     """One segment: the network's state, the onset (spoken token and gate) and the decider."""
 
     def __init__(self, model: IqdModel, frame_s: float, policy: DecisionPolicy,
-                 silent_tokens: frozenset[int] = frozenset(), fbank_cfg: FbankConfig = FbankConfig()) -> None:
+                 silent_tokens: frozenset[int] = frozenset(), fbank_cfg: FbankConfig = FbankConfig(),
+                 pieces: Sequence[str] | None = None) -> None:
         self.model, self.frame_s, self.silent = model, frame_s, frozenset(silent_tokens)
+        self.pieces = list(pieces) if pieces is not None else None
         self.decider = Decider(policy, frame_s * 1000)
         self.gate = OnsetGate(policy, frame_s * 1000)
         self.n_band_bins = band_bins(policy.onset_band_hz, fbank_cfg)
@@ -294,7 +383,9 @@ class IqdStream:
         self.state = self.model.init_state()
         self.decider.reset()
         self.gate.reset()
-        self.probability: float | None = None  # the latest raw posterior
+        self.probability: float | None = None  # the latest posterior (fused with the text's when read)
+        self.text: list[str] = []  # pieces emitted from the onset on (HistoryText)
+        self.text_logit = 0.0
         self.spoken = False  # a spoken token has been emitted in the segment
         self.onset = False  # spoken and the gate open: the decider runs
 
@@ -314,6 +405,11 @@ class IqdStream:
             if energy is not None:
                 self.gate.step(energy[i], first_frame + i)
             self.onset = self.spoken and self.gate.open
+            if self.onset and self.model.text is not None:
+                if tokens:
+                    self.text += [self.pieces[t] for t in tokens]
+                    self.text_logit = self.model.text.logit(pieces_text(self.text))
+                self.probability = self.model.text.fuse(self.probability, self.text_logit)
             if self.onset:
                 self.decider.step(self.probability, round((first_frame + i + 1) * self.frame_s, 3))
 

@@ -115,7 +115,7 @@ class Stream:
         self.asr.reset()
         self._tagger = self.pipe.tagger.create_stream() if self.pipe.tagger is not None else None
         self._iqd = (self.pipe.iqd.create_stream(self.pipe.asr.frame_s, silent_tokens=self.pipe.silent_tokens,
-                                                 fbank_cfg=self.pipe.asr.fbank)
+                                                 fbank_cfg=self.pipe.asr.fbank, pieces=self.pipe.asr.tokens)
                      if self.pipe.iqd is not None else None)
         self._understood: list[dict[str, Any]] = []  # slots and intent of each closed segment
         self._resampler = None

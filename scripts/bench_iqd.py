@@ -2,9 +2,11 @@
 """The intended-query detection benchmark behind docs/iqd.md.
 
     OMP_NUM_THREADS=1 .venv/bin/python scripts/bench_iqd.py --asr exp/asr-char/final.pt --corpus data/c14k \
-        --e2e exp/iqd/e2e --independent exp/iqd/independent --cascade exp/iqd/cascade --cache exp/iqd/cache
+        --e2e exp/iqd/e2e --fusion exp/iqd/fusion --independent exp/iqd/independent --cascade exp/iqd/cascade \
+        --cache exp/iqd/cache
 
-Per system (E2E, independent, cascade), on the test split (whole utterances, cached with the
+Per system (E2E; "e2e + text", the E2E reading its label history as text too, `iqd/fusion.py`,
+what the bundle ships; independent; cascade; each E2E also at an early operating point), on the test split (whole utterances, cached with the
 frozen ASR like dev) and on the continuous recordings of `heed corpus streams CORPUS --split test`.
 The ASR's tokens come from the search the cache's dev split was made with (`iqd.cache.SearchConfig`:
 greedy, or the runtime's beam search with LM fusion, i.e. what the shipped pipeline feeds its IQD),
@@ -37,9 +39,11 @@ from iqd.cache import (IqdCache, SearchConfig, add_search_args, cache_split, che
                        frame_seconds, search_from_args, split_search)
 from iqd.evaluate import THETAS, evaluate_policy, score_at_delay  # noqa: E402
 from iqd.metrics import det_curve, eer, fa_fr, latency_stats  # noqa: E402
+from iqd.fusion import cache_tracks, fuse_tracks, history_text  # noqa: E402
 from iqd.train import load_detector, posteriors, tracks_of  # noqa: E402
 from runtime.iqd import DecisionPolicy  # noqa: E402
 
+FUSED = "e2e + text"  # the E2E reading its label history as text too (iqd/fusion.py)
 DELAYS = [0.25, 0.5, 0.75, 1.0, 1.25, 1.5, 2.0, 2.5, 3.0]
 
 
@@ -66,7 +70,12 @@ def cascade_system(scores: np.ndarray, labels: list[bool], decided_at: list[floa
             "latency_eer": [{"delay_s": lat["median_s"], "eer": eer(scores, labels)}]}
 
 
-def early_e2e(args, models) -> tuple | None:
+def shipped(models) -> str:
+    """The E2E row the bundle ships: the fused one when benchmarked."""
+    return FUSED if FUSED in models else "e2e"
+
+
+def early_e2e(args, models, name: str) -> tuple | None:
     """The E2E detector at an earlier operating point: the policy and theta chosen on dev as in
     training (`choose_policy`, on the dev splits the E2E was trained with), but within a median
     latency budget `--early-gap-s` below the independent detector's dev median. Same network.
@@ -76,13 +85,13 @@ def early_e2e(args, models) -> tuple | None:
     from iqd.cache import open_splits
     from iqd.evaluate import choose_policy
 
-    model, ckpt = models["e2e"]
+    model, ckpt = models[name]
     budget = models["independent"][1]["dev"]["median_s"] - args.early_gap_s
     streams = bool(ckpt["train_config"].get("streams"))
     dev = open_splits(args.cache, "dev", streams)
-    policy, theta, search = choose_policy(tracks_of(dev, posteriors(model, dev), _policy(ckpt)), budget, _policy(ckpt))
+    policy, theta, search = choose_policy(cache_tracks(model, ckpt, dev), budget, _policy(ckpt))
     if search["chosen"]["median_s"] > budget:
-        print(f"e2e early: no policy within a dev median of {budget:.2f} s; not scored", file=sys.stderr)
+        print(f"{name} early: no policy within a dev median of {budget:.2f} s; not scored", file=sys.stderr)
         return None
     early = copy.deepcopy(ckpt)
     early["policy"], early["theta"] = policy.to_dict(), theta
@@ -105,14 +114,20 @@ def bench_test_split(args, models) -> dict:
             r = cascade_system(scores, [u.directed for u in test.utts], _endpoints(test),
                                [u.speech_start for u in test.utts], ckpt["theta"])
         else:
-            r = frame_system(model, ckpt, tracks_of(test, posteriors(model, test), _policy(ckpt)))
+            r = frame_system(model, ckpt, cache_tracks(model, ckpt, test))
         out[name] = r
         print(f"test {name}: EER {100 * r['eer']:.1f}% median {r['median_s']:.2f} s ({time.monotonic() - t0:.0f} s)",
               file=sys.stderr, flush=True)
-    if args.e2e_export and "e2e" in models:
-        out["e2e int8 (onnx)"] = frame_system(None, models["e2e"][1],
-                                              tracks_of(test, onnx_posteriors(Path(args.e2e_export), test),
-                                                        _policy(models["e2e"][1])))
+    if args.e2e_export and shipped(models) in models:
+        from iqd.fusion import cache_pieces
+        from runtime.iqd import IqdModel
+
+        ckpt = models[shipped(models)][1]
+        tracks = tracks_of(test, onnx_posteriors(Path(args.e2e_export), test), _policy(ckpt))
+        text = IqdModel.from_dir(args.e2e_export).text  # the export's own text reader, as the runtime loads it
+        if text is not None:
+            tracks = fuse_tracks(tracks, [(u.tokens, u.token_frames) for u in test.utts], text, cache_pieces(test))
+        out[f"{shipped(models)} int8 (onnx)"] = frame_system(None, ckpt, tracks)
     return out
 
 
@@ -179,7 +194,12 @@ def bench_streams(args, models) -> dict:
                             x = feats[4 * seg.start : 4 * seg.end + 3][None]
                             p = torch.sigmoid(model(x))[0]
                     p = p.numpy()
-                tracks[name].append(segment_track(p, seg, u, fs, silent, feats.numpy(), _policy(ckpt)))
+                track = segment_track(p, seg, u, fs, silent, feats.numpy(), _policy(ckpt))
+                text = history_text(ckpt)
+                if text is not None and seg is not None:
+                    history = (seg.tokens, [f - seg.start for f in seg.frames])
+                    track = fuse_tracks([track], [history], text, tok.pieces())[0]
+                tracks[name].append(track)
             if "cascade" in models:
                 model, _ = models["cascade"]
                 casc["scores"].append(float(model.predict([tok.decode(seg.transcript)])[0]) if seg is not None else 0.0)
@@ -275,6 +295,7 @@ def main() -> int:
     ap.add_argument("--e2e")
     ap.add_argument("--independent")
     ap.add_argument("--cascade")
+    ap.add_argument("--fusion", help=f"heed train iqd --kind fusion folder: the row '{FUSED}'")
     ap.add_argument("--e2e-export", help="heed export iqd folder: also score its int8 graph on the test split")
     ap.add_argument("--test-limit", type=int)
     ap.add_argument("--n-streams", type=int, default=20)
@@ -301,16 +322,17 @@ def main() -> int:
         args.search_cfg = search_from_args(args)
     print(f"search: {json.dumps(args.search_cfg.describe())}", file=sys.stderr, flush=True)
     models = {name: load_detector(Path(d) / "model.pt") for name, d in
-              (("e2e", args.e2e), ("independent", args.independent), ("cascade", args.cascade)) if d}
+              (("e2e", args.e2e), (FUSED, args.fusion), ("independent", args.independent), ("cascade", args.cascade)) if d}
     if not models:
-        ap.error("give at least one of --e2e, --independent, --cascade")
+        ap.error("give at least one of --e2e, --fusion, --independent, --cascade")
     if args.no_onset_gate:
         for _, ckpt in models.values():
             ckpt["policy"] = {**ckpt["policy"], "onset_min_ms": 0.0}
-    if not args.no_early and "e2e" in models and "independent" in models:
-        early = early_e2e(args, models)
-        if early is not None:
-            models["e2e early"] = early
+    for name in ("e2e", FUSED):
+        if not args.no_early and name in models and "independent" in models:
+            early = early_e2e(args, models, name)
+            if early is not None:
+                models[f"{name} early"] = early
     results = {"test": bench_test_split(args, models)}
     if not args.no_streams:
         results["streams"] = bench_streams(args, models)
@@ -319,13 +341,14 @@ def main() -> int:
     results["thetas"] = THETAS.tolist()
     results["asr"] = args.asr
     results["search"] = args.search_cfg.describe()
-    e2e, ind = results["test"].get("e2e"), results["test"].get("independent")
+    e2e, ind = results["test"].get(shipped(models)), results["test"].get("independent")
     if e2e and ind:
         results["e2e_vs_independent"] = {
             f"{key} ({name})": {
                 "eer_relative_reduction": 1 - res[name]["eer"] / res["independent"]["eer"] if res["independent"]["eer"] else None,
                 "median_latency_reduction_s": res["independent"]["median_s"] - res[name]["median_s"]}
-            for key, res in results.items() if key in ("test", "streams") for name in ("e2e", "e2e early") if name in res}
+            for key, res in results.items() if key in ("test", "streams")
+            for name in ("e2e", "e2e early", FUSED, f"{FUSED} early") if name in res}
     Path(args.json).parent.mkdir(parents=True, exist_ok=True)
     Path(args.json).write_text(json.dumps(results, indent=1) + "\n")
     md = markdown(results)

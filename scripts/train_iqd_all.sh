@@ -5,7 +5,8 @@
 #
 # ASR_CKPT  the frozen ASR (tokens.model beside it)
 # CORPUS    corpus with train/dev/test.jsonl (directed labels, speech times)
-# EXPDIR    gets cache/ (the ASR's outputs), e2e/, independent/, cascade/, iqd-e2e-export/, bench/
+# EXPDIR    gets cache/ (the ASR's outputs), e2e/, independent/, cascade/, fusion/ (the E2E reading its
+#           label history as text too, iqd/fusion.py), iqd-e2e-export/ (exported from fusion/), bench/
 # The deciders start at the speech-onset gate (runtime/iqd.py: OnsetGate) with its defaults, which
 # each model.pt, the export and the benchmark carry (scripts/choose_onset_gate.py chose them on dev).
 #
@@ -23,7 +24,7 @@
 # (the search of the training splits, default SEARCH; another one mixes searches, with a warning).
 set -euo pipefail
 if [ $# -ne 3 ]; then
-    sed -n '2,23p' "$0" >&2
+    sed -n '2,24p' "$0" >&2
     exit 2
 fi
 ASR=$1 CORPUS=$2 EXP=$3
@@ -116,15 +117,18 @@ else
 fi
 train cascade --streams
 
-# 3. The E2E detector for the runtime.
-log "export e2e -> $EXP/iqd-e2e-export"
-$HEED export iqd "$EXP/e2e" --out "$EXP/iqd-e2e-export" > "$EXP/iqd-e2e-export.log"
+# 3. The E2E detector fused with the cascade's classifier reading the label history as text (the
+#    weight and the policy chosen on dev; nothing trained), exported for the runtime.
+log "fusion: e2e + the cascade's text reader"
+$HEED train iqd --kind fusion --e2e "$EXP/e2e" --cascade "$EXP/cascade" --cache "$CACHE" --out "$EXP/fusion" --quiet
+log "export fusion -> $EXP/iqd-e2e-export"
+$HEED export iqd "$EXP/fusion" --out "$EXP/iqd-e2e-export" > "$EXP/iqd-e2e-export.log"
 
 # 4. The benchmark (its tokens by the dev/test search: the test split cached above, the test recordings
 #    decoded with it).
 log "bench -> $DOCS"
 # shellcheck disable=SC2086
-"$PY" scripts/bench_iqd.py --asr "$ASR" --corpus "$CORPUS" --cache "$CACHE" --e2e "$EXP/e2e" $EVAL_S \
+"$PY" scripts/bench_iqd.py --asr "$ASR" --corpus "$CORPUS" --cache "$CACHE" --e2e "$EXP/e2e" --fusion "$EXP/fusion" $EVAL_S \
     --independent "$EXP/independent" --cascade "$EXP/cascade" --e2e-export "$EXP/iqd-e2e-export" --n-streams "$N_STREAMS" \
     --json "$DOCS/iqd_bench.json" --md "$DOCS/iqd_bench.md" --det-png "$DOCS/iqd_det.png" \
     --latency-png "$DOCS/iqd_latency_eer.png"

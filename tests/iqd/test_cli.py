@@ -53,3 +53,25 @@ def test_bundle_with_a_missing_iqd_export_fails_clearly(tiny_bundle: Path, tmp_p
     r = heed("export", "bundle", "--asr", str(tiny_bundle.parent / "asr-export"), "--out", str(tmp_path / "b"),
              "--iqd", str(tmp_path / "no-iqd"))
     assert r.returncode == 1 and "heed export iqd" in r.stderr and "Traceback" not in r.stderr
+
+
+def test_train_iqd_fusion_needs_both_detectors(tmp_path: Path, iqd_runs: dict[str, Path]) -> None:
+    r = heed("train", "iqd", "--kind", "fusion", "--e2e", str(iqd_runs["e2e"]), "--out", str(tmp_path / "f"))
+    assert r.returncode == 1 and "--cascade" in r.stderr and "Traceback" not in r.stderr
+    r = heed("train", "iqd", "--kind", "fusion", "--e2e", str(iqd_runs["e2e"]), "--cascade", str(tmp_path / "none"),
+             "--out", str(tmp_path / "f"))
+    assert r.returncode == 1 and "no such checkpoint" in r.stderr
+    r = heed("train", "iqd", "--kind", "fusion", "--e2e", str(iqd_runs["cascade"]), "--cascade", str(iqd_runs["cascade"]),
+             "--out", str(tmp_path / "f"))
+    assert r.returncode == 1 and "e2e and a cascade" in r.stderr and "Traceback" not in r.stderr
+    r = heed("train", "iqd", "--kind", "e2e", "--out", str(tmp_path / "o"))
+    assert r.returncode == 1 and "needs --corpus" in r.stderr
+
+
+def test_train_iqd_fusion_then_export(tmp_path: Path, iqd_runs: dict[str, Path]) -> None:
+    r = heed("train", "iqd", "--kind", "fusion", "--e2e", str(iqd_runs["e2e"]), "--cascade", str(iqd_runs["cascade"]),
+             "--out", str(tmp_path / "f"), "--quiet")
+    assert r.returncode == 0, r.stderr[-2000:]
+    r = heed("export", "iqd", str(tmp_path / "f"), "--out", str(tmp_path / "e"), "--check-frames", "40")
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert (tmp_path / "e" / "text.npz").exists() and '"text"' in (tmp_path / "e" / "iqd.json").read_text()

@@ -79,7 +79,9 @@ def test_noise_floor_falls_at_once_and_rises_slowly() -> None:
 
 
 class _StubModel:
-    """Stands in for IqdModel: a constant posterior, a frame counter as the state."""
+    """Stands in for IqdModel: a constant posterior, a frame counter as the state, no text reader."""
+
+    text = None
 
     def __init__(self, p: float) -> None:
         self.p = p

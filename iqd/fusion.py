@@ -1,0 +1,123 @@
+"""The E2E detector reading its label history twice: through its own GRU (the joint network) and
+as text, scored by the cascade's n-gram classifier (`runtime.iqd.HistoryText`).
+
+The joint network learns from the cached training utterances only (8,000 and the recordings'),
+the text classifier from every training sentence, and on the finished transcript the classifier
+is the better of the two (docs/iqd.md). Fusing the two logits per frame, with the text read from
+the decider's onset on, takes the best of both while the person speaks:
+
+    p = sigmoid((1 - w) logit(p_joint) + w text_logit)
+
+`fit_fusion` picks w on dev (with its recordings when the E2E was trained with them) from a small
+grid, re-choosing the decision policy for each (`choose_policy`, the same latency budget), and
+writes a checkpoint that is the E2E's plus a `text` entry (classifier weights, bias, w) and the
+new policy; `heed export iqd` then ships both. Nothing is trained here: the joint network and
+the classifier are the ones given.
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+import torch
+
+from iqd.cache import ConcatCache, IqdCache, open_splits
+from iqd.evaluate import Track, choose_policy, evaluate_policy
+from iqd.train import load_detector, posteriors, tracks_of
+from runtime.iqd import DecisionPolicy, HistoryText
+
+WEIGHTS = (0.0, 0.2, 0.3, 0.4, 0.5, 0.6)  # w = 0 is the joint network alone
+
+
+def history_text(ckpt: dict[str, Any]) -> HistoryText | None:
+    """The checkpoint's text reader, None for a plain E2E checkpoint."""
+    t = ckpt.get("text")
+    if not t:
+        return None
+    return HistoryText(np.asarray(t["weights"], np.float32), float(t["bias"]), float(t["weight"]))
+
+
+def from_cascade(cascade: torch.nn.Module, weight: float) -> HistoryText:
+    """The cascade's classifier (a TextClassifier) as the runtime's numpy scorer."""
+    return HistoryText(cascade.weights.weight.detach().numpy()[:, 0], float(cascade.bias.detach()), weight)
+
+
+def cache_pieces(cache: IqdCache | ConcatCache) -> list[str]:
+    """The token pieces of the ASR that filled the cache (its tokens.model sits beside its checkpoint)."""
+    from asr.tokenizer import Tokenizer
+
+    asr = json.loads((Path(cache.dir) / "meta.json").read_text())["asr"]
+    return Tokenizer(Path(asr).parent / "tokens.model").pieces()
+
+
+def fuse_tracks(tracks: Sequence[Track], histories: Sequence[tuple[Sequence[int], Sequence[int]]],
+                text: HistoryText, pieces: Sequence[str]) -> list[Track]:
+    """Each track with its posterior fused with the text of its history (tokens, frames in the
+    track's frames), read from the track's onset on, as `runtime.iqd.IqdStream` does live."""
+    out = []
+    for tr, (tokens, frames) in zip(tracks, histories):
+        logits = text.frame_logits(tokens, frames, tr.onset, len(tr.p), pieces)
+        out.append(dataclasses.replace(tr, p=text.fuse_track(tr.p, logits)) if len(tr.p) else tr)
+    return out
+
+
+def cache_tracks(model: torch.nn.Module, ckpt: dict[str, Any], cache: IqdCache | ConcatCache,
+                 policy: DecisionPolicy | None = None) -> list[Track]:
+    """The detector's tracks over a cached split: the joint network's posteriors, fused with the
+    text when the checkpoint reads it."""
+    policy = policy or DecisionPolicy.from_dict(ckpt["policy"])
+    tracks = tracks_of(cache, posteriors(model, cache), policy)
+    text = history_text(ckpt)
+    if text is None:
+        return tracks
+    return fuse_tracks(tracks, [(u.tokens, u.token_frames) for u in cache.utts], text, cache_pieces(cache))
+
+
+def fit_fusion(e2e_path: str | Path, cascade_path: str | Path, out: str | Path,
+               weights: Sequence[float] = WEIGHTS, cache: str | Path | None = None,
+               progress: bool = True) -> Path:
+    """Choose w on dev (module docstring); write OUT/model.pt and OUT/dev.json. Returns the checkpoint path."""
+    model, ckpt = load_detector(e2e_path)
+    cascade, cckpt = load_detector(cascade_path)
+    if ckpt["kind"] != "e2e" or cckpt["kind"] != "cascade":
+        raise ValueError(f"fusion needs an e2e and a cascade checkpoint, got {ckpt['kind']} and {cckpt['kind']}")
+    tc = ckpt["train_config"]
+    cache_dir = Path(cache or tc.get("cache") or Path(e2e_path).parent / "cache")
+    dev = open_splits(cache_dir, "dev", bool(tc.get("streams")))
+    base = DecisionPolicy.from_dict(ckpt["policy"])
+    budget = float(tc.get("max_median_latency_s", 1.4))
+    tracks = tracks_of(dev, posteriors(model, dev), base)
+    histories = [(u.tokens, u.token_frames) for u in dev.utts]
+    pieces = cache_pieces(dev)
+    rows, best = [], None
+    for w in weights:
+        text = from_cascade(cascade, w)
+        fused = fuse_tracks(tracks, histories, text, pieces)
+        policy, theta, search = choose_policy(fused, budget, base)
+        r = {"weight": w, "eer": search["chosen"]["eer"], "median_s": search["chosen"]["median_s"]}
+        rows.append(r)
+        if progress:
+            print(f"fusion w={w}: dev EER {100 * r['eer']:.1f}%, median {r['median_s']:.2f} s", flush=True)
+        if r["median_s"] <= budget and (best is None or r["eer"] < best[0]["eer"]):
+            best = (r, text, policy, theta, fused)
+    if best is None:
+        raise ValueError(f"no fusion weight decides within the dev median latency budget of {budget} s")
+    r, text, policy, theta, fused = best
+    result = evaluate_policy(fused, policy, theta)
+    result.pop("curve", None)
+    fused_ckpt = {**ckpt, "policy": policy.to_dict(), "theta": theta, "dev": result,
+                  "text": {"weights": text.weights, "bias": text.bias, "weight": text.weight,
+                           "cascade": str(cascade_path), "search": rows},
+                  "plain_dev": ckpt["dev"], "plain_policy": ckpt["policy"], "plain_theta": ckpt["theta"]}
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    torch.save(fused_ckpt, out / "model.pt")
+    (out / "dev.json").write_text(json.dumps({"dev": result, "policy": policy.to_dict(), "theta": theta,
+                                              "weight": text.weight, "search": rows}, indent=1) + "\n")
+    if progress:
+        print(f"fusion: w={text.weight}, dev EER {100 * result['eer']:.1f}%, median {result['median_s']:.2f} s; "
+              f"policy {policy}", flush=True)
+    return out / "model.pt"
