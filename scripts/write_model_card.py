@@ -153,7 +153,11 @@ def training_section(asr: Path, tagger: Path, iqd: Path | None) -> list[str]:
         pol = meta.get("policy", {})
         lines += [f"**Intended-query detector** (`{iqd}`): the {meta.get('kind', 'e2e')} detector, trained on the frozen "
                   "ASR's encoder output and emitted tokens (recipe and commands in [docs/iqd.md](../../docs/iqd.md)); "
-                  "decision policy chosen on dev: " + ", ".join(f"{k} {v:g}" for k, v in pol.items()) + ".", ""]
+                  + (f"it also reads the label history as text, the cascade's n-gram classifier over the pieces "
+                     f"emitted since the speech onset, its logit weighted {meta['text']['weight']:g} against the joint "
+                     f"network's {1 - meta['text']['weight']:g} (`iqd/fusion.py`, weight chosen on dev); "
+                     if meta.get("text") else "")
+                  + "decision policy chosen on dev: " + ", ".join(f"{k} {v:g}" for k, v in pol.items()) + ".", ""]
     return lines
 
 
@@ -199,7 +203,8 @@ def figures_section(docs: Path) -> list[str]:
         lines.append("")
     if (docs / "iqd_bench.md").exists():
         lines += ["### Intended-query detection ([docs/iqd.md](../../docs/iqd.md), which gives the command): "
-                  "the shipped detector is `e2e int8 (onnx)`; latency from the start of speech", "",
+                  "the shipped detector is the `int8 (onnx)` row (`e2e + text` when the E2E reads its label history "
+                  "as text too); latency from the start of speech", "",
                   *(docs / "iqd_bench.md").read_text().strip().replace("**", "").splitlines(), ""]
     rt = _read(docs / "runtime_bench.json")
     if rt:

@@ -35,3 +35,17 @@ def test_bench_scores_the_e2e_early_point_within_its_budget(iqd_runs: dict[str, 
         res = _bench(iqd_runs, overfit_asr, iqd_corpus, tmp_path / extra[-1], *extra)
         assert "e2e early" not in res["test"] and "test (e2e early)" not in res["e2e_vs_independent"]
         assert "test (e2e)" in res["e2e_vs_independent"]
+
+
+def test_bench_scores_the_fused_detector_next_to_the_plain_one(iqd_runs: dict[str, Path], overfit_asr: Path,
+                                                               iqd_corpus: Path, tmp_path: Path) -> None:
+    from iqd.fusion import fit_fusion
+
+    fit_fusion(iqd_runs["e2e"] / "model.pt", iqd_runs["cascade"] / "model.pt", tmp_path / "fusion", progress=False)
+    res = _bench(iqd_runs, overfit_asr, iqd_corpus, tmp_path / "b", "--fusion", str(tmp_path / "fusion"),
+                 "--early-gap-s", "-10")
+    assert {"e2e", "e2e + text", "e2e early", "e2e + text early"} <= set(res["test"])
+    assert res["test"]["e2e + text"]["n"] == res["test"]["e2e"]["n"] == 4
+    fused = json.loads((tmp_path / "fusion" / "dev.json").read_text())
+    assert res["systems"]["e2e + text"]["theta"] == fused["theta"]  # its own dev-chosen operating point
+    assert "test (e2e + text)" in res["e2e_vs_independent"]  # the shipped row is compared with the baseline
