@@ -5,8 +5,8 @@ import random
 import pytest
 
 from tagging.metrics import (
-    correction_time, delayed, edit_overhead, exact_matches, intent_accuracy, relative_correctness, slot_f1,
-    slot_value_f1, spans, streaming_scores,
+    correction_time, delayed, edit_overhead, exact_matches, hindsight_exact_matches, intent_accuracy,
+    relative_correctness, slot_f1, slot_value_f1, spans, streaming_scores,
 )
 
 # A run worked by hand: the first label is corrected once, the second once, then all is stable.
@@ -82,6 +82,9 @@ def test_streaming_metrics_by_hand() -> None:
     assert relative_correctness(RUN) == 0.5
     # only step 2 matches the gold labels of its prefix (the final output mislabels "B-d")
     assert exact_matches(RUN, GOLD) == 1
+    # shown with hindsight (the final labels on every prefix), the first three prefixes are right
+    assert hindsight_exact_matches(RUN[-1], GOLD) == 3 == exact_matches([RUN[-1][:k] for k in range(1, 5)], GOLD)
+    assert hindsight_exact_matches(["O", "B-c"], GOLD) == 0 and hindsight_exact_matches(GOLD, GOLD) == 4
 
 
 def test_delay_withholds_the_newest_labels() -> None:
