@@ -1,0 +1,101 @@
+#!/usr/bin/env python
+"""Variants of the IQD's text fusion that were tried and not kept (docs/iqd.md, "The label history
+read as text"): each prints dev and test EER and median latency over the fusion weights, the
+policy chosen on dev (utterances + recordings) at every weight, as `heed train iqd --kind fusion`.
+
+    # the reader: a classifier trained on every word prefix of the reference texts instead of the cascade's
+    OMP_NUM_THREADS=1 python scripts/iqd_fusion_experiments.py --exp exp/iqd11 --corpus data/c14k prefix-reader
+
+    # more training audio the ASR never heard: a fresh corpus's train split cached as EXTRA/train,
+    # the joint network and the cascade retrained on train + EXTRA/train + train-streams
+    heed corpus build --out data/iqd-fresh --size 5000 --seed 23
+    python -m iqd.cache --asr exp/iqd11/asr9.pt --corpus data/iqd-fresh --cache exp/iqd12/cache --split train \
+        --limit 4000 --crop --search beam --lm exp/bundle-lm/asr/lm.npz
+    OMP_NUM_THREADS=1 python scripts/iqd_fusion_experiments.py --exp exp/iqd11 --corpus data/c14k \
+        extra-train --extra exp/iqd12/cache
+
+EXP holds the run of scripts/train_iqd_all.sh (cache/, e2e/, cascade/); the retrained models use
+their train_config (the same budget, seed 0).
+"""
+from __future__ import annotations
+
+import argparse
+import csv
+import dataclasses
+import io
+import sys
+from pathlib import Path
+
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "scripts"))
+
+import iqd.train as T  # noqa: E402
+from iqd.cache import ConcatCache, IqdCache, open_splits  # noqa: E402
+from iqd.evaluate import choose_policy, evaluate_policy  # noqa: E402
+from iqd.fusion import cache_pieces, from_cascade, fuse_tracks  # noqa: E402
+from iqd.metrics import eer  # noqa: E402
+from iqd.model import TextClassifier  # noqa: E402
+from runtime.iqd import DecisionPolicy  # noqa: E402
+
+WEIGHTS = (0.0, 0.3, 0.4, 0.5)
+
+
+def fused_rows(name: str, e2e, reader, dev, test, base: DecisionPolicy) -> list[str]:
+    pieces = cache_pieces(dev)
+    td = T.tracks_of(dev, T.posteriors(e2e, dev), base)
+    tt = T.tracks_of(test, T.posteriors(e2e, test), base)
+    rows = []
+    for w in WEIGHTS:
+        text = from_cascade(reader, w)
+        fd = fuse_tracks(td, [(u.tokens, u.token_frames) for u in dev.utts], text, pieces)
+        policy, theta, search = choose_policy(fd, 1.4, base)
+        r = evaluate_policy(fuse_tracks(tt, [(u.tokens, u.token_frames) for u in test.utts], text, pieces), policy, theta)
+        rows.append(f"| {name} | {w:g} | {100 * search['chosen']['eer']:.1f}% / {search['chosen']['median_s']:.2f} s | "
+                    f"{100 * r['eer']:.1f}% / {r['median_s']:.2f} s |")
+        print(rows[-1], flush=True)
+    return rows
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--exp", required=True, type=Path)
+    ap.add_argument("--corpus", required=True, type=Path)
+    sub = ap.add_subparsers(dest="what", required=True)
+    sub.add_parser("prefix-reader")
+    x = sub.add_parser("extra-train")
+    x.add_argument("--extra", required=True, type=Path, help="a cache folder whose train split is added")
+    args = ap.parse_args()
+    torch.set_num_threads(1)
+    cache = args.exp / "cache"
+    dev, test = open_splits(cache, "dev", True), IqdCache(cache, "test")
+    e2e, ck = T.load_detector(args.exp / "e2e" / "model.pt")
+    cascade, cck = T.load_detector(args.exp / "cascade" / "model.pt")
+    base = DecisionPolicy.from_dict(ck["policy"])
+    print("| joint network + reader | w | dev EER / median | test EER / median |\n|---|---:|---:|---:|", flush=True)
+    if args.what == "prefix-reader":
+        from iqd_text_ceiling import prefix_classifier
+
+        fused_rows("shipped + the cascade's classifier", e2e, cascade, dev, test, base)
+        fused_rows("shipped + reference-prefix classifier", e2e, prefix_classifier(args.corpus), dev, test, base)
+        return 0
+    train = ConcatCache([IqdCache(cache, "train"), IqdCache(args.extra, "train"), IqdCache(cache, "train-streams")])
+    cfg, ccfg = T.TrainConfig.from_dict(ck["train_config"]), T.TrainConfig.from_dict(cck["train_config"])
+    torch.manual_seed(cfg.seed)
+    new_e2e = T._fit_frames(cfg, T._new_model(cfg, train, train.vocab_size), train, dev, csv.writer(io.StringIO()), False)
+    torch.manual_seed(ccfg.seed)
+    new_casc = T._fit_cascade(ccfg, TextClassifier(dataclasses.replace(ccfg.model, kind="cascade")), train, dev,
+                              csv.writer(io.StringIO()), False)
+    labels = [u.directed for u in test.utts]
+    print(f"cascade on the final transcripts, test EER: retrained {100 * eer(new_casc.predict([u.hyp for u in test.utts]).numpy(), labels):.1f}%, "
+          f"shipped {100 * eer(cascade.predict([u.hyp for u in test.utts]).numpy(), labels):.1f}%", flush=True)
+    fused_rows("shipped + shipped cascade", e2e, cascade, dev, test, base)
+    fused_rows("retrained + retrained cascade", new_e2e, new_casc, dev, test, base)
+    fused_rows("retrained + shipped cascade", new_e2e, cascade, dev, test, base)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
