@@ -14,6 +14,12 @@ policy chosen on dev (utterances + recordings) at every weight, as `heed train i
     OMP_NUM_THREADS=1 python scripts/iqd_fusion_experiments.py --exp exp/iqd11 --corpus data/c14k \
         extra-train --extra exp/iqd12/cache
 
+    # the text of the finished best hypothesis instead of the fed tokens (dev utterances only)
+    python -m iqd.cache --asr exp/iqd11/asr9.pt --corpus data/c14k --cache exp/iqd11-final/cache --split dev \
+        --search beam --lm exp/bundle-lm/asr/lm.npz --history final
+    OMP_NUM_THREADS=1 python scripts/iqd_fusion_experiments.py --exp exp/iqd11 --corpus data/c14k \
+        final-history --final exp/iqd11-final/cache
+
 EXP holds the run of scripts/train_iqd_all.sh (cache/, e2e/, cascade/); the retrained models use
 their train_config (the same budget, seed 0).
 """
@@ -67,6 +73,8 @@ def main() -> int:
     sub.add_parser("prefix-reader")
     x = sub.add_parser("extra-train")
     x.add_argument("--extra", required=True, type=Path, help="a cache folder whose train split is added")
+    f = sub.add_parser("final-history")
+    f.add_argument("--final", required=True, type=Path, help="a cache of the dev split made with --history final")
     args = ap.parse_args()
     torch.set_num_threads(1)
     cache = args.exp / "cache"
@@ -74,6 +82,19 @@ def main() -> int:
     e2e, ck = T.load_detector(args.exp / "e2e" / "model.pt")
     cascade, cck = T.load_detector(args.exp / "cascade" / "model.pt")
     base = DecisionPolicy.from_dict(ck["policy"])
+    if args.what == "final-history":  # the joint network reads the fed tokens in both rows; the text differs
+        fed, final = IqdCache(cache, "dev"), IqdCache(args.final, "dev")
+        if [u.id for u in fed.utts] != [u.id for u in final.utts]:
+            raise SystemExit("the two dev caches hold different utterances")
+        tracks = T.tracks_of(fed, T.posteriors(e2e, fed), base)
+        print("| text read from | w | dev utterances EER / median |\n|---|---:|---:|")
+        for w in WEIGHTS:
+            for name, c in (("fed tokens", fed), ("finished best", final)):
+                fused = fuse_tracks(tracks, [(u.tokens, u.token_frames) for u in c.utts], from_cascade(cascade, w),
+                                    cache_pieces(fed))
+                _, _, search = choose_policy(fused, 1.4, base)
+                print(f"| {name} | {w:g} | {100 * search['chosen']['eer']:.1f}% / {search['chosen']['median_s']:.2f} s |")
+        return 0
     print("| joint network + reader | w | dev EER / median | test EER / median |\n|---|---:|---:|---:|", flush=True)
     if args.what == "prefix-reader":
         from iqd_text_ceiling import prefix_classifier
