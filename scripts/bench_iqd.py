@@ -40,7 +40,7 @@ from iqd.cache import (IqdCache, SearchConfig, add_search_args, cache_split, che
 from iqd.evaluate import THETAS, evaluate_policy, score_at_delay  # noqa: E402
 from iqd.metrics import det_curve, eer, fa_fr, latency_stats  # noqa: E402
 from iqd.fusion import cache_tracks, fuse_tracks, history_text  # noqa: E402
-from iqd.train import load_detector, posteriors, tracks_of  # noqa: E402
+from iqd.train import load_detector, tracks_of  # noqa: E402
 from runtime.iqd import DecisionPolicy  # noqa: E402
 
 FUSED = "e2e + text"  # the E2E reading its label history as text too (iqd/fusion.py)

@@ -31,7 +31,6 @@ OUT/arm_curve.png. Writes OUT/results.json and OUT/results.md.
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
 import sys
 import time
