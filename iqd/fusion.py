@@ -76,6 +76,30 @@ def cache_tracks(model: torch.nn.Module, ckpt: dict[str, Any], cache: IqdCache |
     return fuse_tracks(tracks, [(u.tokens, u.token_frames) for u in cache.utts], text, cache_pieces(cache))
 
 
+def choose_weight(tracks: Sequence[Track], histories: Sequence[tuple[Sequence[int], Sequence[int]]],
+                  reader: HistoryText, pieces: Sequence[str], budget: float, base: DecisionPolicy,
+                  weights: Sequence[float] = WEIGHTS, progress: bool = False):
+    """The fusion weight (and, at each weight, the policy: `choose_policy`) with the lowest EER over
+    the tracks among those whose median latency is within budget. reader: the classifier (its own
+    weight ignored). Returns (HistoryText at the chosen weight, policy, theta, the fused tracks, a
+    row per weight), or None when no weight decides within the budget."""
+    rows, best = [], None
+    for w in weights:
+        text = HistoryText(reader.weights, reader.bias, w)
+        fused = fuse_tracks(tracks, histories, text, pieces)
+        policy, theta, search = choose_policy(fused, budget, base)
+        r = {"weight": w, "eer": search["chosen"]["eer"], "median_s": search["chosen"]["median_s"]}
+        rows.append(r)
+        if progress:
+            print(f"fusion w={w}: dev EER {100 * r['eer']:.1f}%, median {r['median_s']:.2f} s", flush=True)
+        if r["median_s"] <= budget and (best is None or r["eer"] < best[0]["eer"]):
+            best = (r, text, policy, theta, fused)
+    if best is None:
+        return None
+    _, text, policy, theta, fused = best
+    return text, policy, theta, fused, rows
+
+
 def fit_fusion(e2e_path: str | Path, cascade_path: str | Path, out: str | Path,
                weights: Sequence[float] = WEIGHTS, cache: str | Path | None = None,
                progress: bool = True) -> Path:
@@ -92,20 +116,10 @@ def fit_fusion(e2e_path: str | Path, cascade_path: str | Path, out: str | Path,
     tracks = tracks_of(dev, posteriors(model, dev), base)
     histories = [(u.tokens, u.token_frames) for u in dev.utts]
     pieces = cache_pieces(dev)
-    rows, best = [], None
-    for w in weights:
-        text = from_cascade(cascade, w)
-        fused = fuse_tracks(tracks, histories, text, pieces)
-        policy, theta, search = choose_policy(fused, budget, base)
-        r = {"weight": w, "eer": search["chosen"]["eer"], "median_s": search["chosen"]["median_s"]}
-        rows.append(r)
-        if progress:
-            print(f"fusion w={w}: dev EER {100 * r['eer']:.1f}%, median {r['median_s']:.2f} s", flush=True)
-        if r["median_s"] <= budget and (best is None or r["eer"] < best[0]["eer"]):
-            best = (r, text, policy, theta, fused)
-    if best is None:
+    found = choose_weight(tracks, histories, from_cascade(cascade, 0.0), pieces, budget, base, weights, progress)
+    if found is None:
         raise ValueError(f"no fusion weight decides within the dev median latency budget of {budget} s")
-    r, text, policy, theta, fused = best
+    text, policy, theta, fused, rows = found
     result = evaluate_policy(fused, policy, theta)
     result.pop("curve", None)
     fused_ckpt = {**ckpt, "policy": policy.to_dict(), "theta": theta, "dev": result,

@@ -40,7 +40,7 @@ from iqd.cache import (IqdCache, SearchConfig, add_search_args, cache_split, che
 from iqd.evaluate import THETAS, evaluate_policy, score_at_delay  # noqa: E402
 from iqd.metrics import det_curve, eer, fa_fr, latency_stats  # noqa: E402
 from iqd.fusion import cache_tracks, fuse_tracks, history_text  # noqa: E402
-from iqd.train import load_detector, tracks_of  # noqa: E402
+from iqd.train import load_detector, posteriors, tracks_of  # noqa: E402
 from runtime.iqd import DecisionPolicy  # noqa: E402
 
 FUSED = "e2e + text"  # the E2E reading its label history as text too (iqd/fusion.py)
@@ -78,8 +78,9 @@ def shipped(models) -> str:
 def early_e2e(args, models, name: str) -> tuple | None:
     """The E2E detector at an earlier operating point: the policy and theta chosen on dev as in
     training (`choose_policy`, on the dev splits the E2E was trained with), but within a median
-    latency budget `--early-gap-s` below the independent detector's dev median. Same network.
-    None when no policy of the search decides that early on dev."""
+    latency budget `--early-gap-s` below the independent detector's dev median. Same network; a
+    detector that reads its history as text gets its fusion weight chosen within that budget too
+    (`iqd.fusion.choose_weight`, w = 0 among the candidates). None when nothing decides that early on dev."""
     import copy
 
     from iqd.cache import open_splits
@@ -89,11 +90,26 @@ def early_e2e(args, models, name: str) -> tuple | None:
     budget = models["independent"][1]["dev"]["median_s"] - args.early_gap_s
     streams = bool(ckpt["train_config"].get("streams"))
     dev = open_splits(args.cache, "dev", streams)
-    policy, theta, search = choose_policy(cache_tracks(model, ckpt, dev), budget, _policy(ckpt))
-    if search["chosen"]["median_s"] > budget:
+    early = copy.deepcopy(ckpt)
+    text = history_text(ckpt)
+    if text is None:
+        policy, theta, search = choose_policy(cache_tracks(model, ckpt, dev), budget, _policy(ckpt))
+        chosen = search["chosen"]
+    else:  # the fused detector's early point gets its own weight, chosen on dev within the early budget
+        from iqd.fusion import cache_pieces, choose_weight
+
+        tracks = tracks_of(dev, posteriors(model, dev), _policy(ckpt))
+        found = choose_weight(tracks, [(u.tokens, u.token_frames) for u in dev.utts], text, cache_pieces(dev),
+                              budget, _policy(ckpt))
+        chosen = {"median_s": float("inf")}
+        if found is not None:
+            text, policy, theta, fused, rows = found
+            chosen = next(r for r in rows if r["weight"] == text.weight)
+            early["text"] = {**ckpt["text"], "weight": text.weight, "search": rows}
+    if chosen["median_s"] > budget:
         print(f"{name} early: no policy within a dev median of {budget:.2f} s; not scored", file=sys.stderr)
         return None
-    early = copy.deepcopy(ckpt)
+    search = {"chosen": chosen}
     early["policy"], early["theta"] = policy.to_dict(), theta
     early["dev"] = {**ckpt["dev"], "eer": search["chosen"]["eer"], "median_s": search["chosen"]["median_s"],
                     "max_median_latency_s": budget}
@@ -337,7 +353,8 @@ def main() -> int:
     if not args.no_streams:
         results["streams"] = bench_streams(args, models)
     results["systems"] = {n: {"kind": c["kind"], "n_params": c["n_params"], "policy": _policy(c).to_dict(), "theta": c["theta"],
-                              "dev": c["dev"]} for n, (_, c) in models.items()}
+                              "dev": c["dev"], "text_weight": c["text"]["weight"] if c.get("text") else None}
+                          for n, (_, c) in models.items()}
     results["thetas"] = THETAS.tolist()
     results["asr"] = args.asr
     results["search"] = args.search_cfg.describe()

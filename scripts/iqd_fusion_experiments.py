@@ -72,7 +72,9 @@ def main() -> int:
     sub = ap.add_subparsers(dest="what", required=True)
     sub.add_parser("prefix-reader")
     x = sub.add_parser("extra-train")
-    x.add_argument("--extra", required=True, type=Path, help="a cache folder whose train split is added")
+    x.add_argument("--extra", required=True, type=Path, nargs="+", help="cache folders whose train splits are added")
+    x.add_argument("--minutes", type=float, help="the joint network's training budget (default: its train_config's)")
+    x.add_argument("--no-main", action="store_true", help="leave out EXP's own train split (the recordings stay)")
     f = sub.add_parser("final-history")
     f.add_argument("--final", required=True, type=Path, help="a cache of the dev split made with --history final")
     args = ap.parse_args()
@@ -102,8 +104,12 @@ def main() -> int:
         fused_rows("shipped + the cascade's classifier", e2e, cascade, dev, test, base)
         fused_rows("shipped + reference-prefix classifier", e2e, prefix_classifier(args.corpus), dev, test, base)
         return 0
-    train = ConcatCache([IqdCache(cache, "train"), IqdCache(args.extra, "train"), IqdCache(cache, "train-streams")])
+    main_train = [] if args.no_main else [IqdCache(cache, "train")]
+    train = ConcatCache([*main_train, *(IqdCache(d, "train") for d in args.extra), IqdCache(cache, "train-streams")])
     cfg, ccfg = T.TrainConfig.from_dict(ck["train_config"]), T.TrainConfig.from_dict(cck["train_config"])
+    if args.minutes:
+        cfg = dataclasses.replace(cfg, max_minutes=args.minutes)
+    print(f"training on {len(train)} rows ({train.split}), {cfg.max_minutes:g} minutes", flush=True)
     torch.manual_seed(cfg.seed)
     new_e2e = T._fit_frames(cfg, T._new_model(cfg, train, train.vocab_size), train, dev, csv.writer(io.StringIO()), False)
     torch.manual_seed(ccfg.seed)

@@ -49,3 +49,7 @@ def test_bench_scores_the_fused_detector_next_to_the_plain_one(iqd_runs: dict[st
     fused = json.loads((tmp_path / "fusion" / "dev.json").read_text())
     assert res["systems"]["e2e + text"]["theta"] == fused["theta"]  # its own dev-chosen operating point
     assert "test (e2e + text)" in res["e2e_vs_independent"]  # the shipped row is compared with the baseline
+    # the fused early point re-chooses its weight within the early budget; w = 0 is the plain early point
+    early, plain = res["systems"]["e2e + text early"], res["systems"]["e2e early"]
+    assert early["text_weight"] in (0.0, 0.2, 0.3, 0.4, 0.5, 0.6) and plain["text_weight"] is None
+    assert early["dev"]["eer"] <= plain["dev"]["eer"] + 1e-9
