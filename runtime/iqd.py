@@ -379,7 +379,7 @@ class IqdStream:
         self.reset()
 
     def reset(self) -> None:
-        """A new segment: the network's state, the gate (noise floor included) and the decider."""
+        """A new segment: the network's state, the text read, the gate (noise floor included) and the decider."""
         self.state = self.model.init_state()
         self.decider.reset()
         self.gate.reset()
