@@ -34,6 +34,9 @@ def add_train_parser(sub: argparse._SubParsersAction) -> None:
     t.add_argument("--streams", action="store_true",
                    help="also train on the cache's continuous recordings (train-streams) and choose the epoch and "
                         "the policy on dev + dev-streams (python -m iqd.cache --split S --streams N fills them)")
+    t.add_argument("--extra-train", action="append", default=[], metavar="CACHE",
+                   help="also train on this cache's train split (same ASR and search), e.g. of a corpus the ASR "
+                        "never trained on (python -m iqd.cache --corpus OTHER --cache CACHE --split train --crop)")
     t.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="override a TrainConfig field of iqd/train.py (model.KEY for IqdConfig), value as JSON, "
                         "e.g. --set token_dropout=0.1 --set model.enc_dropout=0.2")
@@ -98,7 +101,8 @@ def run_train(args: argparse.Namespace) -> int:
                                  ("max_median_latency_s", args.max_latency), ("lr", args.lr)) if v is not None}
     try:
         cfg = dataclasses.replace(TrainConfig(), kind=args.kind, corpus=args.corpus, out=args.out, asr=args.asr,
-                                  cache=args.cache, threads=args.threads, seed=args.seed, streams=args.streams, **changes)
+                                  cache=args.cache, threads=args.threads, seed=args.seed, streams=args.streams,
+                                  extra_train=tuple(args.extra_train), **changes)
         cfg = override(cfg, args.set)
         path = train(cfg, progress=not args.quiet)
     except (FileNotFoundError, ValueError) as e:

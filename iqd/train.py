@@ -28,7 +28,7 @@ import numpy as np
 import torch
 
 from iqd.augment import drop_tokens, time_mask
-from iqd.cache import ConcatCache, IqdCache, cache_split, frame_seconds, open_splits
+from iqd.cache import ConcatCache, IqdCache, cache_split, frame_seconds, open_splits, split_search
 from iqd.evaluate import Track, choose_policy, evaluate_policy, final_scores, onset_and_endpoint, onset_frame
 from iqd.metrics import eer, eer_threshold, fa_fr, latency_stats
 from iqd.model import (N_TOKEN_SLOTS, AcousticDetector, IqdConfig, IqJoint, TextClassifier, endpoint_bce,
@@ -55,6 +55,9 @@ class TrainConfig:
     weight_decay: float = 1e-4
     max_median_latency_s: float = 1.4  # the policy search's latency budget
     streams: bool = False  # also train on CACHE/train-streams, choose epoch and policy on dev + dev-streams
+    # more training rows: the train splits of other caches of the same ASR and search, e.g. of a corpus
+    # the ASR never trained on, whose label histories have test-like errors (docs/iqd.md)
+    extra_train: tuple[str, ...] = ()
     # e2e regularisation (issue 5: the detector overfits its cached training set), training only
     time_masks: int = 0  # spans of encoder frames zeroed per utterance (iqd.augment.time_mask)
     time_mask_max_frames: int = 10  # the longest span (40 ms frames)
@@ -80,7 +83,7 @@ class TrainConfig:
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> "TrainConfig":
         d = {k: v for k, v in d.items() if k in cls.__dataclass_fields__}
-        return cls(**{**d, "model": IqdConfig.from_dict(d.get("model", {}))})
+        return cls(**{**d, "extra_train": tuple(d.get("extra_train", ())), "model": IqdConfig.from_dict(d.get("model", {}))})
 
 
 def prepare(cfg: TrainConfig, progress: bool = True) -> tuple[IqdCache | ConcatCache, IqdCache | ConcatCache]:
@@ -92,7 +95,24 @@ def prepare(cfg: TrainConfig, progress: bool = True) -> tuple[IqdCache | ConcatC
             if not cfg.asr:
                 raise FileNotFoundError(f"{cache}/{split}.index.jsonl missing: give the ASR checkpoint (--asr) to fill it")
             cache_split(cfg.asr, cfg.corpus, cache, split, limit, crop, progress)
-    return open_splits(cache, "train", cfg.streams), open_splits(cache, "dev", cfg.streams)
+    train = open_splits(cache, "train", cfg.streams)
+    if cfg.extra_train:
+        parts = train.parts if isinstance(train, ConcatCache) else [train]
+        train = ConcatCache([parts[0], *(extra_split(d, cache) for d in cfg.extra_train), *parts[1:]])
+    return train, open_splits(cache, "dev", cfg.streams)
+
+
+def extra_split(extra: str | Path, cache: Path) -> IqdCache:
+    """EXTRA's train split, refused unless the same ASR and search made it as CACHE's train split."""
+    if not (Path(extra) / "train.index.jsonl").exists():
+        raise FileNotFoundError(f"{extra}/train.index.jsonl missing: python -m iqd.cache --cache {extra} --split train ...")
+    meta = [json.loads((Path(d) / "meta.json").read_text()) for d in (cache, extra)]
+    if meta[0]["asr"] != meta[1]["asr"] or meta[0]["enc_dim"] != meta[1]["enc_dim"]:
+        raise ValueError(f"{extra} was cached with ASR {meta[1]['asr']}, {cache} with {meta[0]['asr']}")
+    if split_search(extra, "train") != split_search(cache, "train"):
+        raise ValueError(f"{extra}'s train split was made by another search than {cache}'s: "
+                         f"{split_search(extra, 'train')} against {split_search(cache, 'train')}")
+    return IqdCache(extra, "train")
 
 
 def _batches(lengths: list[int], batch_size: int, rng: random.Random) -> list[list[int]]:

@@ -122,3 +122,33 @@ def test_a_bundle_without_iqd_has_no_directed(tiny_bundle: Path, four_utts: Path
     s.accept_waveform(load_audio(four_utts / "wav" / "u1.wav"), 16000)
     s.input_finished()
     assert pipe.iqd is None and "directed" not in s.result() and all("directed" not in e for e in s.events())
+
+
+def test_extra_train_adds_another_caches_rows_and_refuses_a_stranger(iqd_runs: dict[str, Path], tmp_path: Path) -> None:
+    """--extra-train: the train split of another cache of the same ASR and search joins the
+    training rows (before the recordings); one made by another ASR or search is refused."""
+    import shutil
+
+    from iqd.train import TrainConfig, extra_split, prepare
+
+    cache = iqd_runs["e2e"].parent / "cache"
+    extra = tmp_path / "extra"
+    extra.mkdir()
+    for f in cache.glob("train.*"):
+        shutil.copy(f, extra / f.name)
+    shutil.copy(cache / "meta.json", extra / "meta.json")
+    cfg = TrainConfig(kind="e2e", corpus="unused", out=str(tmp_path / "o"), cache=str(cache), extra_train=(str(extra),))
+    train, dev = prepare(cfg, progress=False)
+    plain, _ = prepare(dataclasses.replace(cfg, extra_train=()), progress=False)
+    assert len(train) == 2 * len(plain) and [u.id for u in train.utts] == [u.id for u in plain.utts] * 2
+    assert TrainConfig.from_dict(cfg.to_dict()).extra_train == (str(extra),)  # survives the checkpoint's round trip
+    meta = json.loads((extra / "meta.json").read_text())
+    (extra / "meta.json").write_text(json.dumps({**meta, "asr": "another.pt"}))
+    with pytest.raises(ValueError, match="ASR"):
+        extra_split(extra, cache)
+    (extra / "meta.json").write_text(json.dumps(meta))
+    (extra / "train.search.json").write_text(json.dumps({"method": "beam", "beam": 4, "history": "fed", "lm": None}))
+    with pytest.raises(ValueError, match="search"):
+        extra_split(extra, cache)
+    with pytest.raises(FileNotFoundError, match="train.index.jsonl"):
+        extra_split(tmp_path / "nothing", cache)
