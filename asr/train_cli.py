@@ -70,6 +70,8 @@ def run_asr(args: argparse.Namespace) -> int:
             torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", "0")))
     try:
         path = train(cfg, resume=args.resume, progress=not args.no_progress)
+        if distributed:  # every rank done before the group goes: gloo aborts a rank whose peer tore down first
+            dist.barrier()
     finally:
         if distributed:
             dist.destroy_process_group()
