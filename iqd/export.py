@@ -121,7 +121,8 @@ def export_iqd(model: IqJoint, ckpt: dict[str, Any], out_dir: str | Path, int8: 
     if text_entry is not None:
         parity["text_logit"] = text_entry.pop("parity")
     manifest = {
-        "schema_version": SCHEMA_VERSION, "kind": "e2e", "files": files, "text": text_entry, "enc_dim": cfg.enc_dim,
+        "schema_version": SCHEMA_VERSION, "kind": "e2e", "files": files, **({"text": text_entry} if text_entry else {}),
+        "enc_dim": cfg.enc_dim,
         "vocab_size": cfg.vocab_size, "n_token_slots": N_TOKEN_SLOTS,
         "state": {"token_state": [1, 1, cfg.token_hidden], "frame_state": [1, 1, cfg.frame_hidden]},
         # every decision setting, the speech-onset gate's defaults included for checkpoints saved before it
@@ -130,8 +131,6 @@ def export_iqd(model: IqJoint, ckpt: dict[str, Any], out_dir: str | Path, int8: 
         "bytes": {f: (out / f).stat().st_size for f in [*files.values(), *([text_entry["file"]] if text_entry else [])]},
         "asr": ckpt.get("train_config", {}).get("asr"),
     }
-    if text_entry is None:
-        del manifest["text"]
     (out / "iqd.json").write_text(json.dumps(manifest, indent=1) + "\n")
     return manifest
 

@@ -64,12 +64,10 @@ def fuse_tracks(tracks: Sequence[Track], histories: Sequence[tuple[Sequence[int]
     return out
 
 
-def cache_tracks(model: torch.nn.Module, ckpt: dict[str, Any], cache: IqdCache | ConcatCache,
-                 policy: DecisionPolicy | None = None) -> list[Track]:
-    """The detector's tracks over a cached split: the joint network's posteriors, fused with the
-    text when the checkpoint reads it."""
-    policy = policy or DecisionPolicy.from_dict(ckpt["policy"])
-    tracks = tracks_of(cache, posteriors(model, cache), policy)
+def cache_tracks(model: torch.nn.Module, ckpt: dict[str, Any], cache: IqdCache | ConcatCache) -> list[Track]:
+    """The detector's tracks over a cached split (its policy's onset gate): the joint network's
+    posteriors, fused with the text when the checkpoint reads it."""
+    tracks = tracks_of(cache, posteriors(model, cache), DecisionPolicy.from_dict(ckpt["policy"]))
     text = history_text(ckpt)
     if text is None:
         return tracks

@@ -103,16 +103,14 @@ def early_e2e(args, models, name: str) -> tuple | None:
                               budget, _policy(ckpt))
         chosen = {"median_s": float("inf")}
         if found is not None:
-            text, policy, theta, fused, rows = found
+            text, policy, theta, _, rows = found
             chosen = next(r for r in rows if r["weight"] == text.weight)
             early["text"] = {**ckpt["text"], "weight": text.weight, "search": rows}
     if chosen["median_s"] > budget:
         print(f"{name} early: no policy within a dev median of {budget:.2f} s; not scored", file=sys.stderr)
         return None
-    search = {"chosen": chosen}
     early["policy"], early["theta"] = policy.to_dict(), theta
-    early["dev"] = {**ckpt["dev"], "eer": search["chosen"]["eer"], "median_s": search["chosen"]["median_s"],
-                    "max_median_latency_s": budget}
+    early["dev"] = {**ckpt["dev"], "eer": chosen["eer"], "median_s": chosen["median_s"], "max_median_latency_s": budget}
     return model, early
 
 
@@ -187,6 +185,8 @@ def bench_streams(args, models) -> dict:
     beam = args.search_cfg.stream(asr)
     timelines = load_timelines(args.corpus, "test")[: args.n_streams]
     tracks = {n: [] for n in models}
+    texts = {n: history_text(ckpt) for n, (_, ckpt) in models.items()}  # the fused detectors' readers, once
+    pieces = tok.pieces()
     casc = {"scores": [], "labels": [], "at": [], "starts": []}
     n_missed = n_utts = 0
     for wav, tl in timelines:
@@ -211,10 +211,9 @@ def bench_streams(args, models) -> dict:
                             p = torch.sigmoid(model(x))[0]
                     p = p.numpy()
                 track = segment_track(p, seg, u, fs, silent, feats.numpy(), _policy(ckpt))
-                text = history_text(ckpt)
-                if text is not None and seg is not None:
+                if texts[name] is not None and seg is not None:
                     history = (seg.tokens, [f - seg.start for f in seg.frames])
-                    track = fuse_tracks([track], [history], text, tok.pieces())[0]
+                    track = fuse_tracks([track], [history], texts[name], pieces)[0]
                 tracks[name].append(track)
             if "cascade" in models:
                 model, _ = models["cascade"]
