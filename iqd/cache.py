@@ -424,10 +424,15 @@ def open_splits(cache_dir: str | Path, split: str, streams: bool) -> IqdCache | 
     one = IqdCache(cache_dir, split)
     if not streams:
         return one
+    return ConcatCache([one, open_stream_split(cache_dir, split)])
+
+
+def open_stream_split(cache_dir: str | Path, split: str) -> IqdCache:
+    """The cached continuous recordings of SPLIT (SPLIT-streams)."""
     if not (Path(cache_dir) / f"{split}-streams.index.jsonl").exists():
         raise FileNotFoundError(f"{cache_dir}/{split}-streams.index.jsonl missing: "
                                 f"python -m iqd.cache --split {split} --streams N first")
-    return ConcatCache([one, IqdCache(cache_dir, f"{split}-streams")])
+    return IqdCache(cache_dir, f"{split}-streams")
 
 
 def silent_tokens(pieces: list[str]) -> list[int]:

@@ -37,6 +37,9 @@ def add_train_parser(sub: argparse._SubParsersAction) -> None:
     t.add_argument("--extra-train", action="append", default=[], metavar="CACHE",
                    help="also train on this cache's train split (same ASR and search), e.g. of a corpus the ASR "
                         "never trained on (python -m iqd.cache --corpus OTHER --cache CACHE --split train --crop)")
+    t.add_argument("--no-main-train", action="store_true",
+                   help="train on the --extra-train caches (and, with --streams, the cache's recordings) instead of "
+                        "the cache's own train split: the ASR's own training audio gives too clean label histories")
     t.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="override a TrainConfig field of iqd/train.py (model.KEY for IqdConfig), value as JSON, "
                         "e.g. --set token_dropout=0.1 --set model.enc_dropout=0.2")
@@ -102,7 +105,8 @@ def run_train(args: argparse.Namespace) -> int:
     try:
         cfg = dataclasses.replace(TrainConfig(), kind=args.kind, corpus=args.corpus, out=args.out, asr=args.asr,
                                   cache=args.cache, threads=args.threads, seed=args.seed, streams=args.streams,
-                                  extra_train=tuple(args.extra_train), **changes)
+                                  extra_train=tuple(args.extra_train), main_train=not args.no_main_train,
+                                  **changes)
         cfg = override(cfg, args.set)
         path = train(cfg, progress=not args.quiet)
     except (FileNotFoundError, ValueError) as e:

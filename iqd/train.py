@@ -28,7 +28,7 @@ import numpy as np
 import torch
 
 from iqd.augment import drop_tokens, time_mask
-from iqd.cache import ConcatCache, IqdCache, cache_split, frame_seconds, open_splits, split_search
+from iqd.cache import ConcatCache, IqdCache, cache_split, frame_seconds, open_splits, open_stream_split, split_search
 from iqd.evaluate import Track, choose_policy, evaluate_policy, final_scores, onset_and_endpoint, onset_frame
 from iqd.metrics import eer, eer_threshold, fa_fr, latency_stats
 from iqd.model import (N_TOKEN_SLOTS, AcousticDetector, IqdConfig, IqJoint, TextClassifier, endpoint_bce,
@@ -58,6 +58,9 @@ class TrainConfig:
     # more training rows: the train splits of other caches of the same ASR and search, e.g. of a corpus
     # the ASR never trained on, whose label histories have test-like errors (docs/iqd.md)
     extra_train: tuple[str, ...] = ()
+    # False: the extra caches replace CACHE's own train split (its recordings, with `streams`, stay): the
+    # ASR's own training audio gives label histories far cleaner than the test's (docs/iqd.md)
+    main_train: bool = True
     # e2e regularisation (issue 5: the detector overfits its cached training set), training only
     time_masks: int = 0  # spans of encoder frames zeroed per utterance (iqd.augment.time_mask)
     time_mask_max_frames: int = 10  # the longest span (40 ms frames)
@@ -76,6 +79,8 @@ class TrainConfig:
             raise ValueError(f"lr_schedule must be one of {LR_SCHEDULES}, not {self.lr_schedule!r}")
         if not 0.0 <= self.token_dropout < 1.0 or not 0.0 <= self.ema_decay < 1.0:
             raise ValueError("token_dropout and ema_decay must lie in [0, 1)")
+        if not self.main_train and not self.extra_train:
+            raise ValueError("main_train=False (--no-main-train) needs at least one --extra-train cache to train on")
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -91,27 +96,35 @@ def prepare(cfg: TrainConfig, progress: bool = True) -> tuple[IqdCache | ConcatC
     each with its continuous recordings (which `python -m iqd.cache --streams` must have cached)."""
     cache = Path(cfg.cache or Path(cfg.out) / "cache")
     for split, limit, crop in (("train", cfg.train_limit, True), ("dev", cfg.dev_limit, False)):
+        if split == "train" and not cfg.main_train:
+            continue
         if not (cache / f"{split}.index.jsonl").exists():
             if not cfg.asr:
                 raise FileNotFoundError(f"{cache}/{split}.index.jsonl missing: give the ASR checkpoint (--asr) to fill it")
             cache_split(cfg.asr, cfg.corpus, cache, split, limit, crop, progress)
-    train = open_splits(cache, "train", cfg.streams)
-    if cfg.extra_train:
+    extras = [extra_split(d, cache) for d in cfg.extra_train]
+    if cfg.main_train:
+        train = open_splits(cache, "train", cfg.streams)
         parts = train.parts if isinstance(train, ConcatCache) else [train]
-        train = ConcatCache([parts[0], *(extra_split(d, cache) for d in cfg.extra_train), *parts[1:]])
+        parts = [parts[0], *extras, *parts[1:]]
+    else:
+        parts = [*extras, *([open_stream_split(cache, "train")] if cfg.streams else [])]
+    train = parts[0] if len(parts) == 1 else ConcatCache(parts)
     return train, open_splits(cache, "dev", cfg.streams)
 
 
 def extra_split(extra: str | Path, cache: Path) -> IqdCache:
-    """EXTRA's train split, refused unless the same ASR and search made it as CACHE's train split."""
+    """EXTRA's train split, refused unless the same ASR and search made it as CACHE's training rows
+    (its train split; without one, its recordings of train, else dev)."""
     if not (Path(extra) / "train.index.jsonl").exists():
         raise FileNotFoundError(f"{extra}/train.index.jsonl missing: python -m iqd.cache --cache {extra} --split train ...")
     meta = [json.loads((Path(d) / "meta.json").read_text()) for d in (cache, extra)]
     if meta[0]["asr"] != meta[1]["asr"] or meta[0]["enc_dim"] != meta[1]["enc_dim"]:
         raise ValueError(f"{extra} was cached with ASR {meta[1]['asr']}, {cache} with {meta[0]['asr']}")
-    if split_search(extra, "train") != split_search(cache, "train"):
-        raise ValueError(f"{extra}'s train split was made by another search than {cache}'s: "
-                         f"{split_search(extra, 'train')} against {split_search(cache, 'train')}")
+    own = next((s for s in ("train", "train-streams", "dev") if (cache / f"{s}.index.jsonl").exists()), "train")
+    if split_search(extra, "train") != split_search(cache, own):
+        raise ValueError(f"{extra}'s train split was made by another search than {cache}'s {own} split: "
+                         f"{split_search(extra, 'train')} against {split_search(cache, own)}")
     return IqdCache(extra, "train")
 
 

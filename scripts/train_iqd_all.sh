@@ -22,9 +22,15 @@
 # LM depends only on the training text and the tokens, not on the ASR checkpoint) when it exists; LM= for
 # none), LM_SCALE / LM_BONUS / LM_EOS_SCALE (default 0.65 / 0.75 / 0.8, the bundle's), TRAIN_SEARCH
 # (the search of the training splits, default SEARCH; another one mixes searches, with a warning).
+# FRESH: corpora the ASR never heard, as SEED:SIZE words (e.g. "23:5000 29:12000 31:20000"): each is
+# built (heed corpus build --seed SEED --size SIZE, into FRESH_DIR/seed-SEED, default EXPDIR/fresh),
+# its train split cached (cropped, all of it) into FRESH_DIR/seed-SEED/cache, and the detectors train
+# on those instead of the corpus's own training utterances (--extra-train ... --no-main-train; the
+# training recordings stay): the ASR transcribes its own training audio far better than anything
+# it will meet, and detectors trained on those histories trust them too much (docs/iqd.md).
 set -euo pipefail
 if [ $# -ne 3 ]; then
-    sed -n '2,24p' "$0" >&2
+    sed -n '2,30p' "$0" >&2
     exit 2
 fi
 ASR=$1 CORPUS=$2 EXP=$3
@@ -36,6 +42,8 @@ DEV_STREAMS=${DEV_STREAMS:-40}
 JOBS=${JOBS:-1}
 IND_LR=${IND_LR:-0.005}  # the acoustic GRU learns slowly at the default 2e-3
 DOCS=${DOCS:-$EXP/bench}
+FRESH=${FRESH:-}
+FRESH_DIR=${FRESH_DIR:-$EXP/fresh}
 SEARCH=${SEARCH:-beam}
 TRAIN_SEARCH=${TRAIN_SEARCH:-$SEARCH}
 BEAM=${BEAM:-4}
@@ -53,6 +61,9 @@ mkdir -p "$EXP" "$DOCS"
 cd "$ROOT"
 [ -f "$ASR" ] || { echo "train_iqd_all: $ASR: no such checkpoint" >&2; exit 1; }
 [ -f "$CORPUS/train.jsonl" ] || { echo "train_iqd_all: $CORPUS/train.jsonl not found" >&2; exit 1; }
+for f in $FRESH; do
+    [[ $f =~ ^[0-9]+:[0-9]+$ ]] || { echo "train_iqd_all: FRESH words are SEED:SIZE, not $f" >&2; exit 2; }
+done
 for s in "$SEARCH" "$TRAIN_SEARCH"; do
     case $s in beam|greedy) ;; *) echo "train_iqd_all: SEARCH/TRAIN_SEARCH must be beam or greedy, not $s" >&2; exit 2;; esac
 done
@@ -99,12 +110,38 @@ if [ ! -f "$CORPUS/streams/test.jsonl" ]; then
     $HEED corpus streams "$CORPUS" --split test --n "$N_STREAMS" --min-s 30 --max-s 60
 fi
 
+# 1b. Fresh corpora (FRESH): built and their training utterances cached, JOBS at a time; the
+#     detectors below train on them instead of CACHE's train split.
+EXTRA=()
+if [ -n "$FRESH" ]; then
+    log "fresh corpora: $FRESH -> $FRESH_DIR"
+    fresh_one() {  # $1 seed, $2 size
+        local dir=$FRESH_DIR/seed-$1
+        if ! grep -q '"finished": true' "$dir/build.json" 2>/dev/null; then
+            $HEED corpus build --out "$dir" --size "$2" --seed "$1" --workers 1 --quiet
+        fi
+        # shellcheck disable=SC2086
+        "$PY" -m iqd.cache --asr "$ASR" --corpus "$dir" --cache "$dir/cache" --split train \
+            --limit "$(wc -l < "$dir/train.jsonl")" --crop $TRAIN_S
+    }
+    running=0
+    for f in $FRESH; do
+        fresh_one "${f%%:*}" "${f##*:}" &
+        running=$((running + 1))
+        if [ "$running" -ge "$JOBS" ]; then wait -n; running=$((running - 1)); fi
+        EXTRA+=(--extra-train "$FRESH_DIR/seed-${f%%:*}/cache")
+    done
+    while [ "$running" -gt 0 ]; do wait -n; running=$((running - 1)); done
+    EXTRA+=(--no-main-train)
+fi
+
 # 2. The detectors, each within MINUTES of training. The E2E and the cascade also on the recordings
 #    (--streams); the independent detector on utterances only: on the recordings' long fbank rows it
 #    got through 4 epochs in 5 minutes and stayed at chance (dev EER 49.8%, 37.5% without them).
 #    The E2E's regularisation is TrainConfig's defaults (iqd/train.py: the weight average, docs/iqd.md);
 #    the independent baseline stays as it was measured, without the weight average.
-train() { $HEED train iqd --kind "$1" --corpus "$CORPUS" --cache "$CACHE" --out "$EXP/$1" --max-minutes "$MINUTES" --quiet "${@:2}"; }
+train() { $HEED train iqd --kind "$1" --corpus "$CORPUS" --cache "$CACHE" --out "$EXP/$1" --max-minutes "$MINUTES" --quiet \
+    ${EXTRA[@]+"${EXTRA[@]}"} "${@:2}"; }
 log "train: e2e, independent, cascade ($MINUTES min each)"
 if [ "$JOBS" -ge 2 ]; then
     train e2e --streams &

@@ -142,6 +142,20 @@ def test_extra_train_adds_another_caches_rows_and_refuses_a_stranger(iqd_runs: d
     plain, _ = prepare(dataclasses.replace(cfg, extra_train=()), progress=False)
     assert len(train) == 2 * len(plain) and [u.id for u in train.utts] == [u.id for u in plain.utts] * 2
     assert TrainConfig.from_dict(cfg.to_dict()).extra_train == (str(extra),)  # survives the checkpoint's round trip
+    # --no-main-train: the extra rows instead of the cache's own (here a copy of them, once, not twice)
+    only, _ = prepare(dataclasses.replace(cfg, main_train=False), progress=False)
+    assert len(only) == len(plain) and [u.id for u in only.utts] == [u.id for u in plain.utts]
+    assert Path(only.parts[0].dir if hasattr(only, "parts") else only.dir) == extra
+    with pytest.raises(ValueError, match="extra-train"):
+        dataclasses.replace(cfg, main_train=False, extra_train=())
+    # ... and with --streams the cache's recordings stay (train-streams faked from the train split's files)
+    own = tmp_path / "own"
+    shutil.copytree(cache, own)
+    for f in cache.glob("train.*"):
+        shutil.copy(f, own / f.name.replace("train.", "train-streams.", 1))
+        shutil.copy(f, own / f.name.replace("train.", "dev-streams.", 1))
+    streamed, _ = prepare(dataclasses.replace(cfg, cache=str(own), main_train=False, streams=True), progress=False)
+    assert [p.split for p in streamed.parts] == ["train", "train-streams"] and streamed.parts[0].dir == extra
     meta = json.loads((extra / "meta.json").read_text())
     (extra / "meta.json").write_text(json.dumps({**meta, "asr": "another.pt"}))
     with pytest.raises(ValueError, match="ASR"):
