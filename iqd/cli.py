@@ -20,7 +20,9 @@ def add_train_parser(sub: argparse._SubParsersAction) -> None:
                                    "trusts the cascade's classifier reading its label history as text (iqd/fusion.py).")
     t.add_argument("--kind", required=True, choices=["e2e", "independent", "cascade", "fusion"])
     t.add_argument("--corpus", help="corpus folder with train.jsonl and dev.jsonl (directed labels); not for fusion")
-    t.add_argument("--e2e", help="fusion: experiment folder of the e2e detector (holds model.pt)")
+    t.add_argument("--e2e", action="append", default=[],
+                   help="fusion: experiment folder of the e2e detector (holds model.pt); repeated: joint networks "
+                        "of other seeds, averaged (their mean logit) before the text is fused")
     t.add_argument("--cascade", help="fusion: experiment folder of the cascade detector (holds model.pt)")
     t.add_argument("--out", required=True, help="experiment folder: model.pt, dev.json, log.csv")
     t.add_argument("--asr", help="the frozen ASR's checkpoint (needed to fill the cache)")
@@ -71,14 +73,15 @@ def override(cfg, items: list[str]):
 def run_fusion(args: argparse.Namespace) -> int:
     from iqd.fusion import fit_fusion
 
-    paths = {k: Path(d) / "model.pt" for k, d in (("e2e", args.e2e), ("cascade", args.cascade)) if d}
-    if len(paths) < 2:
+    if not args.e2e or not args.cascade:
         return _fail("train iqd", "--kind fusion needs --e2e DIR and --cascade DIR (folders of heed train iqd)")
-    for p in paths.values():
+    e2e = [Path(d) / "model.pt" for d in args.e2e]
+    cascade = Path(args.cascade) / "model.pt"
+    for p in [*e2e, cascade]:
         if not p.exists():
             return _fail("train iqd", f"{p}: no such checkpoint")
     try:
-        path = fit_fusion(paths["e2e"], paths["cascade"], args.out, cache=args.cache, progress=not args.quiet)
+        path = fit_fusion(e2e, cascade, args.out, cache=args.cache, progress=not args.quiet)
     except (FileNotFoundError, ValueError) as e:
         return _fail("train iqd", str(e))
     print(f"checkpoint: {path}")

@@ -11,6 +11,10 @@ quantization of MatMul/Gemm; the GRUs stay fp32, onnxruntime has no int8 GRU).
 classifier's weights and bias; iqd.json's `text` entry names it with the fusion weight, and the
 export checks the runtime's numpy scorer against torch's EmbeddingBag on the check texts.
 
+An `IqEnsemble` (several joint networks of other seeds, `iqd/fusion.py`) exports as one graph with
+the same inputs and outputs, its states the members' concatenated; iqd.json's `ensemble` says how
+many members.
+
 iqd.json: schema_version, kind, files per precision, sizes (enc_dim, vocab_size, n_token_slots),
 state names and shapes, the decision policy and theta chosen on dev, frame_s, the dev figures,
 the parity figures. The export feeds `check_frames` frames (real encoder frames from a cache
@@ -28,7 +32,7 @@ import torch
 from torch import nn
 
 from asr.export import add_metadata, quantize_int8
-from iqd.model import N_TOKEN_SLOTS, IqdState, IqJoint
+from iqd.model import N_TOKEN_SLOTS, IqdState, IqEnsemble, IqJoint
 from runtime.iqd import DecisionPolicy
 
 SCHEMA_VERSION = 1
@@ -41,7 +45,7 @@ class ExportMismatch(RuntimeError):
 
 
 class _Step(nn.Module):
-    def __init__(self, model: IqJoint) -> None:
+    def __init__(self, model: IqJoint | IqEnsemble) -> None:
         super().__init__()
         self.model = model
 
@@ -50,7 +54,7 @@ class _Step(nn.Module):
         return p, state.token_state, state.frame_state
 
 
-def check_frames_input(model: IqJoint, n_frames: int, enc: np.ndarray | None = None,
+def check_frames_input(model: IqJoint | IqEnsemble, n_frames: int, enc: np.ndarray | None = None,
                        seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
     """(n_frames, enc_dim) encoder frames and (n_frames, K) tokens for the parity check."""
     cfg = model.cfg
@@ -65,7 +69,7 @@ def check_frames_input(model: IqJoint, n_frames: int, enc: np.ndarray | None = N
     return np.ascontiguousarray(enc[:n_frames], np.float32), tokens
 
 
-def check_parity(model: IqJoint, onnx_path: Path, enc: np.ndarray, tokens: np.ndarray, tolerance: float) -> dict[str, float]:
+def check_parity(model: IqJoint | IqEnsemble, onnx_path: Path, enc: np.ndarray, tokens: np.ndarray, tolerance: float) -> dict[str, float]:
     """Step torch and onnxruntime over the frames, each on its own state; raise beyond tolerance."""
     import onnxruntime as ort
 
@@ -90,7 +94,7 @@ def check_parity(model: IqJoint, onnx_path: Path, enc: np.ndarray, tokens: np.nd
     return worst
 
 
-def export_iqd(model: IqJoint, ckpt: dict[str, Any], out_dir: str | Path, int8: bool = True, check_frames: int = 200,
+def export_iqd(model: IqJoint | IqEnsemble, ckpt: dict[str, Any], out_dir: str | Path, int8: bool = True, check_frames: int = 200,
                check_enc: np.ndarray | None = None) -> dict[str, Any]:
     """Write iqd.onnx (and iqd.int8.onnx) and iqd.json to out_dir; returns iqd.json's content."""
     out = Path(out_dir)
@@ -108,6 +112,8 @@ def export_iqd(model: IqJoint, ckpt: dict[str, Any], out_dir: str | Path, int8: 
                                         "next_token_state": {1: "N"}, "next_frame_state": {1: "N"}},
                           opset_version=17, dynamo=False)
     meta = {"schema_version": str(SCHEMA_VERSION), "model_config": json.dumps(cfg.to_dict()), "kind": "e2e"}
+    if isinstance(model, IqEnsemble):
+        meta["ensemble"] = json.dumps([m.cfg.to_dict() for m in model.members])
     add_metadata(out / "iqd.onnx", meta)
     enc, tokens = check_frames_input(model, check_frames, check_enc)
     parity = {"fp32": check_parity(model, out / "iqd.onnx", enc, tokens, FP32_TOLERANCE), "n_frames": check_frames}
@@ -124,7 +130,8 @@ def export_iqd(model: IqJoint, ckpt: dict[str, Any], out_dir: str | Path, int8: 
         "schema_version": SCHEMA_VERSION, "kind": "e2e", "files": files, **({"text": text_entry} if text_entry else {}),
         "enc_dim": cfg.enc_dim,
         "vocab_size": cfg.vocab_size, "n_token_slots": N_TOKEN_SLOTS,
-        "state": {"token_state": [1, 1, cfg.token_hidden], "frame_state": [1, 1, cfg.frame_hidden]},
+        "state": {"token_state": list(st.token_state.shape), "frame_state": list(st.frame_state.shape)},
+        **({"ensemble": len(model.members)} if isinstance(model, IqEnsemble) else {}),
         # every decision setting, the speech-onset gate's defaults included for checkpoints saved before it
         "policy": DecisionPolicy.from_dict(ckpt["policy"]).to_dict(), "theta": ckpt.get("theta"), "frame_s": ckpt.get("frame_s", 0.04),
         "dev": ckpt.get("dev"), "n_params": model.n_params(), "parity": parity,

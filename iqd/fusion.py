@@ -12,7 +12,8 @@ the decider's onset on, takes the best of both while the person speaks:
 grid, re-choosing the decision policy for each (`choose_policy`, the same latency budget), and
 writes a checkpoint that is the E2E's plus a `text` entry (classifier weights, bias, w) and the
 new policy; `heed export iqd` then ships both. Nothing is trained here: the joint network and
-the classifier are the ones given.
+the classifier are the ones given. Given several joint networks (`heed train iqd --kind e2e` with
+other seeds), it fuses their mean logit (`IqEnsemble`, one exported graph) with the text.
 """
 from __future__ import annotations
 
@@ -26,6 +27,7 @@ import torch
 
 from iqd.cache import ConcatCache, IqdCache, open_splits
 from iqd.evaluate import Track, choose_policy, evaluate_policy
+from iqd.model import IqEnsemble
 from iqd.train import load_detector, posteriors, tracks_of
 from runtime.iqd import DecisionPolicy, HistoryText
 
@@ -98,16 +100,36 @@ def choose_weight(tracks: Sequence[Track], histories: Sequence[tuple[Sequence[in
     return text, policy, theta, fused, rows
 
 
-def fit_fusion(e2e_path: str | Path, cascade_path: str | Path, out: str | Path,
+def ensemble(paths: Sequence[str | Path]) -> tuple[IqEnsemble, dict[str, Any]]:
+    """The e2e checkpoints at paths (plain ones, e.g. other seeds) as one `IqEnsemble` and its
+    checkpoint: the first's, with the members' configs, weights and dev figures."""
+    loaded = [load_detector(p) for p in paths]
+    for p, (_, c) in zip(paths, loaded):
+        if c["kind"] != "e2e" or c.get("ensemble") or c.get("text"):
+            raise ValueError(f"{p}: an ensemble is made of plain e2e checkpoints (heed train iqd --kind e2e)")
+    model = IqEnsemble([m.cfg for m, _ in loaded])
+    for member, (m, _) in zip(model.members, loaded):
+        member.load_state_dict(m.state_dict())
+    first = loaded[0][1]
+    ckpt = {**first, "model": model.state_dict(), "ensemble": [m.cfg.to_dict() for m, _ in loaded],
+            "members": [{"path": str(p), "dev": c["dev"], "seed": c["train_config"].get("seed")} for p, (_, c) in zip(paths, loaded)],
+            "n_params": model.n_params()}
+    return model.eval(), ckpt
+
+
+def fit_fusion(e2e_path: str | Path | Sequence[str | Path], cascade_path: str | Path, out: str | Path,
                weights: Sequence[float] = WEIGHTS, cache: str | Path | None = None,
                progress: bool = True) -> Path:
-    """Choose w on dev (module docstring); write OUT/model.pt and OUT/dev.json. Returns the checkpoint path."""
-    model, ckpt = load_detector(e2e_path)
+    """Choose w on dev (module docstring); write OUT/model.pt and OUT/dev.json. Returns the checkpoint
+    path. Several e2e checkpoints (other seeds) are fused as one `IqEnsemble`: the mean of their
+    logits, then the text; its policy, re-chosen, replaces theirs."""
+    paths = [e2e_path] if isinstance(e2e_path, (str, Path)) else list(e2e_path)
+    model, ckpt = load_detector(paths[0]) if len(paths) == 1 else ensemble(paths)
     cascade, cckpt = load_detector(cascade_path)
     if ckpt["kind"] != "e2e" or cckpt["kind"] != "cascade":
         raise ValueError(f"fusion needs an e2e and a cascade checkpoint, got {ckpt['kind']} and {cckpt['kind']}")
     tc = ckpt["train_config"]
-    cache_dir = Path(cache or tc.get("cache") or Path(e2e_path).parent / "cache")
+    cache_dir = Path(cache or tc.get("cache") or Path(paths[0]).parent / "cache")
     dev = open_splits(cache_dir, "dev", bool(tc.get("streams")))
     base = DecisionPolicy.from_dict(ckpt["policy"])
     budget = float(tc.get("max_median_latency_s", 1.4))

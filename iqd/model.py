@@ -18,6 +18,8 @@ Independent (`AcousticDetector`): fbank -> the ASR's subsampling geometry (two 3
 convolutions: frame t reads fbank frames 4t .. 4t+6, so its frames line up with the encoder's)
 -> GRU -> P(directed) per frame. No ASR.
 
+`IqEnsemble`: several E2E joint networks (seeds) averaged in logit space, one step graph.
+
 Cascade (`TextClassifier`): logistic regression on hashed word uni/bigrams and character
 trigrams of the final transcript.
 """
@@ -137,6 +139,11 @@ class IqJoint(nn.Module):
 
         Returns (N,) P(directed) and the next state.
         """
+        logit, state = self.step_logit(enc, tokens, state)
+        return torch.sigmoid(logit), state
+
+    def step_logit(self, enc: torch.Tensor, tokens: torch.Tensor, state: IqdState) -> tuple[torch.Tensor, IqdState]:
+        """`step` before the sigmoid: (N,) logits of P(directed) and the next state."""
         h = state.token_state
         for k in range(tokens.shape[1]):
             tok = tokens[:, k : k + 1]  # (N, 1)
@@ -144,7 +151,51 @@ class IqJoint(nn.Module):
             h = torch.where((tok[:, 0] != 0)[None, :, None], new, h)
         x = self._joint(enc, h[0])[:, None]  # (N, 1, joint)
         y, f = self.frame_gru(x, state.frame_state)
-        return torch.sigmoid(self.out(y[:, 0])[:, 0]), IqdState(h, f)
+        return self.out(y[:, 0])[:, 0], IqdState(h, f)
+
+
+class IqEnsemble(nn.Module):
+    """Several E2E joint networks (other seeds) read as one: the mean of their logits.
+
+    Same interface as `IqJoint` (`forward`, `step`, `init_state`), so training code, the fusion,
+    the export and the runtime take either. Its step state is the members' states concatenated
+    along the hidden axis (token_state (1, N, sum of token_hidden), frame_state likewise), so the
+    exported graph keeps `IqJoint`'s inputs and outputs. The members share enc_dim and vocab_size.
+    """
+
+    def __init__(self, cfgs: list[IqdConfig]) -> None:
+        super().__init__()
+        if len(cfgs) < 2:
+            raise ValueError("an ensemble needs at least two joint networks")
+        if len({(c.enc_dim, c.vocab_size) for c in cfgs}) != 1:
+            raise ValueError("the joint networks of an ensemble must read the same ASR (enc_dim, vocab_size)")
+        self.cfg = cfgs[0]
+        self.members = nn.ModuleList(IqJoint(c) for c in cfgs)
+
+    def n_params(self) -> int:
+        return sum(p.numel() for p in self.parameters())
+
+    def init_state(self, batch: int = 1) -> IqdState:
+        states = [m.init_state(batch) for m in self.members]
+        return IqdState(torch.cat([s.token_state for s in states], -1), torch.cat([s.frame_state for s in states], -1))
+
+    def forward(self, enc: torch.Tensor, tokens: torch.Tensor, token_frames: torch.Tensor,
+                n_tokens: torch.Tensor) -> torch.Tensor:
+        return torch.stack([m(enc, tokens, token_frames, n_tokens) for m in self.members]).mean(0)
+
+    def step(self, enc: torch.Tensor, tokens: torch.Tensor, state: IqdState) -> tuple[torch.Tensor, IqdState]:
+        tok = state.token_state.split([m.cfg.token_hidden for m in self.members], -1)
+        frame = state.frame_state.split([m.cfg.frame_hidden for m in self.members], -1)
+        logits, nexts = [], []
+        for m, t, f in zip(self.members, tok, frame):
+            logit, s = m.step_logit(enc, tokens, IqdState(t, f))
+            logits.append(logit)
+            nexts.append(s)
+        return torch.sigmoid(torch.stack(logits).mean(0)), IqdState(
+            torch.cat([s.token_state for s in nexts], -1), torch.cat([s.frame_state for s in nexts], -1))
+
+
+E2E_MODELS = (IqJoint, IqEnsemble)
 
 
 class AcousticDetector(nn.Module):

@@ -31,8 +31,8 @@ from iqd.augment import drop_tokens, time_mask
 from iqd.cache import ConcatCache, IqdCache, cache_split, frame_seconds, open_splits, open_stream_split, split_search
 from iqd.evaluate import Track, choose_policy, evaluate_policy, final_scores, onset_and_endpoint, onset_frame
 from iqd.metrics import eer, eer_threshold, fa_fr, latency_stats
-from iqd.model import (N_TOKEN_SLOTS, AcousticDetector, IqdConfig, IqJoint, TextClassifier, endpoint_bce,
-                       frame_mask, masked_bce)
+from iqd.model import (E2E_MODELS, N_TOKEN_SLOTS, AcousticDetector, IqdConfig, IqEnsemble, IqJoint, TextClassifier,
+                       endpoint_bce, frame_mask, masked_bce)
 from runtime.iqd import DecisionPolicy
 
 KINDS = ("e2e", "independent", "cascade")
@@ -170,7 +170,7 @@ def collate_fbank(cache: IqdCache, idx: list[int]) -> dict[str, torch.Tensor]:
 
 def frame_logits(model: torch.nn.Module, batch: dict[str, torch.Tensor]) -> torch.Tensor:
     """(N, T) logits of an e2e or independent model on a collated batch."""
-    if isinstance(model, IqJoint):
+    if isinstance(model, E2E_MODELS):
         return model(batch["enc"], batch["tokens"], batch["token_frames"], batch["n_tokens"])
     return model(batch["feats"])
 
@@ -179,7 +179,7 @@ def frame_logits(model: torch.nn.Module, batch: dict[str, torch.Tensor]) -> torc
 def posteriors(model: torch.nn.Module, cache: IqdCache, batch_size: int = 64) -> list[np.ndarray]:
     """P(directed) per encoder frame of every utterance of a cached split."""
     model.eval()
-    collate = collate_e2e if isinstance(model, IqJoint) else collate_fbank
+    collate = collate_e2e if isinstance(model, E2E_MODELS) else collate_fbank
     out: list[np.ndarray] = [np.zeros(0)] * len(cache)
     order = sorted(range(len(cache)), key=lambda i: cache.utts[i].n_enc)
     for s in range(0, len(order), batch_size):
@@ -396,6 +396,10 @@ def train(cfg: TrainConfig, progress: bool = True) -> Path:
 
 def load_detector(path: str | Path) -> tuple[torch.nn.Module, dict[str, Any]]:
     ckpt = torch.load(path, map_location="cpu", weights_only=False)
+    if ckpt.get("ensemble"):  # iqd/fusion.py: several joint networks averaged
+        model = IqEnsemble([IqdConfig.from_dict(c) for c in ckpt["ensemble"]])
+        model.load_state_dict(ckpt["model"])
+        return model.eval(), ckpt
     cfg = IqdConfig.from_dict(ckpt["config"])
     model = {"e2e": IqJoint, "independent": AcousticDetector, "cascade": TextClassifier}[ckpt["kind"]](cfg)
     model.load_state_dict(ckpt["model"])

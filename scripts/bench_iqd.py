@@ -173,7 +173,7 @@ def _endpoints(cache: IqdCache) -> list[float]:
 def bench_streams(args, models) -> dict:
     from asr.export import load_checkpoint
     from asr.tokenizer import Tokenizer
-    from iqd.model import IqJoint
+    from iqd.model import E2E_MODELS
     from iqd.streams import decode_recording, labelled_utterances, load_timelines, match, segment_track
 
     asr, _ = load_checkpoint(args.asr)
@@ -202,7 +202,7 @@ def bench_streams(args, models) -> dict:
                 p = np.zeros(0)
                 if seg is not None:
                     with torch.no_grad():
-                        if isinstance(model, IqJoint):
+                        if isinstance(model, E2E_MODELS):
                             e = torch.from_numpy(enc[seg.start : seg.end])[None]
                             fr = torch.tensor([[f - seg.start for f in seg.frames]])
                             p = torch.sigmoid(model(e, torch.tensor([seg.tokens]), fr, torch.tensor([len(seg.tokens)])))[0]

@@ -30,7 +30,7 @@ sys.path.insert(0, str(ROOT))
 
 from iqd.cache import IqdCache, frame_seconds  # noqa: E402
 from iqd.evaluate import evaluate_policy  # noqa: E402
-from iqd.model import IqJoint  # noqa: E402
+from iqd.model import E2E_MODELS  # noqa: E402
 from iqd.streams import decode_recording, join_recordings, labelled_utterances, load_timelines, match, segment_track  # noqa: E402
 from iqd.train import load_detector, posteriors, tracks_of  # noqa: E402
 from runtime.iqd import FBANK_PER_FRAME, DecisionPolicy  # noqa: E402
@@ -58,7 +58,7 @@ def dev_streams(args) -> list[tuple[dict, np.ndarray, np.ndarray, list]]:
 @torch.no_grad()
 def segment_posteriors(model, feats: np.ndarray, enc: np.ndarray, seg) -> np.ndarray:
     """P(directed) over a segment's frames, the detector reset at its start (as bench_iqd.py)."""
-    if isinstance(model, IqJoint):
+    if isinstance(model, E2E_MODELS):
         e = torch.from_numpy(enc[seg.start : seg.end])[None]
         frames = torch.tensor([[f - seg.start for f in seg.frames]])
         return torch.sigmoid(model(e, torch.tensor([seg.tokens]), frames, torch.tensor([len(seg.tokens)])))[0].numpy()

@@ -107,17 +107,52 @@ def test_runtime_stream_equals_the_offline_fused_tracks(fusion_run: Path, iqd_ru
                                                         tmp_path: Path) -> None:
     """The exported detector stepped by the runtime's IqdStream, chunk by chunk with the fbank
     and the pieces, gives the offline fused posteriors (`cache_tracks`) from the onset on."""
-    from iqd.fusion import cache_pieces, cache_tracks
-    from runtime.iqd import FBANK_PER_FRAME, IqdModel
-
     model, ckpt = load_detector(fusion_run / "model.pt")
     ckpt["text"]["weight"] = 0.5  # whatever dev chose on four utterances: both parts count here
     m = export_iqd(model, ckpt, tmp_path / "export", check_frames=60)
     assert m["text"]["file"] == "text.npz" and m["text"]["weight"] == ckpt["text"]["weight"]
     assert m["parity"]["text_logit"] < 1e-3
-    iqd = IqdModel.from_dir(tmp_path / "export", precision="fp32")
-    assert iqd.text is not None and iqd.text.weight == ckpt["text"]["weight"]
+    _stream_equals_offline(model, ckpt, tmp_path / "export", iqd_runs["e2e"].parent / "cache")
+
+
+def test_fusion_of_two_seeds_is_one_graph_the_runtime_steps(iqd_runs: dict[str, Path], tmp_path: Path) -> None:
+    """Two joint networks (here the trained one and a perturbed copy standing in for another seed)
+    fused as their mean logit: one checkpoint, one exported graph with the states side by side,
+    stepped by the runtime as the offline fused tracks."""
+    from iqd.fusion import fit_fusion
+    from iqd.model import IqEnsemble
+    from iqd.train import posteriors
+
+    plain, pck = load_detector(iqd_runs["e2e"] / "model.pt")
+    other = {k: v + 0.3 * torch.randn_like(v) if v.dtype.is_floating_point else v for k, v in pck["model"].items()}
+    (tmp_path / "seed1").mkdir()
+    torch.save({**pck, "model": other}, tmp_path / "seed1" / "model.pt")
+    fit_fusion([iqd_runs["e2e"] / "model.pt", tmp_path / "seed1" / "model.pt"], iqd_runs["cascade"] / "model.pt",
+               tmp_path / "fusion", cache=iqd_runs["e2e"].parent / "cache", progress=False)
+    model, ckpt = load_detector(tmp_path / "fusion" / "model.pt")
+    assert isinstance(model, IqEnsemble) and len(ckpt["ensemble"]) == 2 and len(ckpt["members"]) == 2
+    assert ckpt["n_params"] == 2 * plain.n_params()
     cache = IqdCache(iqd_runs["e2e"].parent / "cache", "dev")
+    second, _ = load_detector(tmp_path / "seed1" / "model.pt")
+    logit = lambda p: np.log(p / (1 - p))  # noqa: E731
+    for e, a, b in zip(posteriors(model, cache), posteriors(plain, cache), posteriors(second, cache)):
+        assert np.allclose(logit(e), (logit(a) + logit(b)) / 2, atol=1e-4)
+    ckpt["text"]["weight"] = 0.5
+    m = export_iqd(model, ckpt, tmp_path / "export", check_frames=60)
+    assert m["ensemble"] == 2 and m["state"]["token_state"] == [1, 1, 2 * plain.cfg.token_hidden]
+    _stream_equals_offline(model, ckpt, tmp_path / "export", iqd_runs["e2e"].parent / "cache")
+    with pytest.raises(ValueError, match="plain e2e"):
+        fit_fusion([tmp_path / "fusion" / "model.pt", iqd_runs["e2e"] / "model.pt"], iqd_runs["cascade"] / "model.pt",
+                   tmp_path / "again", cache=iqd_runs["e2e"].parent / "cache", progress=False)
+
+
+def _stream_equals_offline(model, ckpt: dict, export: Path, cache_dir: Path) -> None:
+    from iqd.fusion import cache_pieces, cache_tracks
+    from runtime.iqd import FBANK_PER_FRAME, IqdModel
+
+    iqd = IqdModel.from_dir(export, precision="fp32")
+    assert iqd.text is not None and iqd.text.weight == ckpt["text"]["weight"]
+    cache = IqdCache(cache_dir, "dev")
     pieces = cache_pieces(cache)
     tracks = cache_tracks(model, ckpt, cache)
     with pytest.raises(ValueError, match="pieces"):

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from iqd.metrics import eer
-from iqd.model import (AcousticDetector, IqdConfig, IqJoint, TextClassifier, frame_mask, masked_bce,
+from iqd.model import (AcousticDetector, IqdConfig, IqEnsemble, IqJoint, TextClassifier, frame_mask, masked_bce,
                        token_history_index)
 
 
@@ -51,6 +51,32 @@ def test_step_by_step_equals_the_whole_utterance() -> None:
             p, state = model.step(enc[:, f], torch.tensor([emitted[:3]]), state)
             steps.append(float(p))
     assert np.abs(np.array(steps) - full.numpy()).max() < 1e-5
+
+
+def test_ensemble_is_the_mean_logit_of_its_members_whole_and_step_by_step() -> None:
+    torch.manual_seed(2)
+    cfgs = [IqdConfig(enc_dim=16, vocab_size=12, token_dim=8, token_hidden=h, joint_dim=16, frame_hidden=f)
+            for h, f in ((16, 8), (8, 12))]  # other sizes: the state splits by each member's
+    ens = IqEnsemble(cfgs).eval()
+    t, tokens, frames = 20, [5, 6, 7, 3], [0, 4, 4, 15]
+    enc = torch.randn(1, t, 16)
+    args = (enc, torch.tensor([tokens]), torch.tensor([frames]), torch.tensor([4]))
+    with torch.no_grad():
+        whole = ens(*args)[0]
+        members = [m(*args)[0] for m in ens.members]
+        assert torch.allclose(whole, (members[0] + members[1]) / 2, atol=1e-6)
+        assert not torch.allclose(members[0], members[1], atol=1e-2)  # two different networks
+        state, steps = ens.init_state(1), []
+        assert state.token_state.shape == (1, 1, 24) and state.frame_state.shape == (1, 1, 20)
+        for f in range(t):
+            emitted = [tok for tok, fr in zip(tokens, frames) if fr == f] + [0, 0, 0]
+            p, state = ens.step(enc[:, f], torch.tensor([emitted[:3]]), state)
+            steps.append(float(p))
+    assert np.abs(np.array(steps) - torch.sigmoid(whole).numpy()).max() < 1e-5
+    with pytest.raises(ValueError, match="at least two"):
+        IqEnsemble(cfgs[:1])
+    with pytest.raises(ValueError, match="same ASR"):
+        IqEnsemble([cfgs[0], IqdConfig(enc_dim=32, vocab_size=12)])
 
 
 def _toy(n: int, seed: int, by: str) -> list[dict]:
