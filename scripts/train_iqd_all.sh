@@ -28,9 +28,10 @@
 # on those instead of the corpus's own training utterances (--extra-train ... --no-main-train; the
 # training recordings stay): the ASR transcribes its own training audio far better than anything
 # it will meet, and detectors trained on those histories trust them too much (docs/iqd.md).
+# SEEDS: E2E joint networks trained (seeds 0 .. SEEDS-1, default 1) and fused as their mean logit.
 set -euo pipefail
 if [ $# -ne 3 ]; then
-    sed -n '2,30p' "$0" >&2
+    sed -n '2,31p' "$0" >&2
     exit 2
 fi
 ASR=$1 CORPUS=$2 EXP=$3
@@ -43,6 +44,7 @@ JOBS=${JOBS:-1}
 IND_LR=${IND_LR:-0.005}  # the acoustic GRU learns slowly at the default 2e-3
 DOCS=${DOCS:-$EXP/bench}
 FRESH=${FRESH:-}
+SEEDS=${SEEDS:-1}
 FRESH_DIR=${FRESH_DIR:-$EXP/fresh}
 SEARCH=${SEARCH:-beam}
 TRAIN_SEARCH=${TRAIN_SEARCH:-$SEARCH}
@@ -61,6 +63,7 @@ mkdir -p "$EXP" "$DOCS"
 cd "$ROOT"
 [ -f "$ASR" ] || { echo "train_iqd_all: $ASR: no such checkpoint" >&2; exit 1; }
 [ -f "$CORPUS/train.jsonl" ] || { echo "train_iqd_all: $CORPUS/train.jsonl not found" >&2; exit 1; }
+[[ $SEEDS =~ ^[1-9][0-9]*$ ]] || { echo "train_iqd_all: SEEDS must be a positive number, not $SEEDS" >&2; exit 2; }
 for f in $FRESH; do
     [[ $f =~ ^[0-9]+:[0-9]+$ ]] || { echo "train_iqd_all: FRESH words are SEED:SIZE, not $f" >&2; exit 2; }
 done
@@ -140,24 +143,32 @@ fi
 #    got through 4 epochs in 5 minutes and stayed at chance (dev EER 49.8%, 37.5% without them).
 #    The E2E's regularisation is TrainConfig's defaults (iqd/train.py: the weight average, docs/iqd.md);
 #    the independent baseline stays as it was measured, without the weight average.
-train() { $HEED train iqd --kind "$1" --corpus "$CORPUS" --cache "$CACHE" --out "$EXP/$1" --max-minutes "$MINUTES" --quiet \
-    ${EXTRA[@]+"${EXTRA[@]}"} "${@:2}"; }
-log "train: e2e, independent, cascade ($MINUTES min each)"
-if [ "$JOBS" -ge 2 ]; then
-    train e2e --streams &
-    pid=$!
-    train independent --lr "$IND_LR" --set ema_decay=0
-    wait $pid
-else
-    train e2e --streams
-    train independent --lr "$IND_LR" --set ema_decay=0
-fi
-train cascade --streams
+train() {  # $1 kind, $2 output folder under EXP, the rest passed on
+    $HEED train iqd --kind "$1" --corpus "$CORPUS" --cache "$CACHE" --out "$EXP/$2" --max-minutes "$MINUTES" --quiet \
+        ${EXTRA[@]+"${EXTRA[@]}"} "${@:3}"
+}
+# the jobs of this step, JOBS at a time: the E2E joint network of each seed, the independent detector
+JOBLIST=("e2e e2e --streams")
+for ((s = 1; s < SEEDS; s++)); do JOBLIST+=("e2e e2e-s$s --streams --seed $s"); done
+JOBLIST+=("independent independent --lr $IND_LR --set ema_decay=0")
+log "train: e2e (seeds 0-$((SEEDS - 1))), independent, cascade ($MINUTES min each)"
+running=0
+for job in "${JOBLIST[@]}"; do
+    # shellcheck disable=SC2086  # a job's words are its arguments
+    train $job &
+    running=$((running + 1))
+    if [ "$running" -ge "$JOBS" ]; then wait -n; running=$((running - 1)); fi
+done
+while [ "$running" -gt 0 ]; do wait -n; running=$((running - 1)); done
+train cascade cascade --streams
 
 # 3. The E2E detector fused with the cascade's classifier reading the label history as text (the
-#    weight and the policy chosen on dev; nothing trained), exported for the runtime.
-log "fusion: e2e + the cascade's text reader"
-$HEED train iqd --kind fusion --e2e "$EXP/e2e" --cascade "$EXP/cascade" --cache "$CACHE" --out "$EXP/fusion" --quiet
+#    weight and the policy chosen on dev; nothing trained), exported for the runtime. With SEEDS > 1
+#    the joint networks of all seeds are fused as their mean logit first (iqd/model.py: IqEnsemble).
+log "fusion: e2e ($SEEDS seeds) + the cascade's text reader"
+E2ES=(--e2e "$EXP/e2e")
+for ((s = 1; s < SEEDS; s++)); do E2ES+=(--e2e "$EXP/e2e-s$s"); done
+$HEED train iqd --kind fusion "${E2ES[@]}" --cascade "$EXP/cascade" --cache "$CACHE" --out "$EXP/fusion" --quiet
 log "export fusion -> $EXP/iqd-e2e-export"
 $HEED export iqd "$EXP/fusion" --out "$EXP/iqd-e2e-export" > "$EXP/iqd-e2e-export.log"
 
