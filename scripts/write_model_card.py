@@ -153,6 +153,8 @@ def training_section(asr: Path, tagger: Path, iqd: Path | None) -> list[str]:
         pol = meta.get("policy", {})
         lines += [f"**Intended-query detector** (`{iqd}`): the {meta.get('kind', 'e2e')} detector, trained on the frozen "
                   "ASR's encoder output and emitted tokens (recipe and commands in [docs/iqd.md](../../docs/iqd.md)); "
+                  + (f"{meta['ensemble']} joint networks (seeds) whose logits are averaged, {meta.get('n_params', 0):,} "
+                     "parameters in all (`iqd/model.py: IqEnsemble`); " if meta.get("ensemble") else "")
                   + (f"it also reads the label history as text, the cascade's n-gram classifier over the pieces "
                      f"emitted since the speech onset, its logit weighted {meta['text']['weight']:g} against the joint "
                      f"network's {1 - meta['text']['weight']:g} (`iqd/fusion.py`, weight chosen on dev); "
