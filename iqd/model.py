@@ -18,10 +18,10 @@ Independent (`AcousticDetector`): fbank -> the ASR's subsampling geometry (two 3
 convolutions: frame t reads fbank frames 4t .. 4t+6, so its frames line up with the encoder's)
 -> GRU -> P(directed) per frame. No ASR.
 
-`IqEnsemble`: several E2E joint networks (seeds) averaged in logit space, one step graph.
-
 Cascade (`TextClassifier`): logistic regression on hashed word uni/bigrams and character
 trigrams of the final transcript.
+
+`IqEnsemble`: several E2E joint networks (seeds) averaged in logit space, one step graph.
 """
 from __future__ import annotations
 
