@@ -66,10 +66,13 @@ def fuse_tracks(tracks: Sequence[Track], histories: Sequence[tuple[Sequence[int]
     return out
 
 
-def cache_tracks(model: torch.nn.Module, ckpt: dict[str, Any], cache: IqdCache | ConcatCache) -> list[Track]:
+def cache_tracks(model: torch.nn.Module, ckpt: dict[str, Any], cache: IqdCache | ConcatCache,
+                 probs: list[np.ndarray] | None = None) -> list[Track]:
     """The detector's tracks over a cached split (its policy's onset gate): the joint network's
-    posteriors, fused with the text when the checkpoint reads it."""
-    tracks = tracks_of(cache, posteriors(model, cache), DecisionPolicy.from_dict(ckpt["policy"]))
+    posteriors (`probs` when already computed), fused with the text when the checkpoint reads it."""
+    if probs is None:
+        probs = posteriors(model, cache)
+    tracks = tracks_of(cache, probs, DecisionPolicy.from_dict(ckpt["policy"]))
     text = history_text(ckpt)
     if text is None:
         return tracks

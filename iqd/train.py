@@ -28,7 +28,8 @@ import numpy as np
 import torch
 
 from iqd.augment import drop_tokens, time_mask
-from iqd.cache import ConcatCache, IqdCache, cache_split, frame_seconds, open_splits, open_stream_split, split_search
+from iqd.cache import (ConcatCache, IqdCache, cache_split, frame_seconds, open_splits, open_stream_split, same_search,
+                       split_search)
 from iqd.evaluate import Track, choose_policy, evaluate_policy, final_scores, onset_and_endpoint, onset_frame
 from iqd.metrics import eer, eer_threshold, fa_fr, latency_stats
 from iqd.model import (E2E_MODELS, N_TOKEN_SLOTS, AcousticDetector, IqdConfig, IqEnsemble, IqJoint, TextClassifier,
@@ -122,7 +123,7 @@ def extra_split(extra: str | Path, cache: Path) -> IqdCache:
     if meta[0]["asr"] != meta[1]["asr"] or meta[0]["enc_dim"] != meta[1]["enc_dim"]:
         raise ValueError(f"{extra} was cached with ASR {meta[1]['asr']}, {cache} with {meta[0]['asr']}")
     own = next((s for s in ("train", "train-streams", "dev") if (cache / f"{s}.index.jsonl").exists()), "train")
-    if split_search(extra, "train") != split_search(cache, own):
+    if not same_search(split_search(extra, "train"), split_search(cache, own)):
         raise ValueError(f"{extra}'s train split was made by another search than {cache}'s {own} split: "
                          f"{split_search(extra, 'train')} against {split_search(cache, own)}")
     return IqdCache(extra, "train")
@@ -398,9 +399,8 @@ def load_detector(path: str | Path) -> tuple[torch.nn.Module, dict[str, Any]]:
     ckpt = torch.load(path, map_location="cpu", weights_only=False)
     if ckpt.get("ensemble"):  # iqd/fusion.py: several joint networks averaged
         model = IqEnsemble([IqdConfig.from_dict(c) for c in ckpt["ensemble"]])
-        model.load_state_dict(ckpt["model"])
-        return model.eval(), ckpt
-    cfg = IqdConfig.from_dict(ckpt["config"])
-    model = {"e2e": IqJoint, "independent": AcousticDetector, "cascade": TextClassifier}[ckpt["kind"]](cfg)
+    else:
+        model = {"e2e": IqJoint, "independent": AcousticDetector, "cascade": TextClassifier}[ckpt["kind"]](
+            IqdConfig.from_dict(ckpt["config"]))
     model.load_state_dict(ckpt["model"])
     return model.eval(), ckpt

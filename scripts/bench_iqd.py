@@ -121,6 +121,7 @@ def bench_test_split(args, models) -> dict:
     check_searches(cache_dir)
     test = IqdCache(cache_dir, "test")
     out = {}
+    probs: dict[int, list[np.ndarray]] = {}  # per network: an early row shares its detector's
     for name, (model, ckpt) in models.items():
         t0 = time.monotonic()
         if ckpt["kind"] == "cascade":
@@ -128,7 +129,9 @@ def bench_test_split(args, models) -> dict:
             r = cascade_system(scores, [u.directed for u in test.utts], _endpoints(test),
                                [u.speech_start for u in test.utts], ckpt["theta"])
         else:
-            r = frame_system(model, ckpt, cache_tracks(model, ckpt, test))
+            if id(model) not in probs:
+                probs[id(model)] = posteriors(model, test)
+            r = frame_system(model, ckpt, cache_tracks(model, ckpt, test, probs[id(model)]))
         out[name] = r
         print(f"test {name}: EER {100 * r['eer']:.1f}% median {r['median_s']:.2f} s ({time.monotonic() - t0:.0f} s)",
               file=sys.stderr, flush=True)
@@ -196,11 +199,14 @@ def bench_streams(args, models) -> dict:
         n_utts += len(utts)
         n_missed += sum(m is None for m in matched)
         for u, seg in zip(utts, matched):
+            probs: dict[int, np.ndarray] = {}  # per network: an early row shares its detector's
             for name, (model, ckpt) in models.items():
                 if ckpt["kind"] == "cascade":
                     continue
                 p = np.zeros(0)
-                if seg is not None:
+                if seg is not None and id(model) in probs:
+                    p = probs[id(model)]
+                elif seg is not None:
                     with torch.no_grad():
                         if isinstance(model, E2E_MODELS):
                             e = torch.from_numpy(enc[seg.start : seg.end])[None]
@@ -209,7 +215,7 @@ def bench_streams(args, models) -> dict:
                         else:
                             x = feats[4 * seg.start : 4 * seg.end + 3][None]
                             p = torch.sigmoid(model(x))[0]
-                    p = p.numpy()
+                    p = probs[id(model)] = p.numpy()
                 track = segment_track(p, seg, u, fs, silent, feats.numpy(), _policy(ckpt))
                 if texts[name] is not None and seg is not None:
                     history = (seg.tokens, [f - seg.start for f in seg.frames])

@@ -39,7 +39,7 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "scripts"))
 
 import iqd.train as T  # noqa: E402
-from iqd.cache import ConcatCache, IqdCache, open_splits  # noqa: E402
+from iqd.cache import IqdCache, open_splits  # noqa: E402
 from iqd.evaluate import choose_policy, evaluate_policy  # noqa: E402
 from iqd.fusion import cache_pieces, from_cascade, fuse_tracks  # noqa: E402
 from iqd.metrics import eer  # noqa: E402
@@ -104,9 +104,9 @@ def main() -> int:
         fused_rows("shipped + the cascade's classifier", e2e, cascade, dev, test, base)
         fused_rows("shipped + reference-prefix classifier", e2e, prefix_classifier(args.corpus), dev, test, base)
         return 0
-    main_train = [] if args.no_main else [IqdCache(cache, "train")]
-    train = ConcatCache([*main_train, *(IqdCache(d, "train") for d in args.extra), IqdCache(cache, "train-streams")])
     cfg, ccfg = T.TrainConfig.from_dict(ck["train_config"]), T.TrainConfig.from_dict(cck["train_config"])
+    train, _ = T.prepare(dataclasses.replace(cfg, cache=str(cache), streams=True, extra_train=tuple(map(str, args.extra)),
+                                             main_train=not args.no_main), progress=False)
     if args.minutes:
         cfg = dataclasses.replace(cfg, max_minutes=args.minutes)
     print(f"training on {len(train)} rows ({train.split}), {cfg.max_minutes:g} minutes", flush=True)

@@ -72,6 +72,13 @@ for s in "$SEARCH" "$TRAIN_SEARCH"; do
 done
 [ -z "$LM" ] || [ -f "$LM" ] || { echo "train_iqd_all: LM=$LM: no such file" >&2; exit 1; }
 log() { echo "[$(date -u +%H:%M:%S)] $*" >&2; }
+RUNNING=0
+spawn() {  # run "$@" in the background, at most JOBS at a time (a failed job ends the script: set -e)
+    "$@" &
+    RUNNING=$((RUNNING + 1))
+    if [ "$RUNNING" -ge "$JOBS" ]; then wait -n; RUNNING=$((RUNNING - 1)); fi
+}
+drain() { while [ "$RUNNING" -gt 0 ]; do wait -n; RUNNING=$((RUNNING - 1)); done; }
 search_args() {  # the iqd.cache flags of search $1
     if [ "$1" = beam ]; then
         echo "--search beam --beam $BEAM ${LM:+--lm $LM --lm-scale $LM_SCALE --lm-bonus $LM_BONUS --lm-eos-scale $LM_EOS_SCALE}"
@@ -127,14 +134,11 @@ if [ -n "$FRESH" ]; then
         "$PY" -m iqd.cache --asr "$ASR" --corpus "$dir" --cache "$dir/cache" --split train \
             --limit "$(wc -l < "$dir/train.jsonl")" --crop $TRAIN_S
     }
-    running=0
     for f in $FRESH; do
-        fresh_one "${f%%:*}" "${f##*:}" &
-        running=$((running + 1))
-        if [ "$running" -ge "$JOBS" ]; then wait -n; running=$((running - 1)); fi
+        spawn fresh_one "${f%%:*}" "${f##*:}"
         EXTRA+=(--extra-train "$FRESH_DIR/seed-${f%%:*}/cache")
     done
-    while [ "$running" -gt 0 ]; do wait -n; running=$((running - 1)); done
+    drain
     EXTRA+=(--no-main-train)
 fi
 
@@ -152,14 +156,11 @@ JOBLIST=("e2e e2e --streams")
 for ((s = 1; s < SEEDS; s++)); do JOBLIST+=("e2e e2e-s$s --streams --seed $s"); done
 JOBLIST+=("independent independent --lr $IND_LR --set ema_decay=0")
 log "train: e2e (seeds 0-$((SEEDS - 1))), independent, cascade ($MINUTES min each)"
-running=0
 for job in "${JOBLIST[@]}"; do
     # shellcheck disable=SC2086  # a job's words are its arguments
-    train $job &
-    running=$((running + 1))
-    if [ "$running" -ge "$JOBS" ]; then wait -n; running=$((running - 1)); fi
+    spawn train $job
 done
-while [ "$running" -gt 0 ]; do wait -n; running=$((running - 1)); done
+drain
 train cascade cascade --streams
 
 # 3. The E2E detector fused with the cascade's classifier reading the label history as text (the
