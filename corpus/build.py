@@ -63,6 +63,7 @@ class BuildConfig:
     n_utterances: int
     seed: int = 0
     workers: int = 0  # 0: all cores
+    splits: tuple[str, ...] = SPLITS  # render only these (the plan, hence every utterance, is the same)
 
     def signature(self) -> dict:
         return {"n_utterances": self.n_utterances, "seed": self.seed, "plan_version": PLAN_VERSION}
@@ -273,18 +274,22 @@ def build_corpus(cfg: BuildConfig, progress: bool = True) -> dict[str, list[Utte
     _prepare_out(out, cfg)
     sentences = load_sentences(cfg.seed)
     plan = make_plan(cfg, sentences, voices)
+    unknown = set(cfg.splits) - set(SPLITS)
+    if unknown or not cfg.splits:
+        raise BuildError(f"splits must be some of {', '.join(SPLITS)}, got {', '.join(cfg.splits) or 'none'}")
+    plan = [item for item in plan if item.split in cfg.splits]
     done = _read_progress(out, plan)
     todo = [item for item in plan if item.id not in done]
     if todo:
         babble = make_babble(sentences, [v for v, held in voices.items() if not held], cfg.seed)
         _render_all(todo, out, babble, cfg.workers, done, progress)
-    by_split: dict[str, list[Utterance]] = {s: [] for s in SPLITS}
+    by_split: dict[str, list[Utterance]] = {s: [] for s in cfg.splits}
     for item in plan:
         by_split[item.split].append(done[item.id])
     for split, utts in by_split.items():
         write_manifest(out / f"{split}.jsonl", utts)
     info = {**cfg.signature(), "finished": True, "seconds": round(time.time() - t0, 1),
-            "n_voices": len(voices), "counts": {s: len(u) for s, u in by_split.items()}}
+            "n_voices": len(voices), "counts": {s: len(u) for s, u in by_split.items()}, "splits": list(cfg.splits)}
     (out / "build.json").write_text(json.dumps(info, indent=1) + "\n")
     return by_split
 

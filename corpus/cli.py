@@ -21,6 +21,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     b.add_argument("--size", default="small", help="small (500 utterances), base (32,000) or a number")
     b.add_argument("--seed", type=int, default=0)
     b.add_argument("--workers", type=int, default=0, help="worker processes (default: all cores)")
+    b.add_argument("--splits", default="train,dev,test",
+                   help="render only these splits, comma-separated (default: %(default)s); the plan is the "
+                        "same, so a test-only build holds exactly the full build's test utterances")
     b.add_argument("--quiet", action="store_true", help="no progress bar")
     b.set_defaults(func=_guarded(_build))
     for add in (add_streams_parser, add_import_parser, add_stats_parser, add_check_parser):
@@ -30,7 +33,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 def _build(args: argparse.Namespace) -> int:
     from corpus.build import BuildConfig, build_corpus, parse_size
 
-    cfg = BuildConfig(out=args.out, n_utterances=parse_size(args.size), seed=args.seed, workers=args.workers)
+    cfg = BuildConfig(out=args.out, n_utterances=parse_size(args.size), seed=args.seed, workers=args.workers,
+                      splits=tuple(s for s in args.splits.split(",") if s))
     t0 = time.time()
     by_split = build_corpus(cfg, progress=not args.quiet)
     hours = sum(u.duration for utts in by_split.values() for u in utts) / 3600

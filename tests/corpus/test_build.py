@@ -134,3 +134,17 @@ def test_parse_size() -> None:
         parse_size("huge")
     with pytest.raises(BuildError, match="at least"):
         parse_size("3")
+
+
+def test_a_test_only_build_holds_the_full_builds_test_utterances(tiny_corpus: Path, tmp_path: Path,
+                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    rendered = []
+    real = build.render_item
+    monkeypatch.setattr(build, "render_item", lambda item, out: rendered.append(item.split) or real(item, out))
+    by_split = build_corpus(BuildConfig(out=tmp_path, n_utterances=60, seed=7, workers=1, splits=("test",)),
+                            progress=False)
+    assert set(rendered) == {"test"} and list(by_split) == ["test"]
+    assert (tmp_path / "test.jsonl").read_text() == (tiny_corpus / "test.jsonl").read_text()
+    assert not (tmp_path / "train.jsonl").exists()
+    with pytest.raises(BuildError, match="splits must be"):
+        build_corpus(BuildConfig(out=tmp_path, n_utterances=60, seed=7, splits=("tset",)), progress=False)
