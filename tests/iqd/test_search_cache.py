@@ -8,13 +8,14 @@ import numpy as np
 import pytest
 import torch
 
+from tests.conftest import FOUR_SENTENCES, cer
+
 
 @pytest.fixture(scope="module")
 def tiny_lm(overfit_asr: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """An order-4 character LM over the overfit ASR's token ids, trained on its four sentences."""
     from asr.lm import train_kneser_ney
     from asr.tokenizer import Tokenizer
-    from tests.conftest import FOUR_SENTENCES
 
     tok = Tokenizer(overfit_asr / "tokens.model")
     lm = train_kneser_ney([tok.encode(t) for t in FOUR_SENTENCES], 4, tok.vocab_size)
@@ -43,7 +44,11 @@ def test_beam_with_lm_of_scale_zero_gives_the_beams_tokens(overfit_asr: Path, iq
     final = _cache(overfit_asr, iqd_corpus, tmp_path / "final", method="beam", history="final")
     assert zero.search["lm_scale"] == 0.0 and plain.search == {"method": "beam", "beam": 4, "history": "fed", "lm": None}
     assert greedy.search == {"method": "greedy"}
-    assert plain.utts[0].hyp == greedy.utts[0].hyp == "wake me up at seven"
+    # The overfit ASR knows the four sentences: bounds on the errors, not the exact texts, which
+    # depend on the float rounding. The beam's is looser: one token per frame, and a context of
+    # two tokens that "play some " shares with "wake me " (it may go on with "up at seven").
+    refs = [u.text for u in greedy.utts]
+    assert cer(refs, [u.hyp for u in greedy.utts]) <= 0.1 and cer(refs, [u.hyp for u in plain.utts]) <= 0.25
     model, _ = load_checkpoint(overfit_asr / "last.pt")
     stream = BeamStream(model)
     for i, (a, b, f) in enumerate(zip(plain.utts, zero.utts, final.utts)):
@@ -116,7 +121,11 @@ def test_streamed_beam_search_segments_and_transcripts(overfit_asr: Path, four_u
     enc_g, greedy = run_asr(model, feats)
     enc_b, beam = run_asr(model, feats, beam=BeamStream(model))
     assert np.allclose(enc_g, enc_b)
-    assert tok.decode(beam[0].transcript) == tok.decode(beam[0].tokens) == "wake me up at seven"
+    # the first segment is the first sentence; the tokens fed chunk by chunk follow the beam's best
+    # hypothesis of the moment, which may change its mind (a word fed twice), so they only stay close
+    transcript = tok.decode(beam[0].transcript)
+    assert cer([FOUR_SENTENCES[0]], [transcript]) <= 0.1, transcript
+    assert cer([transcript], [tok.decode(beam[0].tokens)]) <= 0.25, tok.decode(beam[0].tokens)
     assert len(beam) >= 2 and beam[0].start == 0 and beam[-1].end == len(enc_b)
     assert all(s.end == t.start for s, t in zip(beam, beam[1:]))
     assert all(s.start <= f < s.end for s in beam for f in s.frames)

@@ -12,6 +12,7 @@ import torch
 from iqd.cache import IqdCache
 from iqd.export import ExportMismatch, check_frames_input, check_parity, export_iqd
 from iqd.train import load_detector
+from tests.conftest import cer
 
 
 def test_cache_holds_the_asr_outputs_and_label_history(iqd_runs: dict[str, Path], overfit_asr: Path) -> None:
@@ -23,8 +24,8 @@ def test_cache_holds_the_asr_outputs_and_label_history(iqd_runs: dict[str, Path]
         assert cache.enc(i).shape == (u.n_enc, cache.enc_dim) and cache.fbank(i).shape == (u.n_fb, 80)
         assert len(u.tokens) == len(u.token_frames) and u.token_frames == sorted(u.token_frames)
         assert all(0 <= f < u.n_enc for f in u.token_frames)
-    # the overfit ASR knows these four by heart, so the greedy transcripts in the cache are the texts
-    assert sum(u.hyp == u.text for u in cache.utts) >= 3
+    # the overfit ASR knows these four by heart: the greedy transcripts in the cache are close to the texts
+    assert cer([u.text for u in cache.utts], [u.hyp for u in cache.utts]) <= 0.1
 
 
 def test_every_kind_trains_and_records_its_policy(iqd_runs: dict[str, Path]) -> None:
