@@ -1,6 +1,10 @@
 """sherpa-onnx (PyPI) loads the shipped bundle's ASR and, given our fbank options, decodes its
-examples exactly as our runtime does: the sherpa-onnx contract of docs/asr.md, checked. (With
-sherpa-onnx's own fbank defaults the second example reads "list fares for washington d co boston".)"""
+examples as our runtime does: the sherpa-onnx contract of docs/asr.md, checked. (With
+sherpa-onnx's own fbank defaults the second example reads "list fares for washington d co boston".)
+
+int8 transcripts are reproducible only to the onnxruntime build and the float rounding (docs/asr.md,
+"The int8 gap is numerical": 9 of 42 files differ by a letter or a word), so the two may differ by
+one word; this machine gives the same text."""
 from __future__ import annotations
 
 import json
@@ -10,6 +14,7 @@ import pytest
 
 from runtime.asr import AsrStream
 from runtime.audio import load_audio
+from runtime.evaluate import word_errors
 from runtime.features import FbankConfig
 from runtime.sherpa import sherpa_feature_options
 
@@ -37,10 +42,11 @@ def test_sherpa_onnx_transcribes_the_examples_as_our_runtime(sherpa_beam, exampl
     x = load_audio(BUNDLE / "examples" / example["audio"], sherpa_beam.model.fbank.sample_rate)
     ours, n_chunks = _ours(sherpa_beam, x, beam=4)  # our beam search without the bundle's LM, as sherpa-onnx decodes
     if not json.loads((BUNDLE / "bundle.json").read_text())["asr"].get("lm"):
-        assert ours == example["expected"]["text"]  # with an LM the pipeline's expected text is the fused search's
+        # with an LM the pipeline's expected text is the fused search's
+        assert word_errors(example["expected"]["text"], ours)[0] <= 1
     assert ours
     whole, pieces = sherpa_beam.decode(x), sherpa_beam.decode(x, piece=1600)
-    assert whole.text == pieces.text == ours
+    assert whole.text == pieces.text and word_errors(ours, whole.text)[0] <= 1, (whole.text, ours)
     assert len(whole.chunk_ms) == len(pieces.chunk_ms) == n_chunks  # the tail makes it decode the same chunks
     assert all(ms > 0 for ms in whole.chunk_ms) and whole.compute_s > 0
 
