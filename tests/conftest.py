@@ -23,6 +23,22 @@ def cer(refs: list[str], hyps: list[str]) -> float:
     return float(jiwer.cer(refs, hyps))
 
 
+def scramble_largest_weight(path: Path, seed: int = 0) -> str:
+    """Corrupt an ONNX graph in place: the values of its largest initializer (a weight, int8 or
+    float) permuted. The graph still loads and runs; it no longer computes the model. Returns the
+    initializer's name."""
+    import numpy as np
+    import onnx
+    from onnx import numpy_helper
+
+    model = onnx.load(str(path))
+    init = max(model.graph.initializer, key=lambda t: int(np.prod(t.dims)))
+    w = numpy_helper.to_array(init)
+    init.CopyFrom(numpy_helper.from_array(np.random.default_rng(seed).permutation(w.ravel()).reshape(w.shape), init.name))
+    onnx.save(model, str(path))
+    return init.name
+
+
 @pytest.fixture(scope="session", autouse=True)
 def one_torch_thread() -> None:
     """torch on one intra-op thread whatever OMP_NUM_THREADS said when torch was imported."""
