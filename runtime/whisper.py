@@ -1,0 +1,275 @@
+"""The second pass: Whisper tiny.en reads each endpointed segment again, with onnxruntime and numpy.
+
+    second = SecondPass.from_dir("models/default/whisper", threads=1)
+    result = second.transcribe(samples)          # (n,) float32 at 16 kHz, one segment
+    result.text, result.no_speech_prob, result.accepted
+
+How a segment is read (docs/second_pass.md has the measurements behind each choice):
+1. Whisper's log-mel of the segment plus `pad_s` of zeros (`log_mel`, the numpy twin of
+   `asr.whisper.log_mel`).
+2. The encoder runs on those frames only. Whisper was trained on 30 s windows and its decoder
+   repeats itself when the audio simply ends, so the remaining positions up to 1,500 are
+   filled with the cross-attention keys/values that the encoder gives a constant log-mel at
+   those positions (`fill_value`), computed once per model: the decoder sees what 30 s of
+   padding would show it, for the cost of encoding the segment.
+3. Greedy decoding with Whisper's usual guards: no timestamps; special, timestamp and
+   non-speech tokens suppressed (the model's `suppress_ids`); a blank or end of text as the first
+   token suppressed; at most `max_tokens_per_s` tokens per second of audio; nothing carried over
+   from the previous segment; a stop when the text starts repeating (compression ratio).
+4. Whether to trust it: no words when the no-speech probability is high and the average
+   log-probability low (Whisper's own rule), or when the text is a runaway repetition.
+
+Everything about the model comes from `whisper.json` (written by `asr/export_whisper.py`).
+"""
+from __future__ import annotations
+
+import json
+import threading
+import zlib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import onnxruntime as ort
+
+SAMPLE_RATE = 16000
+N_FFT, HOP = 400, 160
+
+
+class SecondPassError(ValueError):
+    """A second-pass folder that is missing or inconsistent."""
+
+
+@dataclass(frozen=True)
+class DecodeOptions:
+    """Guards of the greedy search and the no-speech rule (Whisper's defaults where it has them)."""
+
+    pad_s: float = 2.0  # zeros encoded after the segment before the fill takes over
+    max_tokens_per_s: float = 8.0  # a cap on text length: speech runs at about 3-4 tokens a second
+    min_tokens: int = 8
+    no_speech_threshold: float = 0.6  # Whisper: no words if p(no speech) > this ...
+    logprob_threshold: float = -1.0  # ... and the average token log-probability < this
+    compression_ratio_threshold: float = 2.4  # Whisper: a text that compresses more is a repetition loop
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "DecodeOptions":
+        unknown = set(d) - set(cls.__dataclass_fields__)
+        if unknown:
+            raise SecondPassError(f"unknown second-pass options: {', '.join(sorted(unknown))}")
+        return cls(**d)
+
+
+@dataclass(frozen=True)
+class SecondPassResult:
+    """What Whisper made of one segment."""
+
+    text: str  # Whisper's written form, e.g. "Set an alarm for 7:02."; "" when not accepted
+    tokens: tuple[int, ...]
+    no_speech_prob: float
+    avg_logprob: float
+    compression_ratio: float
+    accepted: bool  # False: judged non-speech or a runaway; the caller keeps its own text
+    reason: str = ""  # why not accepted
+    timings_ms: dict[str, float] = field(default_factory=dict)
+
+
+def hann_window(n: int = N_FFT) -> np.ndarray:
+    """The periodic Hann window (torch.hann_window's default)."""
+    return (0.5 - 0.5 * np.cos(2 * np.pi * np.arange(n) / n)).astype(np.float64)
+
+
+def log_mel(audio: np.ndarray, filters: np.ndarray, n_pad_samples: int = 0) -> np.ndarray:
+    """Whisper's log-mel spectrogram in numpy: (n,) float samples at 16 kHz -> (n_mels, n_frames) float32.
+
+    The twin of `asr.whisper.log_mel` (tests/asr/test_whisper.py asserts they agree): a centred
+    (reflect-padded) 400-point STFT every 160 samples with a periodic Hann window, the last frame
+    dropped, power through the Slaney mel `filters` (n_mels, 201), log10 clamped at 1e-10,
+    floored at 8 below the maximum, then (x + 4) / 4. Computed in float64.
+    """
+    x = np.asarray(audio, dtype=np.float64)
+    x = np.concatenate([x, np.zeros(n_pad_samples)])
+    if len(x) <= N_FFT // 2:
+        x = np.concatenate([x, np.zeros(N_FFT // 2 + 1 - len(x))])
+    x = np.pad(x, N_FFT // 2, mode="reflect")
+    frames = np.lib.stride_tricks.sliding_window_view(x, N_FFT)[::HOP]  # (n_frames, n_fft)
+    power = np.abs(np.fft.rfft(frames * hann_window(), axis=1)) ** 2
+    mel = power[:-1] @ filters.T.astype(np.float64)  # (T, n_mels)
+    log_spec = np.log10(np.maximum(mel, 1e-10))
+    log_spec = np.maximum(log_spec, log_spec.max() - 8.0)
+    return ((log_spec + 4.0) / 4.0).T.astype(np.float32)
+
+
+def _bytes_decoder() -> dict[str, int]:
+    """GPT-2's byte-level BPE alphabet: the printable character that stands for each byte."""
+    bs = list(range(ord("!"), ord("~") + 1)) + list(range(ord("¡"), ord("¬") + 1)) + list(range(ord("®"), ord("ÿ") + 1))
+    cs = bs[:]
+    n = 0
+    for b in range(256):
+        if b not in bs:
+            bs.append(b)
+            cs.append(256 + n)
+            n += 1
+    return {chr(c): b for b, c in zip(bs, cs)}
+
+
+def compression_ratio(text: str) -> float:
+    raw = text.encode("utf-8")
+    return len(raw) / max(1, len(zlib.compress(raw)))
+
+
+def _session(path: Path, threads: int) -> ort.InferenceSession:
+    opts = ort.SessionOptions()
+    opts.intra_op_num_threads = threads
+    opts.inter_op_num_threads = 1
+    opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    return ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
+
+
+class SecondPass:
+    """Whisper's encoder and decoder sessions, the mel filters and the vocabulary; shared by all
+    streams and thread-safe (the fill is computed once, under a lock)."""
+
+    def __init__(self, folder: str | Path, threads: int = 1, options: DecodeOptions | None = None,
+                 sessions: tuple[Any, Any] | None = None) -> None:
+        """sessions: (encoder, decoder) objects with onnxruntime's `run(None, feeds)` to use instead of
+        the folder's graphs (the export's self-check runs torch through this class that way)."""
+        folder = Path(folder)
+        meta_path = folder / "whisper.json"
+        if not meta_path.is_file():
+            raise SecondPassError(f"{folder}: no whisper.json; make the second pass with `heed export whisper`")
+        self.meta = json.loads(meta_path.read_text(encoding="utf-8"))
+        files = self.meta["files"]
+        if sessions is None:
+            sessions = (_session(folder / files["encoder"], threads), _session(folder / files["decoder"], threads))
+        self.encoder, self.decoder = sessions
+        self.filters = np.load(folder / files["mel_filters"])
+        self.vocab = [line.rstrip("\n") for line in (folder / files["tokens"]).read_text(encoding="utf-8").split("\n")][
+            : self.meta["n_vocab"]]
+        if len(self.vocab) != self.meta["n_vocab"]:
+            raise SecondPassError(f"{folder / files['tokens']}: {len(self.vocab)} tokens, whisper.json says "
+                                  f"{self.meta['n_vocab']}")
+        self.options = options or DecodeOptions.from_dict(self.meta.get("decode", {}))
+        sp = self.meta["special"]
+        self.eot, self.sot, self.no_speech = sp["eot"], sp["sot"], sp["no_speech"]
+        self.prompt = np.array([[self.sot, sp["no_timestamps"]]], np.int64)
+        self.n_layers, self.n_head = self.meta["n_text_layer"], self.meta["n_head"]
+        self.d_head = self.meta["n_state"] // self.n_head
+        self.n_audio_ctx = self.meta["n_audio_ctx"]
+        # suppressed at every step: every special token but end of text (timestamps included),
+        # and the model's non-speech symbols; at the first step also a blank and end of text
+        self.suppress = np.zeros(self.meta["n_vocab"], bool)
+        self.suppress[self.eot + 1 :] = True
+        self.suppress[self.meta["suppress_ids"]] = True
+        self.suppress_first = self.suppress.copy()
+        self.suppress_first[self.meta["suppress_ids_begin"]] = True
+        self._byte_of = _bytes_decoder()
+        self._fill: list[np.ndarray] | None = None
+        self._lock = threading.Lock()
+
+    @classmethod
+    def from_dir(cls, folder: str | Path, threads: int = 1, options: DecodeOptions | None = None) -> "SecondPass":
+        return cls(folder, threads, options)
+
+    # ------------------------------------------------------------ encoder
+
+    def fill(self) -> list[np.ndarray]:
+        """The cross-attention keys/values of a constant log-mel over the whole 30 s window, per
+        layer (k, v, k, v, ...): what fills the positions after a segment."""
+        with self._lock:
+            if self._fill is None:
+                mel = np.full((1, self.filters.shape[0], 2 * self.n_audio_ctx), self.meta["fill_value"], np.float32)
+                self._fill = self.encoder.run(None, {"mel": mel})
+            return self._fill
+
+    def encode(self, samples: np.ndarray) -> tuple[list[np.ndarray], int]:
+        """A segment -> the decoder's cross keys/values over 1,500 positions, and how many came from audio."""
+        n_pad = int(round(self.options.pad_s * SAMPLE_RATE))
+        max_samples = 2 * self.n_audio_ctx * HOP - n_pad
+        if len(samples) > max_samples:
+            raise SecondPassError(f"a segment of {len(samples) / SAMPLE_RATE:.1f} s is longer than the "
+                                  f"{max_samples / SAMPLE_RATE:.1f} s the encoder reads; cut it first")
+        mel = log_mel(samples, self.filters, n_pad)
+        mel = mel[:, : mel.shape[1] // 2 * 2]
+        own = self.encoder.run(None, {"mel": mel[None]})
+        s = own[0].shape[-1]
+        fill = self.fill()
+        cross = []
+        for i, (a, f) in enumerate(zip(own, fill)):
+            axis = 3 if i % 2 == 0 else 2  # keys are (1, h, d, S), values (1, h, S, d)
+            rest = f[:, :, :, s:] if axis == 3 else f[:, :, s:]
+            cross.append(np.ascontiguousarray(np.concatenate([a, rest], axis=axis)))
+        return cross, s
+
+    # ------------------------------------------------------------ decoder
+
+    def _step(self, tokens: np.ndarray, state: list[np.ndarray], cross: list[np.ndarray]) -> tuple[np.ndarray, list[np.ndarray]]:
+        feeds = {"tokens": tokens}
+        for i in range(self.n_layers):
+            feeds[f"self_k_{i}"], feeds[f"self_v_{i}"] = state[2 * i], state[2 * i + 1]
+            feeds[f"cross_k_{i}"], feeds[f"cross_v_{i}"] = cross[2 * i], cross[2 * i + 1]
+        out = self.decoder.run(None, feeds)
+        return out[0], out[1:]
+
+    def init_state(self, batch: int = 1) -> list[np.ndarray]:
+        return [np.zeros((batch, self.n_head, 0, self.d_head), np.float32) for _ in range(2 * self.n_layers)]
+
+    def decode_text(self, tokens: list[int] | tuple[int, ...]) -> str:
+        """Token ids (text tokens only) -> the text they spell."""
+        data = bytearray()
+        for t in tokens:
+            if t < self.eot:
+                data += bytes(self._byte_of[c] for c in self.vocab[t])
+        return data.decode("utf-8", errors="replace").strip()
+
+    def greedy(self, cross: list[np.ndarray], duration_s: float) -> tuple[list[int], float, float]:
+        """Greedy decoding -> (text tokens, no-speech probability, average log-probability)."""
+        opts = self.options
+        max_tokens = max(opts.min_tokens, int(np.ceil(duration_s * opts.max_tokens_per_s)))
+        logits, state = self._step(self.prompt, self.init_state(), cross)
+        no_speech = float(_softmax(logits[0, 0])[self.no_speech])  # at the start of transcript
+        tokens: list[int] = []
+        total = 0.0
+        last = logits[0, -1]
+        for i in range(max_tokens):
+            lp = _log_softmax(np.where(self.suppress_first if i == 0 else self.suppress, -np.inf, last))
+            tok = int(np.argmax(lp))
+            total += float(lp[tok])
+            if tok == self.eot:
+                break
+            tokens.append(tok)
+            logits, state = self._step(np.array([[tok]], np.int64), state, cross)
+            last = logits[0, -1]
+        return tokens, no_speech, total / (len(tokens) + 1)
+
+    def transcribe(self, samples: np.ndarray) -> SecondPassResult:
+        """One segment, (n,) float32 at 16 kHz."""
+        import time
+
+        t0 = time.perf_counter()
+        cross, _ = self.encode(np.asarray(samples, np.float32))
+        t1 = time.perf_counter()
+        tokens, no_speech, avg_lp = self.greedy(cross, len(samples) / SAMPLE_RATE)
+        t2 = time.perf_counter()
+        text = self.decode_text(tokens)
+        ratio = compression_ratio(text)
+        opts = self.options
+        reason = ""
+        if no_speech > opts.no_speech_threshold and avg_lp < opts.logprob_threshold:
+            reason = f"no speech (p={no_speech:.2f}, average log-probability {avg_lp:.2f})"
+        elif ratio > opts.compression_ratio_threshold:
+            reason = f"a repetition (compression ratio {ratio:.1f})"
+        elif not text:
+            reason = "no text"
+        return SecondPassResult(text if not reason else "", tuple(tokens), no_speech, avg_lp, ratio, not reason,
+                                reason, {"encoder": 1000 * (t1 - t0), "decoder": 1000 * (t2 - t1)})
+
+
+def _softmax(x: np.ndarray) -> np.ndarray:
+    e = np.exp(x - x.max())
+    return e / e.sum()
+
+
+def _log_softmax(x: np.ndarray) -> np.ndarray:
+    m = x[np.isfinite(x)].max()
+    return x - m - np.log(np.exp(x - m).sum())
