@@ -194,7 +194,7 @@ def _metadata(model: Whisper, src: Path, fill_value: float) -> dict[str, Any]:
         "source": {"package": PACKAGE, "version": PACKAGE_VERSION, "file": "model.bin",
                    "sha256": sha256(src / "model.bin"), "licence": "MIT (Whisper weights: OpenAI, MIT)"},
         "files": {"encoder": "encoder.int8.onnx", "decoder": "decoder.int8.onnx", "mel_filters": "mel_filters.npy",
-                  "tokens": "tokens.txt"},
+                  "tokens": "tokens.txt", "tokenizer": "tokenizer.json"},
         "n_vocab": d.n_vocab, "n_state": d.n_state, "n_head": d.n_head, "n_text_layer": d.n_text_layer,
         "n_audio_ctx": d.n_audio_ctx, "n_text_ctx": d.n_text_ctx,
         "special": {k: v for k, v in vars(SpecialTokens.from_tokenizer_json(src / "tokenizer.json")).items()},
@@ -270,6 +270,7 @@ def export_whisper(out_dir: str | Path, clips: list[np.ndarray], fill_value: flo
         meta = _metadata(model, src, fill_value)
         np.save(work / "mel_filters.npy", mel_filters().numpy().astype(np.float32))
         shutil.copy(src / "vocabulary.txt", work / "tokens.txt")
+        shutil.copy(src / "tokenizer.json", work / "tokenizer.json")
         meta["files"].update(encoder="encoder.onnx", decoder="decoder.onnx")
         _write_meta(work, meta)
         names = state_names(model.dims.n_text_layer)

@@ -135,6 +135,8 @@ def read_ct2(path: Path) -> dict[str, np.ndarray]:
             (n_bytes,) = take("I")
             if dtype_id not in _DTYPES:
                 raise WhisperError(f"{path}: {name} has dtype id {dtype_id}, which this reader does not know")
+            if pos + n_bytes > len(buf):
+                raise struct.error("past the end")
             out[name] = np.frombuffer(buf, _DTYPES[dtype_id], n_bytes // np.dtype(_DTYPES[dtype_id]).itemsize,
                                       pos).reshape(dims)
             pos += n_bytes

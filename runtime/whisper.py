@@ -165,6 +165,8 @@ class SecondPass:
         self.suppress_first[self.meta["suppress_ids_begin"]] = True
         self._byte_of = _bytes_decoder()
         self._fill: list[np.ndarray] | None = None
+        self._tokenizer = None
+        self.folder = folder
         self._lock = threading.Lock()
 
     @classmethod
@@ -242,8 +244,33 @@ class SecondPass:
             last = logits[0, -1]
         return tokens, no_speech, total / (len(tokens) + 1)
 
+    def score(self, cross: list[np.ndarray], texts: list[str]) -> list[tuple[float, int]]:
+        """Whisper's log-probability of each text as the segment's transcript (teacher-forced after
+        the prompt, end of text included) and its token count: one decoder call per text (a batch
+        would copy the segment's cross keys/values per text, which costs more than it saves)."""
+        out = []
+        for text in texts:
+            ids = self.encode_text(text) + [self.eot]
+            tokens = np.concatenate([self.prompt, np.array([ids], np.int64)], axis=1)
+            logits, _ = self._step(tokens, self.init_state(), cross)
+            lp = _log_softmax_rows(logits[0, 1 : 1 + len(ids)])
+            out.append((float(lp[np.arange(len(ids)), ids].sum()), len(ids)))
+        return out
+
+    def encode_text(self, text: str) -> list[int]:
+        """Text -> Whisper's token ids, as the decoder would write it after the prompt (a leading space)."""
+        if self._tokenizer is None:
+            from tokenizers import Tokenizer
+
+            self._tokenizer = Tokenizer.from_file(str(self.folder / self.meta["files"]["tokenizer"]))
+        return self._tokenizer.encode(" " + text.strip(), add_special_tokens=False).ids
+
     def transcribe(self, samples: np.ndarray) -> SecondPassResult:
         """One segment, (n,) float32 at 16 kHz."""
+        return self.read(samples)[0]
+
+    def read(self, samples: np.ndarray) -> tuple[SecondPassResult, list[np.ndarray]]:
+        """One segment -> the result and the segment's cross keys/values (to score other texts with)."""
         import time
 
         t0 = time.perf_counter()
@@ -262,7 +289,7 @@ class SecondPass:
         elif not text:
             reason = "no text"
         return SecondPassResult(text if not reason else "", tuple(tokens), no_speech, avg_lp, ratio, not reason,
-                                reason, {"encoder": 1000 * (t1 - t0), "decoder": 1000 * (t2 - t1)})
+                                reason, {"encoder": 1000 * (t1 - t0), "decoder": 1000 * (t2 - t1)}), cross
 
 
 def _softmax(x: np.ndarray) -> np.ndarray:
@@ -270,6 +297,140 @@ def _softmax(x: np.ndarray) -> np.ndarray:
     return e / e.sum()
 
 
+def _log_softmax_rows(x: np.ndarray) -> np.ndarray:
+    m = x.max(-1, keepdims=True)
+    return x - m - np.log(np.exp(x - m).sum(-1, keepdims=True))
+
+
 def _log_softmax(x: np.ndarray) -> np.ndarray:
     m = x[np.isfinite(x)].max()
     return x - m - np.log(np.exp(x - m).sum())
+
+
+# ---------------------------------------------------------------- the hand-off from the stream
+
+
+@dataclass(frozen=True)
+class SegmentPolicy:
+    """Which audio of a segment the second pass reads (bundle.json `second_pass.segment`).
+
+    A segment runs from the previous endpoint to this one; its speech starts somewhere inside.
+    Whisper reads from `margin_before_s` before the streaming pass's first word (or from the
+    segment's start when it has none) to the endpoint, which already follows the last word by
+    the endpointer's trailing silence.
+    """
+
+    margin_before_s: float = 0.5
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "SegmentPolicy":
+        unknown = set(d) - set(cls.__dataclass_fields__)
+        if unknown:
+            raise SecondPassError(f"unknown second_pass.segment keys: {', '.join(sorted(unknown))}")
+        return cls(**d)
+
+    def span(self, segment_start_s: float, end_s: float, words: list[dict[str, Any]]) -> tuple[float, float]:
+        start = segment_start_s
+        if words:
+            start = max(start, words[0]["start"] - self.margin_before_s)
+        return start, end_s
+
+
+@dataclass(frozen=True)
+class RescoreConfig:
+    """Two-pass combination (bundle.json `second_pass.rescore`): the final is the best of Whisper's
+    own reading and the streaming pass's `n_best` hypotheses (all in spoken form) by
+
+        Whisper's log-probability of the text + lm_weight * the domain LM's + word_bonus * words
+
+    so the domain LM (the streaming pass's character n-gram) can prefer an in-domain hypothesis
+    Whisper finds nearly as likely. lm_weight 0 and n_best 0 keep Whisper's reading."""
+
+    n_best: int = 0
+    lm_weight: float = 0.0
+    word_bonus: float = 0.0
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "RescoreConfig":
+        unknown = set(d) - set(cls.__dataclass_fields__)
+        if unknown:
+            raise SecondPassError(f"unknown second_pass.rescore keys: {', '.join(sorted(unknown))}")
+        return cls(**d)
+
+    @property
+    def enabled(self) -> bool:
+        return self.n_best > 0
+
+
+class SegmentAudio:
+    """The stream's recent samples, addressed by stream time: what the second pass reads."""
+
+    def __init__(self, sample_rate: int) -> None:
+        self.rate = sample_rate
+        self._chunks: list[np.ndarray] = []
+        self._start = 0  # stream sample index of the first sample held
+        self._n = 0  # samples held
+
+    def append(self, x: np.ndarray) -> None:
+        self._chunks.append(x)
+        self._n += len(x)
+
+    def _held(self) -> np.ndarray:
+        if len(self._chunks) > 1:
+            self._chunks = [np.concatenate(self._chunks)]
+        return self._chunks[0] if self._chunks else np.zeros(0, np.float32)
+
+    def slice(self, start_s: float, end_s: float) -> np.ndarray:
+        """Samples from start_s to end_s (stream seconds), clipped to what is held."""
+        a = max(0, int(round(start_s * self.rate)) - self._start)
+        b = max(a, int(round(end_s * self.rate)) - self._start)
+        return self._held()[a:b]
+
+    def forget_before(self, t_s: float) -> None:
+        """Drop the samples before stream time t_s (the stream keeps memory flat)."""
+        cut = min(self._n, max(0, int(round(t_s * self.rate)) - self._start))
+        if cut:
+            held = self._held()[cut:]
+            self._chunks = [held]
+            self._start += cut
+            self._n -= cut
+
+
+def to_spoken(written: str) -> str:
+    """Whisper's written form -> heed's spoken form ("Set an alarm for 7:02." -> "set an alarm for seven oh two")."""
+    from corpus.verbalize import spoken_form
+
+    return spoken_form(written) or ""
+
+
+def align_words(first: list[dict[str, Any]], spoken: list[str], start_s: float, end_s: float) -> list[dict[str, Any]]:
+    """Time the second pass's words by the streaming pass's: a word both passes wrote keeps the
+    streaming pass's times and confidence; the others share the time between their neighbours
+    (confidence None). Without any streaming word, the words share [start_s, end_s]."""
+    import difflib
+
+    out: list[dict[str, Any]] = [{"word": w, "start": None, "end": None, "confidence": None} for w in spoken]
+    matcher = difflib.SequenceMatcher(a=[w["word"] for w in first], b=spoken, autojunk=False)
+    for block in matcher.get_matching_blocks():
+        for k in range(block.size):
+            src, dst = first[block.a + k], out[block.b + k]
+            dst.update(start=src["start"], end=src["end"], confidence=src.get("confidence"))
+    i = 0
+    while i < len(out):
+        if out[i]["start"] is not None:
+            i += 1
+            continue
+        j = i
+        while j < len(out) and out[j]["start"] is None:
+            j += 1
+        # the run i..j-1 lies between its timed neighbours, or the streaming pass's speech, or the segment
+        lo = out[i - 1]["end"] if i > 0 else (first[0]["start"] if first else start_s)
+        hi = out[j]["start"] if j < len(out) else (first[-1]["end"] if first else end_s)
+        if hi <= lo:
+            hi = min(end_s, lo + 0.3 * (j - i)) if j == len(out) else lo
+        step = max(0.0, hi - lo) / (j - i)
+        for k in range(i, j):
+            out[k]["start"] = round(lo + step * (k - i), 3)
+            out[k]["end"] = round(lo + step * (k - i + 1), 3)
+        i = j
+    return out
