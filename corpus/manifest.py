@@ -38,6 +38,8 @@ class Utterance:
     speech_end: float | None = None
     voice: str | None = None
     source: str | None = None
+    speaker: str | None = None
+    licence: str | None = None
     augment: dict[str, Any] = field(default_factory=dict)
 
     def to_json(self) -> str:
@@ -55,6 +57,7 @@ AUDIO_FIELDS = {"audio": str, "duration": (int, float), "sample_rate": int}
 OPTIONAL = {
     **AUDIO_FIELDS, "tags": list, "intent": (str, type(None)), "directed": bool, "speech_start": (int, float),
     "speech_end": (int, float), "voice": str, "source": str, "split": str, "augment": dict,
+    "speaker": str, "licence": str,
 }
 
 

@@ -1,8 +1,12 @@
 """Written text -> spoken form (see corpus/sentence.py): numbers, times, codes and symbols in words.
 
-Two entry points:
+Entry points:
     spoken_form(text)              free English text (fortunes, chat, dialogue) -> one clean string or None
+    spoken_from_written(text)      a recogniser's written output (Whisper) -> spoken form, never None
     verbalize_token(token, context) one written ATIS-style token, read according to its slot tag
+
+One verbaliser for the corpus and the runtime: this module needs only num2words and
+corpus.sentence (no torch, no corpus data), so runtime/ imports spoken_from_written from here.
 
 Number spelling comes from num2words; this module only decides *which* reading a token gets
 and cleans num2words' output ("twenty-one" -> ["twenty", "one"]).
@@ -85,10 +89,16 @@ def plural_words(words: list[str]) -> list[str]:
 _PIECE_RE = re.compile(
     r"""
     (?P<money>[$£€]\d[\d,]*(?:\.\d+)?)
+  | (?P<cents>\d+)¢
   | (?P<time>\d{1,2}:\d{2})(?::\d{2})?
+  | (?P<phone>\d{3}-\d{3}-\d{4}|\d{3}-\d{4})(?![\d-])
+  | (?P<range>\d+(?:\.\d+)?-\d+(?:\.\d+)?)(?![\d-])
+  | (?P<fraction>\d+/\d+)(?![\d/])
   | (?P<ordinal>\d+(?:st|nd|rd|th))(?![a-z])
   | (?P<decade>\d*0)s(?![a-z])
   | (?P<number>\d{1,3}(?:,\d{3})+(?:\.\d+)?|\d+(?:\.\d+)?)
+  | (?P<minus>(?<![\w.])-(?=\d))
+  | (?P<degrees>°\s?[fc]?)(?![a-z])
   | (?P<word>[a-z]+(?:'[a-z]+)*)
   | (?P<space>\s+)
   | (?P<other>.)
@@ -96,18 +106,23 @@ _PIECE_RE = re.compile(
     re.VERBOSE,
 )
 
-# Punctuation that is silent; anything not here and not read aloud (_SYMBOLS) makes the text junk.
+# Punctuation that is silent; anything not here and not read aloud (_SYMBOLS) has no reading.
 _SILENT = set(".,;:!?\"'()[]{}-/*~")
 _SYMBOLS = {"&": "and", "%": "percent", "+": "plus", "=": "equals", "@": "at"}
 _CURRENCY = {"$": ("dollar", "dollars"), "£": ("pound", "pounds"), "€": ("euro", "euros")}
 _SCALES = {"thousand", "million", "billion", "trillion"}
 # Abbreviations read as their full word when written with a period.
 _ABBREVIATIONS = {"mr": "mister", "mrs": "missus", "dr": "doctor", "st": "saint", "jr": "junior",
-                  "vs": "versus", "etc": "et cetera"}
+                  "vs": "versus", "etc": "et cetera", "ave": "avenue", "rd": "road", "blvd": "boulevard"}
+# ... unless they end a street address ("42 Maple St."): a number among the three words before.
+_STREET_ABBREVIATIONS = {"st": "street", "dr": "drive"}
+_FRACTION_NAMES = {2: ("half", "halves"), 4: ("quarter", "quarters")}
 _JUNK_RE = re.compile(r"https?:|www\.|\S@\S|\.(com|org|net|edu)\b|[<>_\\|^`]")
 _TYPOGRAPHY = str.maketrans({"\u2018": "'", "\u2019": "'", "\u201c": '"', "\u201d": '"',
                              "\u2013": "-", "\u2014": "-", "\u2026": "...", "\u00a0": " "})
 _MAX_NUMBER_DIGITS = 12  # longer digit strings (ids, phone numbers) are read digit by digit
+# Sound annotations of recognisers ("[BLANK_AUDIO]", "(upbeat music)", "♪ la la ♪"): not speech.
+_ANNOTATION_RE = re.compile(r"\[[^\]]*\]|\([^)]*\)|[\u266a\u266b][^\u266a\u266b]*[\u266a\u266b]|[\u266a\u266b]")
 
 
 def _ascii(text: str) -> str:
@@ -117,31 +132,53 @@ def _ascii(text: str) -> str:
 
 
 def _read_number(text: str) -> list[str]:
-    """A plain written number: "1,000" / "3.5" / "1991" (4 digits 1100-2099 read as a year) / "007"."""
-    text = text.replace(",", "")
-    if "." in text:
-        return decimal_words(text)
-    if len(text) > 1 and text.startswith("0") or len(text) > _MAX_NUMBER_DIGITS:
-        return digit_words(text)
-    n = int(text)
+    """A plain written number: "1,000" / "3.5" / "1991" (4 digits 1100-2099, no comma, read as a
+    year) / "007"."""
+    plain = text.replace(",", "")
+    if "." in plain:
+        return decimal_words(plain)
+    if len(plain) > 1 and plain.startswith("0") or len(plain) > _MAX_NUMBER_DIGITS:
+        return digit_words(plain)
+    n = int(plain)
     # A bare four-digit number in prose is most often a year; "1500 people" read as
-    # "fifteen hundred people" is still natural English.
+    # "fifteen hundred people" is still natural English. "1,500" is written as a quantity.
     return year_words(n) if len(text) == 4 and 1100 <= n <= 2099 else number_words(n)
 
 
 def _read_money(text: str, next_word: str | None) -> tuple[list[str], bool]:
-    """ "$5.50" -> five dollars and fifty cents. Returns (words, whether `next_word` was a scale
-    word like "million" that was consumed: "$1.5 million" -> one point five million dollars)."""
+    """ "$5.50" -> five dollars and fifty cents, "$0.50" -> fifty cents. Returns (words, whether
+    `next_word` was a scale word like "million" that was consumed: "$1.5 million" -> one point
+    five million dollars)."""
     one, many = _CURRENCY[text[0]]
     amount = text[1:].replace(",", "")
     if next_word in _SCALES:
         return _read_number(amount) + [next_word, many], True
     whole, _, cents = amount.partition(".")
+    cents_n = int(cents.ljust(2, "0")[:2]) if cents else 0
+    if int(whole) == 0 and cents_n:
+        return _cents_words(cents_n), False
     out = number_words(int(whole)) + [one if whole == "1" else many]
-    if cents and int(cents):
-        cents = int(cents.ljust(2, "0")[:2])
-        out += ["and"] + number_words(cents) + ["cent" if cents == 1 else "cents"]
+    if cents_n:
+        out += ["and"] + _cents_words(cents_n)
     return out, False
+
+
+def _cents_words(n: int) -> list[str]:
+    return number_words(n) + ["cent" if n == 1 else "cents"]
+
+
+def _read_fraction(text: str) -> list[str]:
+    """ "3/4" -> three quarters, "1/3" -> one third (numerator below a denominator of 2-10);
+    otherwise both numbers, the slash silent ("24/7" -> twenty four seven)."""
+    num, den = (int(x) for x in text.split("/"))
+    a, b = text.split("/")
+    if not 0 < num < den <= 10:
+        return _read_number(a) + _read_number(b)
+    one, many = _FRACTION_NAMES.get(den, (None, None))
+    if one is None:
+        name = ordinal_words(den)
+        one, many = " ".join(name), " ".join(plural_words(name))
+    return number_words(num) + (one if num == 1 else many).split()
 
 
 def _pieces(text: str) -> list[tuple[str, str]]:
@@ -153,52 +190,100 @@ def spoken_form(text: str, *, min_words: int = 1) -> str | None:
     """Free English text -> spoken form ("Meet me at 7:30pm, ok?" -> "meet me at seven thirty p m ok").
 
     Lowercases; reads numbers, ordinals, years ("in 1999"), decades ("80s"), times, money
-    ("$5.50") and percentages in words; "&", "%", "+", "=", "@" as words; "Mr."/"Dr."/"St."
-    as mister/doctor/saint; "a.m." and "pm" after a number as "a m"/"p m"; drops other
-    punctuation (an apostrophe stays only inside a word: "don't", "o'clock").
-    Initialisms stay one word ("FBI" -> "fbi"): telling them from acronyms needs a lexicon.
+    ("$5.50", "50¢"), percentages, ranges ("5-10" -> five to ten), fractions ("3/4"), negative
+    numbers and degrees ("-5°C") in words; "&", "%", "+", "=", "@" as words; "Mr."/"Dr."/"St."
+    as mister/doctor/saint (street/drive after a house number); "a.m." and "pm" after a number
+    as "a m"/"p m"; drops other punctuation (an apostrophe stays only inside a word: "don't",
+    "o'clock"). Initialisms stay one word ("FBI" -> "fbi"): telling them from acronyms needs a
+    lexicon.
 
     Returns None when the text cannot be made clean: URLs, e-mail addresses, markup or code
     symbols (<>#_\\|^`), letters outside ASCII after stripping accents, or fewer than
-    `min_words` words.
+    `min_words` words. For recogniser output, which must always give words, use
+    spoken_from_written.
     """
+    words = _read_text(text, strict=True)
+    if words is None or len(words) < max(min_words, 1):
+        return None
+    return " ".join(words)
+
+
+def spoken_from_written(text: str) -> str:
+    """A recogniser's written form -> spoken form, with the readings of spoken_form.
+
+    Whisper writes "Set an alarm for 7:02." / "It's $5.50, 21st of May, 10%"; the tagger and the
+    IQD read "set an alarm for seven oh two" / "it's five dollars and fifty cents twenty first
+    of may ten percent". Everything spoken_form reads is read the same way (one verbaliser).
+
+    Never returns None: what has no reading is dropped instead of rejecting the text, namely
+    sound annotations in brackets or parentheses ("[BLANK_AUDIO]", "(laughs)") and between
+    music notes, URLs and e-mail addresses, words with letters outside ASCII after accents are
+    stripped ("日本"), and symbols with no spoken form ("#" not before a number, "<", "_", ...).
+    Returns "" when nothing readable is left.
+    """
+    return " ".join(_read_text(_ANNOTATION_RE.sub(" ", text), strict=False) or [])
+
+
+def _read_text(text: str, strict: bool) -> list[str] | None:
+    """The spoken words of `text`; with `strict`, None as soon as a piece has no reading,
+    otherwise such pieces are dropped."""
     text = _ascii(text).lower()
-    if _JUNK_RE.search(text):
+    if not strict:
+        text = " ".join(t for t in text.split() if not _JUNK_RE.search(t)
+                        and not any(c.isalpha() and not c.isascii() for c in t))
+    elif _JUNK_RE.search(text):
         return None
     pieces = _pieces(text)
     out: list[str] = []
     i = 0
     while i < len(pieces):
-        kind, piece = pieces[i]
-        nxt = pieces[i + 1] if i + 1 < len(pieces) else ("", "")
-        i += 1
-        if kind == "money":
-            words, used_next = _read_money(piece, nxt[1] if nxt[0] == "word" else None)
-            out += words
-            i += used_next
-        elif kind == "time":
-            hour, minute = piece.split(":")
-            ampm, skip = _ampm_after(pieces, i)
-            out += time_words(int(hour), int(minute), ampm)
-            i += skip
-        elif kind == "number" and _dotted_time(piece, out[-1:], pieces, i):
-            hour, minute = piece.split(".")
-            ampm, skip = _ampm_after(pieces, i)
-            out += time_words(int(hour), int(minute), ampm)
-            i += skip
-        elif kind in ("number", "ordinal", "decade"):
-            out += _read_numeric(kind, piece)
-        elif kind == "word":
-            out += _read_word(piece, nxt, out)
-        elif piece in _SYMBOLS:
-            out.append(_SYMBOLS[piece])
-        elif piece == "#" and nxt[0] == "number":
-            out.append("number")
-        elif piece not in _SILENT:
-            return None  # non-ASCII letter or unknown symbol
-    if len(out) < max(min_words, 1) or not all(WORD_RE.match(w) for w in out):
+        words, used = _read_piece(pieces, i, out)
+        i += 1 + used
+        if words is None and strict:
+            return None
+        out += words or []
+    if strict and not all(WORD_RE.match(w) for w in out):
         return None
-    return " ".join(out)
+    return [w for w in out if WORD_RE.match(w)]
+
+
+def _read_piece(pieces: list[tuple[str, str]], i: int, out: list[str]) -> tuple[list[str] | None, int]:
+    """The words of pieces[i] given the words read so far; returns (words or None if the piece
+    has no reading, how many following pieces it also consumed)."""
+    kind, piece = pieces[i]
+    nxt = pieces[i + 1] if i + 1 < len(pieces) else ("", "")
+    if kind == "money":
+        words, used_next = _read_money(piece, nxt[1] if nxt[0] == "word" else None)
+        return words, int(used_next)
+    if kind == "cents":
+        return _cents_words(int(piece)), 0
+    if kind == "time" or kind == "number" and _dotted_time(piece, out[-1:], pieces, i + 1):
+        hour, minute = re.split("[:.]", piece)
+        ampm, skip = _ampm_after(pieces, i + 1)
+        return time_words(int(hour), int(minute), ampm), skip
+    if kind == "number" and piece.isdigit() and len(piece) in (3, 4) and out[-1:] in (["flight"], ["number"]):
+        return pair_words(piece), 0  # "flight 838": flight numbers are read in pairs, as in ATIS
+    if kind in ("number", "ordinal", "decade"):
+        return _read_numeric(kind, piece), 0
+    if kind == "phone":
+        return [w for group in piece.split("-") for w in digit_words(group)], 0
+    if kind == "range":
+        a, b = piece.split("-")
+        return _read_number(a) + (["to"] if float(a) < float(b) else []) + _read_number(b), 0
+    if kind == "fraction":
+        return _read_fraction(piece), 0
+    if kind == "minus":
+        return ["minus"], 0
+    if kind == "degrees":
+        unit = {"f": ["fahrenheit"], "c": ["celsius"]}.get(piece[-1], [])
+        return ["degrees"] + unit, 0
+    if kind == "word":
+        return _read_word(piece, nxt, out), 0
+    if piece in _SYMBOLS:
+        return [_SYMBOLS[piece]], 0
+    if piece == "#" and nxt[0] == "number":
+        return ["number"], 0
+    return ([] if piece in _SILENT else None), 0
 
 
 _TIME_PREPOSITIONS = {"at", "by", "until", "till", "from", "to", "around", "before", "after"}
@@ -235,6 +320,8 @@ def _read_numeric(kind: str, piece: str) -> list[str]:
 def _read_word(word: str, nxt: tuple[str, str], out: list[str]) -> list[str]:
     """A letter word; may depend on the next piece (abbreviation period) and the words so far."""
     if nxt[1] == "." and word in _ABBREVIATIONS:
+        if word in _STREET_ABBREVIATIONS and any(_is_number_word(w) for w in out[-3:]):
+            return [_STREET_ABBREVIATIONS[word]]
         return _ABBREVIATIONS[word].split()
     # "7pm" / "7 am": am/pm right after a number is spelled; "i am" stays a word.
     if word in ("am", "pm") and out and _is_number_word(out[-1]):
