@@ -3,11 +3,14 @@
     heed export whisper --bundle models/default        # what scripts/setup runs
 
 Writes into `<bundle>/whisper/`:
-- `encoder.int8.onnx`: mel (1, 80, T) -> cross_k, cross_v (n_layers, 1, T/2, 384), the decoder
-  layers' cross-attention keys and values (the encoder states themselves are not needed);
-- `decoder.int8.onnx`: tokens (B, n), self_k, self_v (n_layers, B, P, 384), cross_k, cross_v
-  -> logits (B, n, n_vocab), next_self_k, next_self_v (P + n positions). One graph serves the
-  prompt (n = 2), greedy steps (n = 1) and scoring whole hypotheses (n = their length);
+- `encoder.int8.onnx`: mel (1, 80, T) -> per decoder layer i cross_k_i (1, 6, 64, T/2) (keys
+  transposed) and cross_v_i (1, 6, T/2, 64): the cross-attention keys and values (the encoder
+  states themselves are not needed);
+- `decoder.int8.onnx`: tokens (B, n), per layer i self_k_i, self_v_i (B, 6, P, 64) and
+  cross_k_i (1 or B, 6, 64, S), cross_v_i (1 or B, 6, S, 64) -> logits (B, n, n_vocab) and
+  next_self_k_i, next_self_v_i (P + n positions). One graph serves the prompt (n = 2), greedy
+  steps (n = 1) and scoring B whole texts at once (n = the longest; a cross batch of 1 is
+  broadcast, so the segment's keys/values are never copied per text);
 - `mel_filters.npy` (the Slaney filter bank), `tokens.txt` (the byte-level BPE vocabulary) and
   `whisper.json` (dimensions, special tokens, suppressed tokens, the source's sha256).
 
@@ -93,7 +96,8 @@ def _export_fp32(model: Whisper, out: Path) -> None:
         dyn = {"tokens": {0: "B", 1: "n"}, "logits": {0: "B", 1: "n"}}
         dyn.update({c: {0: "B", 2: "P"} for c in names["self"]})
         dyn.update({c: {0: "B", 2: "Pn"} for c in names["next_self"]})
-        dyn.update({c: {0: "B", (3 if c.startswith("cross_k") else 2): "S"} for c in names["cross"]})
+        # the segment's cross keys/values have a batch of 1 that attention broadcasts over B texts
+        dyn.update({c: {0: "Bc", (3 if c.startswith("cross_k") else 2): "S"} for c in names["cross"]})
         torch.onnx.export(_Decoder(model), (torch.zeros(1, 2, dtype=torch.long), *self_kv, *cross),
                           str(out / "decoder.onnx"), opset_version=OPSET, dynamo=False,
                           input_names=["tokens", *names["self"], *names["cross"]],

@@ -246,7 +246,6 @@ class Stream:
         alignment to the streaming pass's) and written form; or, with rescoring, whichever of it and
         the streaming pass's n-best scores best; the streaming pass's words when Whisper's text is
         a runaway repetition, none when Whisper hears no speech."""
-        from runtime.search import rank_finished
         from runtime.whisper import align_words, to_spoken
 
         a, pipe = self.asr, self.pipe
@@ -263,21 +262,32 @@ class Stream:
         spoken = to_spoken(result.text)
         chosen, chosen_pass = spoken, "second"
         if pipe.rescore.enabled:
-            hyps = rank_finished(a.hyps, pipe.lm)[: pipe.rescore.n_best]
-            texts = list(dict.fromkeys([spoken] + [" ".join(w["word"] for w in a.model.words(h)) for h in hyps]))
-            texts = [t for t in texts if t]
-            scores = pipe.second.score(cross, texts)
-            lm = [pipe.text_lm_score(t) for t in texts]
-            total = [w + pipe.rescore.lm_weight * l + pipe.rescore.word_bonus * len(t.split())
-                     for (w, _), l, t in zip(scores, lm, texts)]
-            log.update(candidates=texts, whisper_lp=[w for w, _ in scores], lm_lp=lm)
-            chosen = texts[int(np.argmax(total))]
+            chosen = self._rescore(spoken, cross, log)
             chosen_pass = "second" if chosen == spoken else "stream"
         log["ms"] = sum(result.timings_ms.values()) + 1000 * (time.perf_counter() - t0)
         log["chosen"] = chosen
         new = align_words(words, chosen.split(), start_s, end_s)
         return {"text": " ".join(w["word"] for w in new), "words": new,
                 "written": result.text if chosen_pass == "second" else chosen, "pass": chosen_pass}
+
+    def _rescore(self, spoken: str, cross: list[np.ndarray], log: dict[str, Any]) -> str:
+        """The best of Whisper's reading and the streaming pass's n-best (runtime.whisper.RescoreConfig).
+        Only hypotheses the domain LM prefers to Whisper's reading can win, so only those are scored."""
+        from runtime.search import rank_finished
+
+        a, pipe, cfg = self.asr, self.pipe, self.pipe.rescore
+        hyps = rank_finished(a.hyps, pipe.lm)[: cfg.n_best]
+        texts = list(dict.fromkeys(t for t in [spoken] + [" ".join(w["word"] for w in a.model.words(h)) for h in hyps] if t))
+        if not texts:
+            return spoken
+        bonus = [cfg.lm_weight * pipe.text_lm_score(t) + cfg.word_bonus * len(t.split()) for t in texts]
+        keep = [i for i, b in enumerate(bonus) if i == 0 or b > bonus[0]]
+        if len(keep) == 1:
+            return texts[0]
+        scores = pipe.second.score(cross, [texts[i] for i in keep])
+        total = [s + bonus[i] for s, i in zip(scores, keep)]
+        log.update(candidates=[texts[i] for i in keep], whisper_lp=scores, bonus=[bonus[i] for i in keep])
+        return texts[keep[int(np.argmax(total))]]
 
     def _understand(self, words: list[dict[str, Any]], final: bool) -> dict[str, Any]:
         """Tag the segment's words (the tagger rolls back to the first word the ASR revised);

@@ -244,17 +244,20 @@ class SecondPass:
             last = logits[0, -1]
         return tokens, no_speech, total / (len(tokens) + 1)
 
-    def score(self, cross: list[np.ndarray], texts: list[str]) -> list[tuple[float, int]]:
+    def score(self, cross: list[np.ndarray], texts: list[str]) -> list[float]:
         """Whisper's log-probability of each text as the segment's transcript (teacher-forced after
-        the prompt, end of text included) and its token count: one decoder call per text (a batch
-        would copy the segment's cross keys/values per text, which costs more than it saves)."""
+        the prompt, end of text included), all texts in one decoder call (the segment's cross
+        keys/values broadcast over them)."""
+        ids = [self.encode_text(t) + [self.eot] for t in texts]
+        batch = np.full((len(ids), 2 + max(len(t) for t in ids)), self.eot, np.int64)
+        batch[:, :2] = self.prompt
+        for row, t in zip(batch, ids):
+            row[2 : 2 + len(t)] = t  # padding after the end of text cannot change earlier positions
+        logits, _ = self._step(batch, self.init_state(len(ids)), cross)
         out = []
-        for text in texts:
-            ids = self.encode_text(text) + [self.eot]
-            tokens = np.concatenate([self.prompt, np.array([ids], np.int64)], axis=1)
-            logits, _ = self._step(tokens, self.init_state(), cross)
-            lp = _log_softmax_rows(logits[0, 1 : 1 + len(ids)])
-            out.append((float(lp[np.arange(len(ids)), ids].sum()), len(ids)))
+        for row, t in zip(logits, ids):
+            lp = _log_softmax_rows(row[1 : 1 + len(t)])
+            out.append(float(lp[np.arange(len(t)), t].sum()))
         return out
 
     def encode_text(self, text: str) -> list[int]:
@@ -398,9 +401,9 @@ class SegmentAudio:
 
 def to_spoken(written: str) -> str:
     """Whisper's written form -> heed's spoken form ("Set an alarm for 7:02." -> "set an alarm for seven oh two")."""
-    from corpus.verbalize import spoken_form
+    from corpus.verbalize import spoken_from_written
 
-    return spoken_form(written) or ""
+    return spoken_from_written(written)
 
 
 def align_words(first: list[dict[str, Any]], spoken: list[str], start_s: float, end_s: float) -> list[dict[str, Any]]:
