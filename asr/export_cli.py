@@ -1,5 +1,5 @@
-"""`heed export asr|tagger|bundle|lm`: ONNX export with self-check, assembling a model bundle, and
-adding the shallow-fusion LM to one."""
+"""`heed export asr|tagger|bundle|lm|vad`: ONNX export with self-check, assembling a model bundle, and
+adding the shallow-fusion LM or the voice-activity detector to one."""
 from __future__ import annotations
 
 import argparse
@@ -32,8 +32,14 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     b.add_argument("--tagger", help="folder written by heed export tagger: words get slot tags, results get slots and intent")
     b.add_argument("--iqd", help="folder written by heed export iqd: events get directed (probability, decision, decided_at)")
     b.add_argument("--lm", help="LM file of heed train lm: shallow fusion in the beam search")
+    b.add_argument("--vad", metavar="WHEEL", help="silero-vad's PyPI wheel: its ONNX VAD gates the ASR (heed export vad)")
     _lm_args(b)
     b.set_defaults(func=run_bundle)
+    v = sub.add_parser("vad", help="add (or replace) the voice-activity detector of an existing bundle, from silero-vad's wheel")
+    v.add_argument("wheel", help="silero-vad's wheel: pip download silero-vad==6.2.3 --no-deps")
+    v.add_argument("--bundle", required=True, help="bundle folder")
+    v.add_argument("--graph", default=VAD_GRAPH, help="which of the wheel's ONNX graphs (silero_vad/data/...)")
+    v.set_defaults(func=run_vad)
     m = sub.add_parser("lm", help="add (or replace) the shallow-fusion LM of an existing bundle")
     m.add_argument("lm", help="LM file of heed train lm")
     m.add_argument("--bundle", required=True, help="bundle folder")
@@ -49,6 +55,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     w.set_defaults(func=run_whisper)
     add_export_tagger(sub)
     add_export_iqd(sub)
+
+
+VAD_GRAPH = "silero_vad_16k_op15.onnx"  # the 16 kHz graph: half the size of silero_vad.onnx, same output (docs/vad_bench.md)
 
 
 def _lm_args(p: argparse.ArgumentParser) -> None:
@@ -86,7 +95,9 @@ def run_bundle(args: argparse.Namespace) -> int:
                      Path(args.tagger) if args.tagger else None, Path(args.iqd) if args.iqd else None)
         if args.lm:
             add_lm(Path(args.out), Path(args.lm), args.lm_scale, args.lm_bonus, args.lm_eos_scale)
-    except FileNotFoundError as e:
+        if args.vad:
+            add_vad(Path(args.out), Path(args.vad))
+    except (FileNotFoundError, ValueError) as e:
         print(f"heed export bundle: {e}", file=sys.stderr)
         return 1
     print(f"bundle written to {args.out}")
@@ -101,6 +112,56 @@ def run_lm(args: argparse.Namespace) -> int:
         return 1
     print(json.dumps(entry))
     return 0
+
+
+def run_vad(args: argparse.Namespace) -> int:
+    try:
+        entry = add_vad(Path(args.bundle), Path(args.wheel), args.graph)
+    except (FileNotFoundError, ValueError) as e:
+        print(f"heed export vad: {e}", file=sys.stderr)
+        return 1
+    print(json.dumps(entry))
+    return 0
+
+
+def add_vad(bundle: Path, wheel: Path, graph: str = VAD_GRAPH) -> dict:
+    """Copy silero-vad's ONNX graph `graph` and its licence out of its PyPI wheel into bundle/vad/
+    and name them in bundle.json's `vad` entry (source, version, sha256, licence, window geometry
+    and the gate's policy, `runtime.vad.VadConfig`'s defaults); returns the entry. The graph is
+    loaded once here, so a bundle never names one the runtime cannot read."""
+    import hashlib
+    import zipfile
+
+    from runtime.vad import VadConfig, VadModel
+
+    manifest_path = bundle / "bundle.json"
+    if not manifest_path.exists():
+        raise FileNotFoundError(f"{bundle}: not a model bundle (no bundle.json)")
+    if not wheel.is_file():
+        raise FileNotFoundError(f"{wheel}: no such wheel (pip download silero-vad==6.2.3 --no-deps)")
+    try:
+        with zipfile.ZipFile(wheel) as z:
+            names = z.namelist()
+            meta = next(n for n in names if n.endswith(".dist-info/METADATA"))
+            version = next(line.split(":", 1)[1].strip() for line in z.read(meta).decode().splitlines()
+                           if line.startswith("Version:"))
+            licence = next(n for n in names if n.endswith(".dist-info/licenses/LICENSE") or n.endswith(".dist-info/LICENSE"))
+            onnx_bytes, licence_text = z.read(f"silero_vad/data/{graph}"), z.read(licence)
+    except (zipfile.BadZipFile, StopIteration, KeyError) as e:
+        raise ValueError(f"{wheel}: not a silero-vad wheel with silero_vad/data/{graph} ({e!r})") from None
+    (bundle / "vad").mkdir(exist_ok=True)
+    (bundle / "vad" / graph).write_bytes(onnx_bytes)
+    (bundle / "vad" / "LICENSE").write_bytes(licence_text)
+    config = VadConfig()
+    VadModel(bundle / "vad" / graph, config=config)  # refuses a graph it cannot run
+    entry = {"file": f"vad/{graph}", "license": "vad/LICENSE", "licence_name": "MIT",
+             "source": f"silero-vad {version} (PyPI wheel {wheel.name}), silero_vad/data/{graph}",
+             "url": "https://github.com/snakers4/silero-vad", "sha256": hashlib.sha256(onnx_bytes).hexdigest(),
+             "sample_rate": 16000, "window_samples": 512, "context_samples": 64, "policy": config.to_dict()}
+    manifest = json.loads(manifest_path.read_text())
+    manifest["vad"] = entry
+    manifest_path.write_text(json.dumps(manifest, indent=1) + "\n")
+    return entry
 
 
 def add_lm(bundle: Path, lm: Path, scale: float, bonus: float = 0.0, eos_scale: float = 0.0) -> dict:

@@ -65,6 +65,7 @@ class TransducerModel:
         self.vocab_size = int(dmeta["vocab_size"])
         self.fbank = FbankConfig.from_dict(json.loads(meta["feature_config"]))
         self.frame_s = self.shift_frames / self.chunk_frames * self.fbank.frame_shift_ms / 1000  # seconds per encoder frame
+        self.frame_samples = self.shift_frames // self.chunk_frames * self.fbank.frame_shift  # samples per encoder frame
         self.tokens = _read_tokens(tokens)
         if len(self.tokens) != self.vocab_size:
             raise ValueError(f"{tokens}: {len(self.tokens)} tokens, the decoder expects {self.vocab_size}")
@@ -128,6 +129,13 @@ class AsrStream:
         self.reset()
 
     def reset(self) -> None:
+        self.restart(0)
+        self.chunk_ms: list[float] = []  # compute time of each chunk: encoder + search (benchmarks read it)
+
+    def restart(self, first_frame: int) -> None:
+        """A new utterance whose first sample is the stream's encoder frame `first_frame` (a stream
+        that skips non-speech restarts the ASR at each speech region; word times stay stream
+        times). Everything but the timing record `chunk_ms` starts afresh."""
         # A fresh decoder cache too: int8 outputs depend slightly on the batch they were computed
         # in, so a reused cache would make a reset stream differ from a new one in the last digit.
         self.decoder = DecoderCache(self.model.decode, self.model.context_size)
@@ -135,11 +143,10 @@ class AsrStream:
         self.frames = np.zeros((0, self.model.fbank.n_mels), np.float32)  # fbank frames not yet consumed
         self.state = self.model.init_state()
         self.hyps: list[Hypothesis] = [Hypothesis()]
-        self.n_enc_frames = 0  # encoder frames produced so far
-        self.segment_start = 0  # encoder frame where the current segment (utterance) began
+        self.n_enc_frames = first_frame  # the stream's encoder frames so far (frames produced, from first_frame)
+        self.segment_start = first_frame  # encoder frame where the current segment (utterance) began
         self.finished = False
         self._n_valid: int | None = None  # encoder frames of real audio left to search, once input is finished
-        self.chunk_ms: list[float] = []  # compute time of each chunk: encoder + search (benchmarks read it)
         self.last_chunk: tuple[np.ndarray, int] | None = None  # (encoder frames, stream index of the first)
         self.last_chunk_fbank: np.ndarray | None = None  # (4 n, n_mels): the fbank frames its n encoder frames start at
 

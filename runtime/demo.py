@@ -27,6 +27,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--fast", action="store_true", help="no real-time pacing: as fast as the CPU allows")
     p.add_argument("--plain", action="store_true", help="one line per change instead of the live view")
     p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--no-vad", action="store_true", help="decode all audio: leave out the bundle's voice-activity detector (silence and noise then reach the ASR)")
+    p.add_argument("--no-second-pass", action="store_true", help="finals from the streaming pass alone: leave out the bundle's Whisper second pass (faster, much worse on real speech)")
     p.set_defaults(func=run)
 
 
@@ -142,7 +144,8 @@ def run(args: argparse.Namespace) -> int:
 
     bundle = Path(args.bundle) if args.bundle else DEFAULT_BUNDLE
     try:
-        pipe = Pipeline.from_bundle(bundle, threads=args.threads)
+        pipe = Pipeline.from_bundle(bundle, threads=args.threads, vad=not args.no_vad,
+                                      second_pass=not args.no_second_pass)
         examples = load_examples(bundle)
     except (BundleError, FileNotFoundError, ValueError) as e:
         print(f"heed demo: {e}", file=sys.stderr)

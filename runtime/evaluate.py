@@ -296,6 +296,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--beam", type=int, help="beam width (1 = greedy); default from the bundle")
+    p.add_argument("--no-vad", action="store_true", help="decode all audio: leave out the bundle's voice-activity detector (silence and noise then reach the ASR)")
+    p.add_argument("--no-second-pass", action="store_true", help="finals from the streaming pass alone: leave out the bundle's Whisper second pass (faster, much worse on real speech)")
     p.set_defaults(func=run)
 
 
@@ -308,7 +310,8 @@ def run(args: argparse.Namespace) -> int:
         print(f"heed eval: {e}", file=sys.stderr)
         return 1
     try:
-        pipe = Pipeline.from_bundle(args.bundle, threads=args.threads)
+        pipe = Pipeline.from_bundle(args.bundle, threads=args.threads, vad=not args.no_vad,
+                                      second_pass=not args.no_second_pass)
     except (BundleError, OSError) as e:
         print(f"heed eval: {e}", file=sys.stderr)
         return 1

