@@ -13,45 +13,16 @@ segment's words in order.
 """
 from __future__ import annotations
 
-import json
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator
 
 import numpy as np
 
-from runtime.asr import AsrStream, EndpointConfig, TransducerModel
+from runtime.asr import AsrStream, TransducerModel
 from runtime.audio import AudioError, to_mono_float
+from runtime.bundle import SCHEMA_VERSION, Bundle, BundleError  # noqa: F401 (BundleError: part of the API)
 
-SCHEMA_VERSION = 1
 DEFAULT_BUNDLE = Path(__file__).resolve().parent.parent / "models" / "default"
-
-
-class BundleError(ValueError):
-    """A bundle folder that is missing, incomplete or of another schema."""
-
-
-@dataclass(frozen=True)
-class Bundle:
-    path: Path
-    manifest: dict[str, Any]
-
-    @classmethod
-    def load(cls, path: str | Path) -> "Bundle":
-        path = Path(path)
-        f = path / "bundle.json"
-        if not f.exists():
-            raise BundleError(f"{path}: not a model bundle (no bundle.json)")
-        manifest = json.loads(f.read_text(encoding="utf-8"))
-        if manifest.get("schema_version") != SCHEMA_VERSION:
-            raise BundleError(f"{f}: schema_version {manifest.get('schema_version')}, this heed reads {SCHEMA_VERSION}")
-        return cls(path, manifest)
-
-    def file(self, rel: str) -> Path:
-        p = self.path / rel
-        if not p.exists():
-            raise BundleError(f"{self.path}: bundle.json names {rel}, which is missing")
-        return p
 
 
 class Pipeline:
@@ -59,17 +30,22 @@ class Pipeline:
 
     def __init__(self, bundle: Bundle, threads: int = 1, precision: str = "int8") -> None:
         asr = bundle.manifest["asr"]
+        if precision not in asr["files"]:
+            raise BundleError(f"{bundle.json_path}: no {precision} ASR graphs (it has {', '.join(asr['files'])})")
         files = asr["files"][precision]
         self.bundle = bundle
         self.asr = TransducerModel(*(bundle.file(files[k]) for k in ("encoder", "decoder", "joiner")),
                                    bundle.file(asr["tokens"]), threads=threads)
+        bundle.check_agrees(self.asr.fbank.to_dict(), self.asr.shift_frames * self.asr.fbank.frame_shift_ms,
+                            bundle.file(files["encoder"]))
         self.search = asr.get("search", {"method": "modified_beam_search", "beam": 4})
         self.lm = None  # shallow fusion of a character n-gram LM, when the bundle has one
         if asr.get("lm"):
             from runtime.lm import LmFusion
 
-            self.lm = LmFusion.from_bundle_entry(bundle.file(asr["lm"]["file"]), asr["lm"])
-        self.endpoint = EndpointConfig(**bundle.manifest.get("endpoint", {}))
+            self.lm = bundle.part(asr["lm"]["file"], "the language model",
+                                  lambda p: LmFusion.from_bundle_entry(p, asr["lm"]))
+        self.endpoint = bundle.endpoint()
         self.sample_rate = self.asr.fbank.sample_rate
         self.threads = threads
         from runtime.iqd import IqdModel
@@ -87,10 +63,7 @@ class Pipeline:
         if not entry:
             return None
         prec = precision if precision in entry.get("precisions", []) else "fp32"
-        try:
-            return from_dir(self.bundle.file(entry["dir"]), precision=prec, threads=self.threads)
-        except (FileNotFoundError, ValueError, KeyError) as e:
-            raise BundleError(f"{self.bundle.path}: {what} cannot be loaded: {e}") from None
+        return self.bundle.part(entry["dir"], what, lambda p: from_dir(p, precision=prec, threads=self.threads))
 
     @classmethod
     def from_bundle(cls, path: str | Path | None = None, threads: int = 1, precision: str = "int8") -> "Pipeline":
