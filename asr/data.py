@@ -19,11 +19,11 @@ from pathlib import Path
 from typing import Sequence
 
 import numpy as np
-import soundfile as sf
 import torch
 
 from asr.features import fbank
 from corpus.manifest import Utterance, audio_path, read_manifest
+from runtime.audio import read_audio
 from runtime.features import FbankConfig
 
 
@@ -37,7 +37,7 @@ class CachedUtt:
 
 def _features_of(job: tuple[str, float | None, float | None, dict]) -> np.ndarray:
     path, start, end, cfg = job
-    samples, sr = sf.read(path, dtype="float32", always_2d=True)
+    samples, sr = read_audio(path)
     samples = samples.mean(axis=1)
     fcfg = FbankConfig.from_dict(cfg)
     if sr != fcfg.sample_rate:

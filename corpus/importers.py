@@ -90,11 +90,13 @@ def _audio_info(path: Path, where: str) -> tuple[int, int]:
     """(n_frames, sample_rate) of an audio file."""
     if not path.is_file():
         raise CorpusImportError(f"{where}: audio file missing: {path}")
+    from runtime.audio import AudioError, audio_info
+
     try:
-        info = sf.info(str(path))
-    except RuntimeError as e:  # soundfile.LibsndfileError
-        raise CorpusImportError(f"{where}: cannot read audio {path}: {e}") from None
-    return info.frames, info.samplerate
+        info = audio_info(path, count_frames=True)
+    except AudioError as e:
+        raise CorpusImportError(f"{where}: cannot read audio: {e}") from None
+    return info.frames, info.sample_rate
 
 
 # ---------------------------------------------------------------- LibriSpeech
@@ -149,7 +151,12 @@ def _cut(audio: Path, n_frames: int, sr: int, seg: list[str], where: str, out: P
     if start_s < 0 or stop <= start:
         raise CorpusImportError(f"{where}: empty or out-of-range segment {start_s}..{end_s} s "
                                 f"of {audio} ({n_frames / sr:.2f} s)")
-    samples, _ = sf.read(str(audio), start=start, stop=stop, dtype="float32")
+    from runtime.audio import AudioError, read_audio
+
+    try:
+        samples, _ = read_audio(audio, start=start, stop=stop)
+    except AudioError as e:
+        raise CorpusImportError(f"{where}: cannot read audio: {e}") from None
     out.parent.mkdir(parents=True, exist_ok=True)
     sf.write(str(out), samples, sr, subtype="PCM_16")
     return (stop - start) / sr

@@ -43,9 +43,9 @@ def load_mono_int16(path: Path, sample_rate: int = SAMPLE_RATE) -> np.ndarray:
     Returns:
         samples: (T,) int16. A mono file at `sample_rate` comes back bit-exact.
     """
-    import soundfile as sf
+    from runtime.audio import read_audio
 
-    x, sr = sf.read(path, dtype="int16", always_2d=True)  # (T, n_channels)
+    x, sr = read_audio(path, dtype="int16")  # (T, n_channels)
     if x.shape[1] == 1 and sr == sample_rate:
         return x[:, 0]
     y = x.astype(np.float64).mean(axis=1)

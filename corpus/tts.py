@@ -36,8 +36,9 @@ from fractions import Fraction
 from typing import Iterable
 
 import numpy as np
-import soundfile as sf
 from scipy.signal import resample_poly
+
+from runtime.audio import read_audio
 
 SAMPLE_RATE = 16000
 PEAK = 0.9
@@ -314,7 +315,7 @@ def _write_text(path: str, text: str) -> None:
 
 
 def _read(wav: str) -> tuple[np.ndarray, float]:
-    x, sr = sf.read(wav, dtype="float32", always_2d=True)
+    x, sr = read_audio(wav)
     return x.mean(axis=1), float(sr)
 
 

@@ -38,13 +38,13 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-import soundfile as sf
 import torch
 
 from asr.features import fbank
 from asr.model import SUBSAMPLING, Transducer
 from asr.tokenizer import BLANK_ID
 from corpus.manifest import audio_path, read_manifest
+from runtime.audio import read_audio
 from runtime.features import FbankConfig
 from runtime.search import DecoderCache, Hypothesis, modified_beam_search, rank_finished
 
@@ -270,7 +270,7 @@ def build_cache(model: Transducer, tokens_decode, manifest: str | Path, cache_di
 
     for k, i in enumerate(order):
         u = utts[i]
-        samples, sr = sf.read(audio_path(manifest, u), dtype="float32", always_2d=True)
+        samples, sr = read_audio(audio_path(manifest, u))
         samples = samples.mean(axis=1)
         start = 0.0
         if crop_margin_s is not None:

@@ -5,7 +5,7 @@ lazily so that `heed --help` and the corpus commands do not pay for onnxruntime.
 """
 from __future__ import annotations
 
-__all__ = ["Pipeline", "Stream"]
+__all__ = ["Pipeline", "Stream", "BundleError"]
 
 
 def __getattr__(name: str):

@@ -14,8 +14,8 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import onnxruntime as ort
 
+from runtime.bundle import BundleError, onnx_session, read_lines
 from runtime.features import FbankConfig, StreamingFbank
 from runtime.lm import LmFusion
 from runtime.search import DecoderCache, Hypothesis, greedy_search, modified_beam_search, rank_finished
@@ -39,36 +39,45 @@ class EndpointConfig:
         return now_ms - last_token_ms >= self.trailing_silence_ms
 
 
-def _session(path: Path, threads: int) -> ort.InferenceSession:
-    opts = ort.SessionOptions()
-    opts.intra_op_num_threads = threads
-    opts.inter_op_num_threads = 1
-    opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-    return ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
+def _meta_int(meta: dict[str, str], key: str, path: Path) -> int:
+    """A positive integer from a graph's ONNX metadata; BundleError naming the file otherwise."""
+    try:
+        value = int(meta[key])
+    except KeyError:
+        raise BundleError(f"{path}: its ONNX metadata has no {key!r} (not a heed transducer export?)") from None
+    except ValueError:
+        raise BundleError(f"{path}: ONNX metadata {key}={meta[key]!r} is not an integer") from None
+    if value <= 0:
+        raise BundleError(f"{path}: ONNX metadata {key}={value} must be positive")
+    return value
 
 
 class TransducerModel:
-    """Encoder, decoder and joiner sessions plus the token table; shared, never mutated."""
+    """Encoder, decoder and joiner sessions plus the token table; shared, never mutated.
+    A file that is missing, corrupt or lacks the metadata is a `BundleError` naming it."""
 
     def __init__(self, encoder: Path, decoder: Path, joiner: Path, tokens: Path, threads: int = 1) -> None:
-        self.encoder, self.decoder, self.joiner = (_session(p, threads) for p in (encoder, decoder, joiner))
+        self.encoder, self.decoder, self.joiner = (onnx_session(p, threads) for p in (encoder, decoder, joiner))
         meta = self.encoder.get_modelmeta().custom_metadata_map
         dmeta = self.decoder.get_modelmeta().custom_metadata_map
-        self.n_layers = int(meta["num_encoder_layers"])
-        self.step_frames = int(meta["T"])  # fbank frames per encoder call
-        self.shift_frames = int(meta["decode_chunk_len"])  # fbank frames a call advances
-        self.chunk_frames = int(meta["chunk_frames"])  # encoder frames per call
-        self.left_context = int(meta["left_context"])
-        self.d_model = int(meta["encoder_dim"])
-        self.conv_kernel = int(meta["cnn_module_kernel"])
-        self.context_size = int(dmeta["context_size"])
-        self.vocab_size = int(dmeta["vocab_size"])
-        self.fbank = FbankConfig.from_dict(json.loads(meta["feature_config"]))
+        self.n_layers = _meta_int(meta, "num_encoder_layers", encoder)
+        self.step_frames = _meta_int(meta, "T", encoder)  # fbank frames per encoder call
+        self.shift_frames = _meta_int(meta, "decode_chunk_len", encoder)  # fbank frames a call advances
+        self.chunk_frames = _meta_int(meta, "chunk_frames", encoder)  # encoder frames per call
+        self.left_context = _meta_int(meta, "left_context", encoder)
+        self.d_model = _meta_int(meta, "encoder_dim", encoder)
+        self.conv_kernel = _meta_int(meta, "cnn_module_kernel", encoder)
+        self.context_size = _meta_int(dmeta, "context_size", decoder)
+        self.vocab_size = _meta_int(dmeta, "vocab_size", decoder)
+        try:
+            self.fbank = FbankConfig.from_dict(json.loads(meta["feature_config"]))
+        except (KeyError, ValueError, TypeError) as e:
+            raise BundleError(f"{encoder}: ONNX metadata feature_config is missing or wrong ({e})") from None
         self.frame_s = self.shift_frames / self.chunk_frames * self.fbank.frame_shift_ms / 1000  # seconds per encoder frame
         self.frame_samples = self.shift_frames // self.chunk_frames * self.fbank.frame_shift  # samples per encoder frame
         self.tokens = _read_tokens(tokens)
         if len(self.tokens) != self.vocab_size:
-            raise ValueError(f"{tokens}: {len(self.tokens)} tokens, the decoder expects {self.vocab_size}")
+            raise BundleError(f"{tokens}: {len(self.tokens)} tokens, the decoder ({decoder.name}) expects {self.vocab_size}")
         self.metadata = dict(meta)
 
     def init_state(self) -> list[np.ndarray]:
@@ -110,11 +119,20 @@ class TransducerModel:
 
 
 def _read_tokens(path: Path) -> list[str]:
+    """tokens.txt: one `piece id` a line, ids 0..n-1 each once; BundleError naming the line otherwise."""
     table: dict[int, str] = {}
-    for line in Path(path).read_text(encoding="utf-8").splitlines():
-        if line.strip():
-            piece, idx = line.rsplit(" ", 1)
-            table[int(idx)] = piece
+    for n, line in enumerate(read_lines(path), 1):
+        if not line.strip():
+            continue
+        piece, _, idx = line.rpartition(" ")
+        if not idx.isdigit() or not piece:
+            raise BundleError(f"{path}:{n}: expected a token and its id, got {line[:60]!r}")
+        if int(idx) in table:
+            raise BundleError(f"{path}:{n}: id {idx} appears twice")
+        table[int(idx)] = piece
+    missing = [i for i in range(len(table)) if i not in table]
+    if missing:
+        raise BundleError(f"{path}: ids are not 0..{len(table) - 1}: {missing[0]} is missing")
     return [table[i] for i in range(len(table))]
 
 

@@ -1,13 +1,26 @@
 """Reading and normalising audio for the runtime: any rate, mono or stereo, float or int16.
 
+One reader for every file heed opens (`heed transcribe`, `eval`, `demo`, the corpus tools):
+`AudioReader` reads a file from disk in blocks, so memory stays flat in the file's length, and
+reads every format libsndfile reads, the codecs it cannot seek in too (GSM610, G721, G723,
+NMS-ADPCM, XI-DPCM: their frame count is not needed). On top of it:
+
+- `stream_audio(path, rate)`: the file as mono float32 blocks at `rate` (soxr, streamed);
+- `load_audio(path, rate)`: the same, whole, for short files;
+- `read_audio(path, start, stop)`: a stretch at the file's own rate and channels (corpus tools).
+
 Every problem becomes an `AudioError` whose message names the file and what is wrong with it,
 so a command over many files can report one and carry on with the rest.
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Iterator
 
 import numpy as np
+
+BLOCK_S = 10.0  # seconds of audio read from disk at a time
 
 
 class AudioError(ValueError):
@@ -76,27 +89,141 @@ def wav_shortfall(path: Path) -> int:
     return 0
 
 
+@dataclass(frozen=True)
+class AudioInfo:
+    """What a file's header says."""
+
+    path: Path
+    sample_rate: int
+    channels: int
+    format: str  # libsndfile's container, e.g. "WAV", "FLAC"
+    subtype: str  # its encoding, e.g. "PCM_16", "GSM610"
+    frames: int | None  # None where the codec cannot tell without decoding (the non-seekable ones)
+
+    @property
+    def duration_s(self) -> float | None:
+        return None if self.frames is None else self.frames / self.sample_rate
+
+
+class AudioReader:
+    """One audio file, read from disk in blocks.
+
+        with AudioReader(path) as r:   # AudioError: missing, a folder, not audio, truncated
+            for block in r.blocks():   # (n, channels) float32 at r.info.sample_rate
+                ...
+    """
+
+    def __init__(self, path: str | Path) -> None:
+        import soundfile as sf
+
+        self.path = path = Path(path)
+        if not path.exists():
+            raise AudioError(f"{path}: no such file")
+        if path.is_dir():
+            raise AudioError(f"{path}: is a folder, not an audio file")
+        try:
+            self._f = sf.SoundFile(str(path))
+        except TypeError:  # soundfile asks for the rate and encoding of headerless audio
+            raise AudioError(f"{path}: not a readable audio file (headerless raw audio: its sample rate and "
+                             "encoding are not in the file; convert it to WAV or FLAC)") from None
+        except (sf.LibsndfileError, RuntimeError, ValueError) as e:
+            raise AudioError(f"{path}: not a readable audio file ({e})") from None
+        f = self._f
+        self.info = AudioInfo(path, f.samplerate, f.channels, f.format, f.subtype, f.frames if f.seekable() else None)
+        missing = wav_shortfall(path)
+        if missing:
+            self.close()
+            raise AudioError(f"{path}: truncated: the WAV header promises {missing} more bytes of audio than the file holds")
+        if f.samplerate <= 0 or f.channels <= 0:
+            self.close()
+            raise AudioError(f"{path}: not a readable audio file ({f.samplerate} Hz, {f.channels} channels)")
+
+    def blocks(self, block_s: float = BLOCK_S, start: int = 0, stop: int | None = None,
+               dtype: str = "float32") -> Iterator[np.ndarray]:
+        """The samples from frame `start` to `stop` (None: the end) in blocks of about `block_s`
+        seconds: (n, channels) arrays of `dtype`. The file is read once, front to back; a codec
+        that cannot seek is read up to `start` and the frames before it dropped."""
+        import soundfile as sf
+
+        f, n = self._f, max(1, int(block_s * self.info.sample_rate))
+        pos = 0
+        try:
+            if start and f.seekable():
+                f.seek(start)
+                pos = start
+            while stop is None or pos < stop:
+                want = n if stop is None else min(n, stop - pos)
+                block = f.read(want, dtype=dtype, always_2d=True)
+                if not len(block):
+                    return
+                if pos + len(block) > start:
+                    yield block[max(0, start - pos) :]
+                pos += len(block)
+        except (sf.LibsndfileError, RuntimeError) as e:
+            where = f"unreadable after {pos / self.info.sample_rate:.2f} s" if pos else "not a readable audio file"
+            raise AudioError(f"{self.path}: {where} ({e})") from None
+
+    def close(self) -> None:
+        self._f.close()
+
+    def __enter__(self) -> "AudioReader":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+def audio_info(path: str | Path, count_frames: bool = False) -> AudioInfo:
+    """The header of an audio file; AudioError naming the file when it is not usable audio.
+    count_frames: decode a codec that cannot seek to count its frames (else `frames` is None)."""
+    import dataclasses
+
+    with AudioReader(path) as r:
+        if r.info.frames is None and count_frames:
+            return dataclasses.replace(r.info, frames=sum(len(b) for b in r.blocks()))
+        return r.info
+
+
+def stream_audio(path: str | Path, target_rate: int = 16000, block_s: float = BLOCK_S) -> Iterator[np.ndarray]:
+    """A file as blocks of (n,) float32 mono samples at target_rate, read and resampled as a stream
+    (memory flat in the file's length). AudioError naming the file on any problem, when it is met:
+    before the first block for a file that is not audio, later for NaN in the samples."""
+    with AudioReader(path) as r:
+        rate = r.info.sample_rate
+        resampler = None
+        if rate != target_rate:
+            import soxr
+
+            resampler = soxr.ResampleStream(rate, target_rate, 1, dtype="float32", quality="HQ")
+        n_in = n_out = 0
+        for block in r.blocks(block_s):
+            n_in += len(block)
+            x = to_mono_float(block, str(path))
+            if resampler is not None:
+                x = resampler.resample_chunk(x, last=False)
+            n_out += len(x)
+            if len(x):
+                yield x
+        if resampler is not None and n_in:
+            tail = resampler.resample_chunk(np.zeros(0, np.float32), last=True)
+            n_out += len(tail)
+            if len(tail):
+                yield tail
+    if n_in == 0:
+        raise AudioError(f"{path}: holds no audio samples")
+    if n_out == 0:  # found by tests/runtime/test_fuzz_audio.py: 3 samples at 96 kHz
+        raise AudioError(f"{path}: too short: {n_in} samples at {rate} Hz are not one sample at {target_rate} Hz")
+
+
 def load_audio(path: str | Path, target_rate: int = 16000) -> np.ndarray:
     """A file as (n,) float32 mono at target_rate; AudioError naming the file on any problem."""
-    import soundfile as sf
+    return np.concatenate(list(stream_audio(path, target_rate)))
 
-    path = Path(path)
-    if not path.exists():
-        raise AudioError(f"{path}: no such file")
-    if path.is_dir():
-        raise AudioError(f"{path}: is a folder, not an audio file")
-    try:
-        with sf.SoundFile(str(path)) as f:
-            rate = f.samplerate
-            data = f.read(dtype="float32", always_2d=True)
-    except (sf.LibsndfileError, RuntimeError, TypeError) as e:
-        raise AudioError(f"{path}: not a readable audio file ({e})") from None
-    missing = wav_shortfall(path)
-    if missing:
-        raise AudioError(f"{path}: truncated: the WAV header promises {missing} more bytes of audio than the file holds")
-    if len(data) == 0:
-        raise AudioError(f"{path}: holds no audio samples")
-    x = resample(to_mono_float(data, str(path)), rate, target_rate)
-    if len(x) == 0:  # found by tests/runtime/test_fuzz_audio.py: 3 samples at 96 kHz
-        raise AudioError(f"{path}: too short: {len(data)} samples at {rate} Hz are not one sample at {target_rate} Hz")
-    return x
+
+def read_audio(path: str | Path, start: int = 0, stop: int | None = None,
+               dtype: str = "float32") -> tuple[np.ndarray, int]:
+    """Frames `start` to `stop` of a file at its own rate: ((n, channels) `dtype`, sample_rate)."""
+    with AudioReader(path) as r:
+        blocks = list(r.blocks(start=start, stop=stop, dtype=dtype))
+        empty = np.zeros((0, r.info.channels), dtype)
+        return (np.concatenate(blocks) if blocks else empty), r.info.sample_rate

@@ -1,7 +1,8 @@
 """`heed eval MANIFEST`: word error rate and speed of a bundle on a manifest (and its IQD, if it has one).
 
-Every utterance is streamed through a fresh stream in 100 ms pieces, exactly as
-`heed transcribe` does, and timed (features, encoder and search: the whole pipeline).
+Every utterance is read from disk in blocks and streamed through a fresh stream in 100 ms pieces,
+exactly as `heed transcribe` does, and timed (features, encoder and search: the whole pipeline,
+not the reading).
 
 Text normalization, applied to references and hypotheses alike before scoring (`normalize`):
 lowercase; every character that is not a letter, a digit, an apostrophe or a space becomes a
@@ -26,7 +27,7 @@ from typing import Any, Callable, Iterable
 
 from corpus.check import _errors, conditions, sample_per_voice
 from corpus.manifest import ManifestError, Utterance, audio_path, read_manifest
-from runtime.audio import AudioError, load_audio
+from runtime.audio import AudioError, stream_audio
 
 _NOT_WORD = re.compile(r"[^\w' ]+|_")
 
@@ -133,16 +134,30 @@ def evaluate(manifest: str | Path, pipe, utts: list[Utterance] | None = None, pr
         if u.audio is None:
             failed.append({"id": u.id, "error": "no audio field"})
             continue
+        n_samples, read_s = 0, 0.0
+
+        def counted(blocks):
+            """The blocks, counted; the time spent reading them is not the pipeline's."""
+            nonlocal n_samples, read_s
+            it = iter(blocks)
+            while True:
+                t = time.perf_counter()
+                block = next(it, None)
+                read_s += time.perf_counter() - t
+                if block is None:
+                    return
+                n_samples += len(block)
+                yield block
+
+        t0 = time.perf_counter()
         try:
-            samples = load_audio(audio_path(manifest, u), pipe.sample_rate)
+            *_, final = stream_file(pipe, counted(stream_audio(audio_path(manifest, u), pipe.sample_rate)), beam=beam)
         except AudioError as e:
             failed.append({"id": u.id, "error": str(e)})
             continue
-        t0 = time.perf_counter()
-        *_, final = stream_file(pipe, samples, beam=beam)
-        dt = time.perf_counter() - t0
+        dt = time.perf_counter() - t0 - read_s
         hyp_tags = [w.get("tag") for w in final["words"]] if "intent" in final else None
-        results.append(UttResult(u.id, u.text, final["text"], len(samples) / pipe.sample_rate, dt, u.voice, u.source,
+        results.append(UttResult(u.id, u.text, final["text"], n_samples / pipe.sample_rate, dt, u.voice, u.source,
                                  u.directed, conditions(u.augment) if u.augment else (), u.tags, hyp_tags,
                                  u.intent, (final.get("intent") or {}).get("label") if "intent" in final else None,
                                  u.speech_start, final.get("directed")))

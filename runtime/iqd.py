@@ -49,7 +49,6 @@ spoken token). Offline evaluation (`iqd.evaluate`, `iqd.streams`) runs this same
 """
 from __future__ import annotations
 
-import json
 import math
 import zlib
 from dataclasses import asdict, dataclass
@@ -272,8 +271,10 @@ class HistoryText:
 
     @classmethod
     def from_file(cls, path: str | Path, weight: float) -> "HistoryText":
-        with np.load(path) as z:
-            return cls(z["weights"], float(z["bias"]), weight)
+        from runtime.bundle import load_npz
+
+        z = load_npz(path, ("weights", "bias"))
+        return cls(z["weights"], float(z["bias"]), weight)
 
     def save(self, path: str | Path) -> None:
         np.savez(path, weights=self.weights, bias=np.float32(self.bias))
@@ -315,13 +316,14 @@ class IqdModel:
     """The exported IQ joint network (one ONNX session) and its policy; shared by all streams."""
 
     def __init__(self, folder: str | Path, precision: str = "int8", threads: int = 1) -> None:
-        import onnxruntime as ort
+        """A missing or corrupt file is a `runtime.bundle.BundleError` naming it."""
+        from runtime.bundle import onnx_session, read_json
 
         self.folder = Path(folder)
         f = self.folder / "iqd.json"
         if not f.exists():
             raise FileNotFoundError(f"{f} not found: export a detector with `heed export iqd`")
-        m = json.loads(f.read_text(encoding="utf-8"))
+        m = read_json(f)
         if m.get("schema_version") != SCHEMA_VERSION:
             raise ValueError(f"{f}: schema_version {m.get('schema_version')}, this runtime reads {SCHEMA_VERSION}")
         if precision not in m["files"]:
@@ -334,11 +336,7 @@ class IqdModel:
         self.text: HistoryText | None = None
         if m.get("text"):
             self.text = HistoryText.from_file(self.folder / m["text"]["file"], m["text"]["weight"])
-        opts = ort.SessionOptions()
-        opts.intra_op_num_threads = threads
-        opts.inter_op_num_threads = 1
-        self.session = ort.InferenceSession(str(self.folder / m["files"][precision]), opts,
-                                            providers=["CPUExecutionProvider"])
+        self.session = onnx_session(self.folder / m["files"][precision], threads)
 
     @classmethod
     def from_dir(cls, folder: str | Path, precision: str = "int8", threads: int = 1) -> "IqdModel":

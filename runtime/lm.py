@@ -57,8 +57,9 @@ class NgramLM:
 
     @classmethod
     def load(cls, path: str | Path) -> "NgramLM":
-        with np.load(path) as z:
-            tables = {k: z[k] for k in z.files}
+        from runtime.bundle import load_npz
+
+        tables = load_npz(path, ("order", "vocab_size"))
         return cls(int(tables.pop("order")), int(tables.pop("vocab_size")), tables)
 
     def save(self, path: str | Path) -> None:

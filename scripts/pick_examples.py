@@ -26,6 +26,13 @@ import soundfile as sf
 WANTED = (("assistant", True), ("atis", True), ("chatter", False))
 
 
+def copy_audio(src: Path, dst: Path) -> None:
+    from runtime.audio import read_audio
+
+    x, sr = read_audio(src)
+    sf.write(dst, np.asarray(x), sr, subtype="PCM_16")
+
+
 def expected_output(pipe, path: Path) -> dict[str, Any]:
     """What the bundle makes of one recording: the fields a test can hold it to."""
     from runtime.audio import load_audio
@@ -99,9 +106,8 @@ def main() -> int:
             if pipe is not None:
                 scored = [(*score(u, expected_output(pipe, audio_path(manifest, u))), n, u) for n, u in enumerate(pool)]
                 best = min(scored, key=lambda s: s[:-1])[-1]
-            x, sr = sf.read(audio_path(manifest, best), dtype="float32")
             name = f"{len(picked) + 1:02d}-{source}.wav"
-            sf.write(out / name, np.asarray(x), sr, subtype="PCM_16")
+            copy_audio(audio_path(manifest, best), out / name)
             best.audio = name
             picked.append(best)
     extra = {}

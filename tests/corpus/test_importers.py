@@ -141,6 +141,19 @@ def test_kaldi_segments_are_cut(tmp_path: Path) -> None:
     assert sr == SR and len(samples) == SR // 2
 
 
+def test_kaldi_segments_of_a_codec_that_cannot_seek(tmp_path: Path) -> None:
+    """A GSM 6.10 recording (libsndfile cannot seek in it, nor read it without a frame count before
+    issue 20) is cut by reading up to each segment's start."""
+    d = kaldi(tmp_path / "data", segments=True)
+    x, _ = sf.read(str(d / "wav" / "a.wav"), dtype="float32")
+    sf.write(str(d / "wav" / "a.wav"), x, SR, subtype="GSM610")
+    utts = import_kaldi(d, "dev", out_dir=tmp_path / "out")
+    assert [(u.id, u.duration) for u in utts] == [("u1", 0.25), ("u2", 0.5)]
+    cut, sr = sf.read(str(tmp_path / "out" / "audio" / "dev" / "u2.wav"), dtype="float32")
+    whole, _ = sf.read(str(d / "wav" / "a.wav"), frames=SR, dtype="float32")  # reading forward works
+    assert sr == SR and len(cut) == SR // 2 and np.abs(cut - whole[SR // 4 : 3 * SR // 4]).max() < 1e-4  # PCM_16 rounding
+
+
 def test_kaldi_errors_name_file_and_line(tmp_path: Path) -> None:
     d = kaldi(tmp_path / "data")
     (d / "wav.scp").write_text("u1 wav/a.wav\nu2 sph2pipe -f wav b.sph |\n")

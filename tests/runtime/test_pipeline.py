@@ -217,6 +217,18 @@ def test_transcribe_reports_bad_files_and_still_decodes_the_good_ones(tiny_bundl
     assert lines[0]["final"] is True and lines[0]["words"][0]["word"] == text.split()[0]
 
 
+def test_transcribe_reads_codecs_that_cannot_seek(tiny_bundle: Path, four_utts: Path, tmp_path: Path) -> None:
+    """A GSM 6.10 WAV (libsndfile cannot seek in it) used to crash the batch: every later file got
+    no result (issue 20). Now it is read from disk in blocks like any other file."""
+    good, _ = _utts(four_utts)[0]
+    gsm = tmp_path / "g.wav"
+    sf.write(gsm, load_audio(good), 16000, subtype="GSM610")
+    r = _heed("transcribe", "--bundle", str(tiny_bundle), "--json", str(gsm), str(good))
+    assert r.returncode == 0 and "Traceback" not in r.stderr, r.stderr
+    lines = [json.loads(line) for line in r.stdout.splitlines()]
+    assert [d["file"] for d in lines] == [str(gsm), str(good)] and all(d["final"] for d in lines)
+
+
 def test_transcribe_partials_print_every_event(tiny_bundle: Path, four_utts: Path) -> None:
     good, text = _utts(four_utts)[0]
     r = _heed("transcribe", "--bundle", str(tiny_bundle), "--partials", str(good))
