@@ -354,7 +354,7 @@ class Stream:
                 return {"text": "", "words": [], "written": "", "pass": "second"}
             return {"pass": "stream"}
         spoken = to_spoken(result.text)
-        chosen = self._rescore(spoken, cross, log) if pipe.rescore.enabled else spoken
+        chosen = self._rescore(spoken, cross, log) if pipe.rescore.enabled and cross is not None else spoken
         log["ms"] = sum(result.timings_ms.values()) + 1000 * (time.perf_counter() - t0)
         log["chosen"] = chosen
         new = align_words(words, chosen.split(), start_s, end_s)

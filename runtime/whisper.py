@@ -116,6 +116,20 @@ def _bytes_decoder() -> dict[str, int]:
     return {chr(c): b for b, c in zip(bs, cs)}
 
 
+def cut_at_pauses(samples: np.ndarray, max_samples: int, min_samples: int = 5 * SAMPLE_RATE) -> list[np.ndarray]:
+    """Pieces of at most max_samples, each cut in the quietest 100 ms (lowest energy) between
+    min_samples and max_samples after the previous cut."""
+    pieces, rest = [], samples
+    win = SAMPLE_RATE // 10
+    while len(rest) > max_samples:
+        search = rest[min_samples:max_samples]
+        energy = np.convolve(search.astype(np.float64) ** 2, np.ones(win), "valid")
+        cut = min_samples + int(np.argmin(energy)) + win // 2
+        pieces.append(rest[:cut])
+        rest = rest[cut:]
+    return pieces + [rest]
+
+
 def _looping(tokens: list[int], max_repeats: int) -> bool:
     """Whether the text ends in a group of 1-4 tokens repeated `max_repeats` times in a row."""
     for k in range(1, 5):
@@ -282,8 +296,27 @@ class SecondPass:
         """One segment, (n,) float32 at 16 kHz."""
         return self.read(samples)[0]
 
-    def read(self, samples: np.ndarray) -> tuple[SecondPassResult, list[np.ndarray]]:
-        """One segment -> the result and the segment's cross keys/values (to score other texts with)."""
+    @property
+    def max_samples(self) -> int:
+        """The longest segment the encoder reads at once (30 s less the padding)."""
+        return 2 * self.n_audio_ctx * HOP - int(round(self.options.pad_s * SAMPLE_RATE))
+
+    def read(self, samples: np.ndarray) -> tuple[SecondPassResult, list[np.ndarray] | None]:
+        """One segment -> the result and the segment's cross keys/values (to score other texts with).
+
+        A segment longer than the encoder reads is cut at its quietest moments (`cut_at_pauses`)
+        and its pieces read one after the other; their texts are joined and there are no cross
+        keys/values to score with (None)."""
+        samples = np.asarray(samples, np.float32)
+        if len(samples) > self.max_samples:
+            parts = [self.read(p)[0] for p in cut_at_pauses(samples, self.max_samples)]
+            kept = [p for p in parts if p.accepted]
+            text = " ".join(p.text for p in kept)
+            reason = "" if kept else parts[0].reason
+            timings = {k: sum(p.timings_ms.get(k, 0.0) for p in parts) for k in ("encoder", "decoder")}
+            return SecondPassResult(text, tuple(t for p in kept for t in p.tokens),
+                                    min(p.no_speech_prob for p in parts), float(np.mean([p.avg_logprob for p in parts])),
+                                    compression_ratio(text), bool(kept), reason, timings), None
         import time
 
         t0 = time.perf_counter()

@@ -123,3 +123,22 @@ def test_looping_and_segment_policy() -> None:
     assert SegmentPolicy(0.5).span(1.0, 4.0, []) == (1.0, 4.0)
     with pytest.raises(SecondPassError, match="margin"):
         SegmentPolicy.from_dict({"margin": 1})
+
+
+def test_a_segment_longer_than_whisper_reads_is_cut_at_its_pauses() -> None:
+    from runtime.whisper import SecondPass, cut_at_pauses
+
+    rng = np.random.default_rng(0)
+    x = rng.normal(0, 0.1, 40 * 16000).astype(np.float32)
+    x[17 * 16000 : 17 * 16000 + 8000] = 0  # a pause at 17 s
+    pieces = cut_at_pauses(x, 28 * 16000)
+    assert len(pieces) == 2 and abs(len(pieces[0]) - 17.25 * 16000) < 0.3 * 16000
+    assert sum(len(p) for p in pieces) == len(x) and np.array_equal(np.concatenate(pieces), x)
+    if not (BUNDLE / "whisper" / "whisper.json").is_file():
+        pytest.skip("models/default/whisper is made by scripts/setup")
+    second = SecondPass(BUNDLE / "whisper")
+    person = load_audio(PERSON)
+    long = np.concatenate([person, np.zeros(8 * 16000, np.float32)] * 3)  # 32 s: three times the command
+    result, cross = second.read(long)
+    assert cross is None and result.accepted
+    assert result.text.lower().count("forward") == 3, result.text
