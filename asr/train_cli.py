@@ -17,7 +17,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     sub = p.add_subparsers(dest="recipe", metavar="RECIPE")
     sub.required = True
     a = sub.add_parser("asr", help="the streaming transducer", description=__doc__)
-    a.add_argument("--config", default="small", help="preset: small (2-core CPU, under 2 h), base (accelerator), tiny (tests)")
+    a.add_argument("--config", default="small",
+                   help="preset: small (2-core CPU, under 2 h), base (accelerator), tiny (tests); student: the streaming "
+                        "encoder distilled from Whisper tiny.en without transcripts (docs/student.md), student-tiny (tests)")
     a.add_argument("--corpus", help="corpus folder with train.jsonl and dev.jsonl (default: the preset's)")
     a.add_argument("--out", help="experiment folder: tokenizer, feature cache, checkpoints, log.csv")
     a.add_argument("--resume", action="store_true", help="continue from OUT/last.pt")
@@ -47,8 +49,13 @@ def run_asr(args: argparse.Namespace) -> int:
 
     from asr.train import PRESETS, train
 
+    from asr.distill import PRESETS as STUDENT_PRESETS
+
+    if args.config in STUDENT_PRESETS:
+        return run_student(args)
     if args.config not in PRESETS:
-        print(f"heed train asr: unknown --config {args.config!r}; choose from {', '.join(PRESETS)}", file=sys.stderr)
+        print(f"heed train asr: unknown --config {args.config!r}; choose from {', '.join([*PRESETS, *STUDENT_PRESETS])}",
+              file=sys.stderr)
         return 1
     cfg = PRESETS[args.config]
     changes = {k: v for k, v in (("corpus", args.corpus), ("out", args.out or f"exp/asr-{args.config}"),
@@ -75,6 +82,34 @@ def run_asr(args: argparse.Namespace) -> int:
     finally:
         if distributed:
             dist.destroy_process_group()
+    print(f"checkpoint: {path}")
+    return 0
+
+
+def run_student(args: argparse.Namespace) -> int:
+    """`heed train asr --config student`: label-free distillation (asr/distill.py)."""
+    from asr.distill import PRESETS, train_student
+
+    for flag, value in (("--corpus", args.corpus), ("--max-epochs", args.max_epochs), ("--train-limit", args.train_limit)):
+        if value is not None:
+            print(f"heed train asr: {flag} does not apply to --config {args.config} (its audio is the config's `train` "
+                  "manifests; set them with --set train=[...])", file=sys.stderr)
+            return 1
+    changes = {k: v for k, v in (("out", args.out), ("max_minutes", args.max_minutes),
+                                 ("num_threads", args.threads or None)) if v is not None}
+    try:
+        cfg = apply_settings(dataclasses.replace(PRESETS[args.config], **changes), args.set)
+    except (ValueError, TypeError) as e:
+        raise SystemExit(f"heed train asr: {e}") from None
+    for manifest in (*cfg.train, *([cfg.dev] if cfg.eval_every else [])):
+        if not os.path.exists(manifest):
+            print(f"heed train asr: {manifest} not found (docs/student.md says how to make the student's audio)",
+                  file=sys.stderr)
+            return 1
+    try:
+        path = train_student(cfg, resume=args.resume, progress=not args.no_progress)
+    except ValueError as e:
+        raise SystemExit(f"heed train asr: {e}") from None
     print(f"checkpoint: {path}")
     return 0
 
