@@ -308,10 +308,14 @@ def write_import(utts: list[Utterance], out_dir: Path, split: str) -> Path:
 
 def main_import(args: argparse.Namespace) -> int:
     """`heed corpus import`: exits with the message (no traceback) when the source is malformed."""
-    if args.kind == "realspeech":
+    if args.kind in ("realspeech", "unlabelled"):
         if args.src is not None:
-            raise SystemExit("heed corpus import realspeech: takes no SRC (it fetches the packages itself; "
+            raise SystemExit(f"heed corpus import {args.kind}: takes no SRC (it fetches the packages itself; "
                              "give already-downloaded archives with --from DIR)")
+        if args.kind == "unlabelled":
+            from corpus.unlabelled import main as main_unlabelled
+
+            return main_unlabelled(args.out, args.from_dir, args.cache)
         from corpus.realspeech import main as main_realspeech
 
         return main_realspeech(args.out, args.from_dir, args.cache)
@@ -336,16 +340,17 @@ def main_import(args: argparse.Namespace) -> int:
 def add_import_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
     """Register `import` under `heed corpus`."""
     p = subparsers.add_parser("import", help="turn LibriSpeech, Kaldi or BIO tagging data into a manifest, "
-                                             "or fetch the real-speech dev/train sets (realspeech)")
-    p.add_argument("kind", choices=("librispeech", "kaldi", "bio", "realspeech"))
+                                             "or fetch the real-speech dev/train sets (realspeech) and "
+                                             "untranscribed real speech (unlabelled)")
+    p.add_argument("kind", choices=("librispeech", "kaldi", "bio", "realspeech", "unlabelled"))
     p.add_argument("src", type=Path, nargs="?",
                    help="LibriSpeech split folder, Kaldi data folder, seq.in folder or CoNLL file (not for realspeech)")
     p.add_argument("--out", type=Path, required=True, help="corpus folder to write <split>.jsonl into")
     p.add_argument("--split", default="train", choices=SPLITS, help="not for realspeech (it writes dev and train)")
     p.add_argument("--format", default="auto", choices=FORMATS, help="BIO data only")
     p.add_argument("--from", dest="from_dir", type=Path,
-                   help="realspeech: a folder of already-downloaded archives (sdists, .debs) instead of fetching")
-    p.add_argument("--cache", type=Path, help="realspeech: where archives are downloaded and unpacked "
+                   help="realspeech, unlabelled: a folder of already-downloaded archives (sdists, .debs) instead of fetching")
+    p.add_argument("--cache", type=Path, help="realspeech, unlabelled: where archives are downloaded and unpacked "
                                               "(default: <out>/cache)")
     p.set_defaults(func=main_import)
     return p
