@@ -43,9 +43,11 @@ FILLS = ("teacher", "student")
 @dataclass(frozen=True)
 class DistillConfig:
     out: str = "exp/student"
-    # manifests of training audio (their texts are never read) and the share of items from each
-    train: tuple[str, ...] = ("data/real/train.jsonl", "data/synth/train.jsonl")
-    train_weights: tuple[float, ...] = (0.5, 0.5)
+    # manifests of training audio (their texts are never read) and the share of items from each:
+    # real people with and without transcripts (heed corpus import realspeech / unlabelled), and
+    # synthetic sentences (the train split of heed corpus build)
+    train: tuple[str, ...] = ("data/real/train.jsonl", "data/unlabelled/train.jsonl", "data/synth/train.jsonl")
+    train_weights: tuple[float, ...] = (0.3, 0.2, 0.5)
     dev: str = "data/real/dev.jsonl"  # real people with transcripts: measuring and choosing only
     noise_share: float = 0.08  # items of noise, hum or silence alone
     max_item_s: float = 8.0  # longer clips are cropped at random
@@ -343,6 +345,17 @@ def student_reader(student: Student, whisper: Whisper, folder: Path, fill: str =
                                            TorchSession(_Decoder(whisper), ["tokens", *names["self"], *names["cross"]])))
 
 
+def teacher_reader(whisper: Whisper, folder: Path):
+    """The second pass itself in torch (Whisper's full-context encoder on the segment and pad_s of
+    zeros, the same fill): the reference the student is measured against."""
+    from asr.export_whisper import TorchSession, _Decoder, _Encoder, state_names
+    from runtime.whisper import SecondPass
+
+    names = state_names(whisper.dims.n_text_layer)
+    return SecondPass(folder, sessions=(TorchSession(_Encoder(whisper), ["mel"]),
+                                        TorchSession(_Decoder(whisper), ["tokens", *names["self"], *names["cross"]])))
+
+
 def dev_wer(reader: Any, dev: list[tuple[str, str, np.ndarray]]) -> dict[str, Any]:
     """Spoken-form WER of the reader's finals on (source, reference, audio) clips: overall and per
     source, and how many clips the guards rejected (no words)."""
@@ -502,6 +515,40 @@ def train_student(cfg: DistillConfig, resume: bool = False, teacher: Whisper | N
             last_ckpt = time.monotonic()
     checkpoint()
     return out / "best.pt" if (out / "best.pt").exists() else last_path
+
+
+def read_log(path: str | Path) -> list[dict[str, float]]:
+    """log.csv's rows that measured the dev set, numbers as floats."""
+    with open(path, newline="") as f:
+        rows = [r for r in csv.DictReader(f) if r.get("wer")]
+    return [{k: float(v) for k, v in r.items() if v != ""} for r in rows]
+
+
+def plot_curves(logs: dict[str, str | Path], out: str | Path, title: str = "") -> None:
+    """Real-dev WER against training steps, one line per run (label -> log.csv), per source dashed."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 4.2))
+    for i, (label, path) in enumerate(logs.items()):
+        rows = read_log(path)
+        colour = f"C{i}"
+        ax.plot([r["step"] for r in rows], [100 * r["wer"] for r in rows], "o-", color=colour, label=f"{label}: all")
+        for k, style in zip(sorted(c for c in rows[0] if c.startswith("wer_")), (":", "--", "-.")):
+            ax.plot([r["step"] for r in rows], [100 * r[k] for r in rows], style, color=colour, alpha=0.7,
+                    label=f"{label}: {k[4:]}")
+    ax.set_xlabel("training step")
+    ax.set_ylabel("real dev WER (%)")
+    ax.set_ylim(bottom=0)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7)
+    if title:
+        ax.set_title(title, fontsize=9)
+    fig.tight_layout()
+    fig.savefig(out, dpi=120)
+    plt.close(fig)
 
 
 def load_student(path: str | Path) -> Student:
