@@ -65,7 +65,7 @@ class DistillConfig:
     gain_db: tuple[float, float] = (-25.0, 0.0)  # speech peak level below full scale
     lr: float = 3e-5
     warmup_steps: int = 100
-    max_steps: int = 4000
+    max_steps: int = 3000
     final_lr_fraction: float = 0.1
     weight_decay: float = 0.0
     grad_clip: float = 1.0
@@ -514,7 +514,17 @@ def train_student(cfg: DistillConfig, resume: bool = False, teacher: Whisper | N
             checkpoint()
             last_ckpt = time.monotonic()
     checkpoint()
-    return out / "best.pt" if (out / "best.pt").exists() else last_path
+    best_path = out / "best.pt" if (out / "best.pt").exists() else last_path
+    save_fp16(best_path, out / "student.fp16.pt")
+    return best_path
+
+
+def save_fp16(src: str | Path, dst: str | Path) -> None:
+    """The student of a checkpoint alone, weights in float16 (16 MB): what a later session or the
+    export needs (resuming training needs last.pt)."""
+    ckpt = torch.load(src, map_location="cpu", weights_only=False)
+    _save(Path(dst), {"train_config": ckpt["train_config"], "dims": ckpt["dims"], "step": ckpt["step"],
+                      "dev": ckpt.get("dev"), "model": {k: v.half() for k, v in ckpt["model"].items()}})
 
 
 def read_log(path: str | Path) -> list[dict[str, float]]:

@@ -61,6 +61,9 @@ def test_a_tiny_run_lowers_the_loss(manifest: Path, tmp_path: Path) -> None:
     with torch.no_grad():
         after = float(distill_loss(load_student(path)(held_out, layers=True), target, cfg))
     assert path.name == "last.pt"  # no dev set in this run: no best.pt
+    half = load_student(path.parent / "student.fp16.pt")
+    for (name, a), b in zip(load_student(path).state_dict().items(), half.state_dict().values()):
+        assert (a - b).abs().max() <= 1e-3 * max(1.0, float(a.abs().max())), name
     assert after < 0.7 * before, (before, after)
 
 
