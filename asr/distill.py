@@ -52,6 +52,11 @@ class DistillConfig:
     noise_share: float = 0.08  # items of noise, hum or silence alone
     max_item_s: float = 8.0  # longer clips are cropped at random
     batch_items: int = 3
+    # A share of the steps train on one long item instead: clips of one pool end to end with short
+    # pauses, up to long_item_s, so that the positions late in a segment are trained too (the real
+    # dev set's LibriVox readings run 50 s, read in pieces of up to 28 s).
+    p_long: float = 0.25
+    long_item_s: float = 26.0
     pad_s: float = 2.0  # zeros after each item, as the second pass encodes a segment
     lead_s: float = 0.5  # up to this much silence before an item's audio (uniform)
     p_speed: float = 0.5  # speed perturbation, tempo and pitch together, factor in speed_range
@@ -111,7 +116,8 @@ PRESETS: dict[str, DistillConfig] = {
     "student": DistillConfig(),
     # Seconds on a CPU: tests (a small random teacher, generated audio, no dev set).
     "student-tiny": DistillConfig(out="exp/student-tiny", max_item_s=1.0, batch_items=2, pad_s=0.2, lr=3e-3,
-                                  warmup_steps=1, max_steps=30, eval_every=0, noise_share=0.0,
+                                  warmup_steps=1, max_steps=30, eval_every=0, noise_share=0.0, p_long=0.2,
+                                  long_item_s=1.5, lead_s=0.1,
                                   model=StudentConfig(chunk_frames=4)),
 }
 
@@ -158,9 +164,10 @@ def pitch_shift(x: np.ndarray, semitones: float) -> np.ndarray:
     return change_speed(y, ratio)[: len(x)]
 
 
-def augment(x: np.ndarray, rng: np.random.Generator, cfg: DistillConfig, pool: list[np.ndarray]) -> np.ndarray:
-    """One training item's audio from a clip (float, 16 kHz): crop, speed, pitch, lead-in silence,
-    room, noise, telephone band, level."""
+def augment(x: np.ndarray, rng: np.random.Generator, cfg: DistillConfig, pool: list[np.ndarray],
+            max_s: float | None = None) -> np.ndarray:
+    """One training item's audio from a clip (float, 16 kHz): speed, crop to max_s (default
+    cfg.max_item_s), pitch, lead-in silence, room, noise, telephone band, level."""
     from corpus.augment import (NOISE_KINDS, add_noise, change_speed, make_noise, reverberate, synth_rir,
                                 telephone)
 
@@ -168,7 +175,7 @@ def augment(x: np.ndarray, rng: np.random.Generator, cfg: DistillConfig, pool: l
     x = x.astype(np.float64)
     if rng.random() < cfg.p_speed:
         x = change_speed(x, float(rng.uniform(*cfg.speed_range)))
-    longest = int(cfg.max_item_s * sr)
+    longest = int((max_s or cfg.max_item_s) * sr)
     if len(x) > longest:
         start = int(rng.integers(0, len(x) - longest + 1))
         x = x[start : start + longest]
@@ -221,8 +228,22 @@ class Sampler:
         clip = pool[int(rng.integers(len(pool)))].astype(np.float64) / 32767
         return augment(clip, rng, self.cfg, self.everything)
 
+    def long_item(self, rng: np.random.Generator) -> np.ndarray:
+        """Clips of one pool end to end, 0.1-0.8 s of silence between them, up to long_item_s."""
+        pool = self.pools[int(rng.choice(len(self.pools), p=self.weights))]
+        parts, n = [], 0
+        while n < self.cfg.long_item_s * SAMPLE_RATE:
+            clip = pool[int(rng.integers(len(pool)))].astype(np.float64) / 32767
+            clip = clip / max(1e-4, float(np.abs(clip).max()))  # one talker's level, more or less
+            parts += [clip, np.zeros(int(rng.uniform(0.1, 0.8) * SAMPLE_RATE))]
+            n += len(clip) + len(parts[-1])
+        return augment(np.concatenate(parts), rng, self.cfg, self.everything, self.cfg.long_item_s)
+
     def batch(self, rng: np.random.Generator) -> torch.Tensor:
-        """(B, n_mels, T) log10 mel power of batch_items items, each followed by at least pad_s of zeros."""
+        """(B, n_mels, T) log10 mel power of batch_items items, or of one long item (p_long of the
+        batches), each followed by at least pad_s of zeros."""
+        if rng.random() < self.cfg.p_long:
+            return mel_batch([self.long_item(rng)], self.cfg.pad_s)
         items = [self.item(rng) for _ in range(self.cfg.batch_items)]
         return mel_batch(items, self.cfg.pad_s)
 
