@@ -120,3 +120,16 @@ def test_cli_refuses_flags_of_the_transducer_recipe(capsys: pytest.CaptureFixtur
     assert "--corpus does not apply" in capsys.readouterr().err
     with pytest.raises(SystemExit, match="unknown setting 'learning_rate'"):
         main(["train", "asr", "--config", "student", "--set", "learning_rate=1"])
+
+
+def test_log_rows_and_curve(tmp_path: Path) -> None:
+    from asr.distill import plot_curves, read_log
+
+    log = tmp_path / "log.csv"
+    log.write_text("step,minutes,lr,loss,wer,wer_a,wer_b,rejected\n0,0.00,0,,0.5,0.6,0.4,3\n"
+                   "100,3.1,3e-05,0.2,,,,\n250,7.3,2e-05,0.21,0.25,0.3,0.2,0\n")
+    rows = read_log(log)
+    assert [r["step"] for r in rows] == [0, 250]  # rows without a dev measurement are not points
+    assert rows[1]["wer_b"] == 0.2 and "loss" not in rows[0]
+    plot_curves({"run": log}, tmp_path / "curve.png")
+    assert (tmp_path / "curve.png").read_bytes()[:4] == b"\x89PNG"
