@@ -164,7 +164,7 @@ def test_the_iqd_onset_is_the_vads_speech_start(pipe: Pipeline) -> None:
 
 
 def test_without_the_vad_everything_is_decoded(pipe: Pipeline) -> None:
-    off = Pipeline.from_bundle(BUNDLE, threads=1, vad=False)
+    off = Pipeline.from_bundle(BUNDLE, threads=1, vad=False, second_pass=False)  # the streaming pass's finals
     assert off.vad is None
     x = np.concatenate([np.zeros(2 * RATE, np.float32), _example()])
     before, after, result = _run(off, x)
@@ -235,15 +235,15 @@ def test_no_vad_flag_reaches_the_pipeline(command: str, four_utts: Path, monkeyp
 
     asked = []
 
-    def from_bundle(path=None, threads=1, precision="int8", vad=True):
-        asked.append(vad)
+    def from_bundle(path=None, threads=1, precision="int8", vad=True, second_pass=True):
+        asked.append((vad, second_pass))
         raise BundleError("stop here")
 
     monkeypatch.setattr(P, "from_bundle", staticmethod(from_bundle))
     monkeypatch.setattr(runtime.mic, "pick_device", lambda device: {"name": "x", "default_samplerate": 16000})
     target = {"transcribe": [str(BUNDLE / "examples" / "01-assistant.wav")], "eval": [str(four_utts / "dev.jsonl")]}
-    for flag in ([], ["--no-vad"]):
+    for flag in ([], ["--no-vad"], ["--no-second-pass"]):
         monkeypatch.setattr(sys, "argv", ["heed", command, *target.get(command, []), *flag])
         args = cli.build_parser().parse_args(sys.argv[1:])
         assert args.func(args) == 1
-    assert asked == [True, False]
+    assert asked == [(True, True), (False, True), (True, False)]
