@@ -326,10 +326,10 @@ def main_import(args: argparse.Namespace) -> int:
 def add_import_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
     """Register `import` under `heed corpus`."""
     p = subparsers.add_parser("import", help="turn LibriSpeech, Kaldi or BIO tagging data into a manifest")
-    p.add_argument("kind", choices=("librispeech", "kaldi", "bio"))
+    p.add_argument("kind", choices=("librispeech", "kaldi", "bio"), help="the source's layout")
     p.add_argument("src", type=Path, help="LibriSpeech split folder, Kaldi data folder, seq.in folder or CoNLL file")
     p.add_argument("--out", type=Path, required=True, help="corpus folder to write <split>.jsonl into")
-    p.add_argument("--split", default="train", choices=SPLITS)
+    p.add_argument("--split", default="train", choices=SPLITS, help="the split to write")
     p.add_argument("--format", default="auto", choices=FORMATS, help="BIO data only")
     p.set_defaults(func=main_import)
     return p

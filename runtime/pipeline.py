@@ -19,7 +19,7 @@ from typing import Any, Iterator
 import numpy as np
 
 from runtime.asr import AsrStream, TransducerModel
-from runtime.audio import AudioError, to_mono_float
+from runtime.audio import AudioError, check_rate, to_mono_float
 from runtime.bundle import SCHEMA_VERSION, Bundle, BundleError  # noqa: F401 (BundleError: part of the API)
 
 DEFAULT_BUNDLE = Path(__file__).resolve().parent.parent / "models" / "default"
@@ -29,6 +29,8 @@ class Pipeline:
     """Everything loaded from one bundle; immutable and shared by all streams."""
 
     def __init__(self, bundle: Bundle, threads: int = 1, precision: str = "int8") -> None:
+        if isinstance(threads, bool) or not isinstance(threads, int) or threads < 1:
+            raise ValueError(f"threads must be a whole number of at least 1, got {threads!r}")
         asr = bundle.manifest["asr"]
         if precision not in asr["files"]:
             raise BundleError(f"{bundle.json_path}: no {precision} ASR graphs (it has {', '.join(asr['files'])})")
@@ -99,13 +101,14 @@ class Stream:
         self.n_samples = 0
 
     def accept_waveform(self, samples: np.ndarray, sample_rate: int) -> None:
-        """Add audio: (n,) or (n, channels), float in [-1, 1] or integer PCM, at any rate."""
+        """Add audio: (n,) or (n, channels), float in [-1, 1] or int16/int32 PCM, at any whole rate in Hz."""
         if self.asr.finished:
             raise RuntimeError("accept_waveform after input_finished")
+        rate = check_rate(sample_rate, "accept_waveform")
         x = to_mono_float(samples, "accept_waveform")
         if not len(x):
             return
-        x = self._resample(x, int(sample_rate))
+        x = self._resample(x, rate)
         self.n_samples += len(x)
         self.asr.feed(x)
         self._decode()
