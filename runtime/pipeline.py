@@ -40,7 +40,7 @@ from typing import Any, Iterator
 import numpy as np
 
 from runtime.asr import AsrStream, TransducerModel
-from runtime.audio import AudioError, to_mono_float
+from runtime.audio import AudioError, check_rate, to_mono_float
 from runtime.bundle import SCHEMA_VERSION, Bundle, BundleError  # noqa: F401 (BundleError: part of the API)
 from runtime.vad import End, Start, VadModel
 
@@ -52,6 +52,8 @@ class Pipeline:
 
     def __init__(self, bundle: Bundle, threads: int = 1, precision: str = "int8", vad: bool = True,
                  second_pass: bool = True) -> None:
+        if isinstance(threads, bool) or not isinstance(threads, int) or threads < 1:
+            raise ValueError(f"threads must be a whole number of at least 1, got {threads!r}")
         asr = bundle.manifest["asr"]
         if precision not in asr["files"]:
             raise BundleError(f"{bundle.json_path}: no {precision} ASR graphs (it has {', '.join(asr['files'])})")
@@ -229,13 +231,14 @@ class Stream:
         return self.asr.time_s if self._in_segment else self.n_samples / self.pipe.sample_rate
 
     def accept_waveform(self, samples: np.ndarray, sample_rate: int) -> None:
-        """Add audio: (n,) or (n, channels), float in [-1, 1] or integer PCM, at any rate."""
+        """Add audio: (n,) or (n, channels), float in [-1, 1] or int16/int32 PCM, at any whole rate in Hz."""
         if self._finished:
             raise RuntimeError("accept_waveform after input_finished")
+        rate = check_rate(sample_rate, "accept_waveform")
         x = to_mono_float(samples, "accept_waveform")
         if not len(x):
             return
-        self._accept(self._resample(x, int(sample_rate)))
+        self._accept(self._resample(x, rate))
 
     def _accept(self, x: np.ndarray) -> None:
         """Samples at the pipeline's rate: to the ASR, through the VAD when there is one."""
