@@ -59,8 +59,9 @@ def positive_float(text: str) -> float:
 
 
 # `--threads` of the runtime commands, one text for all of them
-THREADS_HELP = ("onnxruntime threads per graph; on a 2-core machine 2 threads made a stream about 3 times "
-                "slower than 1 (the graphs are small: threading costs more than it gains); run more streams instead")
+THREADS_HELP = ("onnxruntime threads per graph; on a 2-core machine 2 threads made a stream 3 to 6 times slower "
+                "than 1 (heed bench --threads 2: the graphs are small, threading costs more than it gains); "
+                "run more streams instead")
 
 
 def _formatted(parser: argparse.ArgumentParser) -> None:
