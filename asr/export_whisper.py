@@ -11,8 +11,11 @@ Writes into `<bundle>/whisper/`:
   next_self_k_i, next_self_v_i (P + n positions). One graph serves the prompt (n = 2), greedy
   steps (n = 1) and scoring B whole texts at once (n = the longest; a cross batch of 1 is
   broadcast, so the segment's keys/values are never copied per text);
-- `mel_filters.npy` (the Slaney filter bank), `tokens.txt` (the byte-level BPE vocabulary) and
-  `whisper.json` (dimensions, special tokens, suppressed tokens, the source's sha256).
+- `fill.npz`: the cross keys/values the int8 encoder gives a constant log-mel over the whole 30 s
+  window (float16, 9 MB): what fills the positions after a segment (runtime/whisper.py);
+- `mel_filters.npy` (the Slaney filter bank), `tokens.txt` and `tokenizer.json` (the byte-level
+  BPE vocabulary) and `whisper.json` (dimensions, special tokens, suppressed tokens, the source's
+  sha256).
 
 int8: the matrix products are quantized dynamically (weights int8 per output channel). The token
 embedding and the output projection share one int8 table: the projection's quantized weight
@@ -38,7 +41,7 @@ from torch import nn
 from asr.whisper import (MAX_FRAMES, PACKAGE, PACKAGE_VERSION, CrossKV, SelfKV, SpecialTokens, Whisper, load_whisper,
                          log_mel, mel_filters, package_dir, sha256)
 
-SCHEMA = 1
+SCHEMA = 2  # 2: fill.npz
 OPSET = 17
 
 
@@ -286,6 +289,13 @@ def export_whisper(out_dir: str | Path, clips: list[np.ndarray], fill_value: flo
         _share_embedding(work / "decoder.int8.onnx")
         meta["files"].update(encoder="encoder.int8.onnx", decoder="decoder.int8.onnx")
         _write_meta(work, meta)
+        # the fill, computed once here by the int8 encoder the runtime uses: a 30 s encoder run at load
+        # time would cost half a second and leave 120 MB in onnxruntime's arena
+        fill = SecondPass(work).compute_fill()
+        np.savez(work / "fill.npz", **{f"{kv}_{i // 2}": a.astype(np.float16) for i, (kv, a) in
+                                       enumerate(zip("kv" * model.dims.n_text_layer, fill))})
+        meta["files"]["fill"] = "fill.npz"
+        _write_meta(work, meta)
         parity["int8"] = check_parity(SecondPass(work), torch_ref, clips, INT8_LOGIT_TOLERANCE, INT8_TOKEN_ERROR)
         for name in ("encoder.onnx", "decoder.onnx"):
             (work / name).unlink()
@@ -294,6 +304,7 @@ def export_whisper(out_dir: str | Path, clips: list[np.ndarray], fill_value: flo
         if out.exists():
             shutil.rmtree(out)
         shutil.copytree(work, out)
+        out.chmod(0o755)  # the temporary folder was private
     meta["bytes"] = {p.name: p.stat().st_size for p in sorted(out.iterdir())}
     return meta
 

@@ -163,7 +163,9 @@ class SecondPass:
         if sessions is None:
             from runtime.bundle import onnx_session
 
-            sessions = (onnx_session(folder / files["encoder"], threads), onnx_session(folder / files["decoder"], threads))
+            # the encoder reads segments of 1 to 28 s: no arena, so a long one's memory goes back after it
+            sessions = (onnx_session(folder / files["encoder"], threads, arena=False),
+                        onnx_session(folder / files["decoder"], threads))
         self.encoder, self.decoder = sessions
         self.filters = np.load(folder / files["mel_filters"])
         self.vocab = [line.rstrip("\n") for line in (folder / files["tokens"]).read_text(encoding="utf-8").split("\n")][
@@ -199,12 +201,21 @@ class SecondPass:
 
     def fill(self) -> list[np.ndarray]:
         """The cross-attention keys/values of a constant log-mel over the whole 30 s window, per
-        layer (k, v, k, v, ...): what fills the positions after a segment."""
+        layer (k, v, k, v, ...): what fills the positions after a segment. Read from the export's
+        `fill.npz` (float16; the export computes it with this encoder), or computed here once."""
         with self._lock:
             if self._fill is None:
-                mel = np.full((1, self.filters.shape[0], 2 * self.n_audio_ctx), self.meta["fill_value"], np.float32)
-                self._fill = self.encoder.run(None, {"mel": mel})
+                name = self.meta["files"].get("fill")
+                if name:
+                    with np.load(self.folder / name) as z:
+                        self._fill = [z[f"{kv}_{i}"].astype(np.float32) for i in range(self.n_layers) for kv in "kv"]
+                else:
+                    self._fill = self.compute_fill()
             return self._fill
+
+    def compute_fill(self) -> list[np.ndarray]:
+        mel = np.full((1, self.filters.shape[0], 2 * self.n_audio_ctx), self.meta["fill_value"], np.float32)
+        return self.encoder.run(None, {"mel": mel})
 
     def encode(self, samples: np.ndarray) -> tuple[list[np.ndarray], int]:
         """A segment -> the decoder's cross keys/values over 1,500 positions, and how many came from audio."""
