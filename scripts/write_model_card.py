@@ -116,7 +116,7 @@ def vad_paragraph(bundle_meta: dict) -> list[str]:
     return [f"**Voice-activity detector** (`{vad['file']}`, licence `{vad['license']}`): not trained here; "
             f"{vad['source']} ({vad['licence_name']}, {vad['url']}), sha256 `{vad['sha256']}`. It gates the ASR: "
             "non-speech is neither decoded nor emitted, the end of speech closes a segment and the IQD starts at its "
-            f"speech start; gate policy chosen on dev: {pol} ([docs/vad_bench.md](../../docs/vad_bench.md)).", ""]
+            f"speech start; gate policy chosen on dev ([docs/vad.md](../../docs/vad.md)): {pol}.", ""]
 
 
 def training_section(asr: Path, tagger: Path, iqd: Path | None) -> list[str]:
@@ -248,7 +248,8 @@ def main() -> int:
     bundle = Path(args.bundle)
     lines = ["# heed default model", "",
              "What ships in this folder: a streaming transducer ASR, a HEAR slot tagger and an intended-query "
-             "detector, as int8 ONNX graphs run by `runtime/` (onnxruntime + numpy). Made by "
+             "detector, as int8 ONNX graphs run by `runtime/` (onnxruntime + numpy), and silero-vad's voice-activity "
+             "detector in front of them. Made by "
              "`scripts/build_default_bundle.sh`; this card by `scripts/write_model_card.py`.", "",
              "**Limitations.** Trained on synthetic speech only, on one CPU, for a short time: a demonstration "
              "of the streaming stack, not a recogniser for real voices. Expect much higher error rates on human "
