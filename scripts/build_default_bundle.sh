@@ -31,6 +31,10 @@ if [[ "$LM_ORDER" != 0 ]]; then
   $heed train lm --corpus "$CORPUS" --tokens "$ASR-export/tokens.txt" --order "$LM_ORDER" --out "$ASR-export/lm.npz"
   bundle_args+=(--lm "$ASR-export/lm.npz" --lm-scale "$LM_SCALE" --lm-bonus "$LM_BONUS" --lm-eos-scale "$LM_EOS_SCALE")
 fi
+# silero-vad's ONNX graph (MIT) gates the ASR; pinned to the wheel whose sha256 bundle.json records
+VAD_WHEEL=${VAD_WHEEL:-exp/silero_vad-6.2.3-py3-none-any.whl}
+if [[ ! -f "$VAD_WHEEL" ]]; then $py -m pip download silero-vad==6.2.3 --no-deps -d "$(dirname "$VAD_WHEEL")"; fi
+bundle_args+=(--vad "$VAD_WHEEL")
 rm -rf "$OUT"
 $heed export bundle "${bundle_args[@]}"
 $py scripts/pick_examples.py --corpus "$CORPUS" --bundle "$OUT" --out "$OUT/examples"
@@ -46,6 +50,9 @@ $py scripts/asr_partials.py --bundle "$OUT" --corpus "$CORPUS" --source assistan
 OMP_NUM_THREADS=1 $py scripts/bench_tagger.py --test assistant --corpus "$CORPUS" --hybrid "$OUT/tagger" --precision int8 \
   --no-curve --partials "${PARTIALS:-exp/partials_assistant.jsonl}" --out docs/bundle_tagger_assistant_asr
 $heed bench --bundle "$OUT" --hour --out docs/runtime_bench
+# the voice-activity gate: the pipeline with and without it (test split, its continuous recordings, 60 min of non-speech)
+[[ -f "$CORPUS/streams/test.jsonl" ]] || $heed corpus streams "$CORPUS" --split test --n 20
+OMP_NUM_THREADS=1 $py scripts/bench_vad.py --corpus "$CORPUS" --split test --wheel "$VAD_WHEEL" --out docs/vad_bench
 $py scripts/collect_metrics.py --bundle "$OUT"
 card_args=(--bundle "$OUT" --corpus "$CORPUS" --asr "$ASR" --tagger "$TAGGER")
 if [[ -n "$IQD" ]]; then card_args+=(--iqd "$IQD"); fi

@@ -107,6 +107,18 @@ def lm_paragraph(bundle_meta: dict) -> list[str]:
             "The WER figures below include it (with the run-8 acoustic model it took test WER from 50.7% to 39.6%).", ""]
 
 
+def vad_paragraph(bundle_meta: dict) -> list[str]:
+    """The voice-activity detector, as bundle.json names it (nothing when the bundle has none)."""
+    vad = bundle_meta.get("vad")
+    if not vad:
+        return []
+    pol = ", ".join(f"{k} {v:g}" for k, v in vad["policy"].items())
+    return [f"**Voice-activity detector** (`{vad['file']}`, licence `{vad['license']}`): not trained here; "
+            f"{vad['source']} ({vad['licence_name']}, {vad['url']}), sha256 `{vad['sha256']}`. It gates the ASR: "
+            "non-speech is neither decoded nor emitted, the end of speech closes a segment and the IQD starts at its "
+            f"speech start; gate policy chosen on dev ([docs/vad.md](../../docs/vad.md)): {pol}.", ""]
+
+
 def training_section(asr: Path, tagger: Path, iqd: Path | None) -> list[str]:
     lines = ["## Training", "", f"Hardware: {platform.machine()}, {__import__('os').cpu_count()} cores, CPU only; "
              "see each row for the threads used.", ""]
@@ -236,7 +248,8 @@ def main() -> int:
     bundle = Path(args.bundle)
     lines = ["# heed default model", "",
              "What ships in this folder: a streaming transducer ASR, a HEAR slot tagger and an intended-query "
-             "detector, as int8 ONNX graphs run by `runtime/` (onnxruntime + numpy). Made by "
+             "detector, as int8 ONNX graphs run by `runtime/` (onnxruntime + numpy), and silero-vad's voice-activity "
+             "detector in front of them. Made by "
              "`scripts/build_default_bundle.sh`; this card by `scripts/write_model_card.py`.", "",
              "**Limitations.** Trained on synthetic speech only, on one CPU, for a short time: a demonstration "
              "of the streaming stack, not a recogniser for real voices. Expect much higher error rates on human "
@@ -247,6 +260,7 @@ def main() -> int:
     lines += data_section(Path(args.corpus))
     lines += training_section(Path(args.asr), Path(args.tagger), Path(args.iqd) if args.iqd else None)
     lines += lm_paragraph(_read(bundle / "bundle.json") or {})
+    lines += vad_paragraph(_read(bundle / "bundle.json") or {})
     lines += figures_section(Path(args.docs))
     (bundle / "MODEL_CARD.md").write_text("\n".join(lines) + "\n")
     print(f"wrote {bundle / 'MODEL_CARD.md'}")

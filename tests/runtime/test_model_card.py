@@ -45,3 +45,19 @@ def test_lm_paragraph_only_when_the_bundle_has_an_lm():
     text = "".join(card.lm_paragraph({"asr": {"lm": {"file": "asr/lm.npz", "kind": "char_ngram_kneser_ney", "order": 8,
                                                      "scale": 0.65, "bonus": 0.75, "eos_scale": 0.8}}}))
     assert "8-gram" in text and "scale 0.65" in text and "asr/lm.npz" in text
+
+
+def test_vad_paragraph_names_source_licence_and_checksum():
+    import json
+
+    card = _card()
+    assert card.vad_paragraph({}) == []
+    meta = json.loads((ROOT / "models" / "default" / "bundle.json").read_text())
+    if "vad" not in meta:
+        import pytest
+
+        pytest.skip("the default bundle has no VAD")
+    text = "\n".join(card.vad_paragraph(meta))
+    vad = meta["vad"]
+    for part in (vad["file"], vad["license"], vad["sha256"], "MIT", "silero-vad", f"speech_pad_ms {vad['policy']['speech_pad_ms']:g}"):
+        assert part in text, part
