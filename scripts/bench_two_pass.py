@@ -22,7 +22,6 @@ import dataclasses
 import json
 import os
 import platform
-import resource
 import subprocess
 import sys
 import time
@@ -142,9 +141,10 @@ def non_speech(bundle: str) -> dict:
 
 
 def peak_rss_mb(bundle: str, audio: Path) -> float:
-    """Peak RSS of `heed transcribe` on one file in a fresh process."""
-    code = ("import resource, sys; from runtime.cli import main; main(['transcribe', sys.argv[1], '--bundle', sys.argv[2], "
-            "'--json']); print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, file=sys.stderr)")
+    """Peak RSS of `heed transcribe` on one file in a fresh process: its VmHWM (getrusage's maxrss
+    would count the pages of this big process that the child shared between fork and exec)."""
+    code = ("import sys; from runtime.cli import main; main(['transcribe', sys.argv[1], '--bundle', sys.argv[2], "
+            "'--json']); print(open('/proc/self/status').read().split('VmHWM:')[1].split()[0], file=sys.stderr)")
     r = subprocess.run([sys.executable, "-c", code, str(audio), bundle], capture_output=True, text=True, cwd=ROOT,
                        env={**os.environ, "OMP_NUM_THREADS": "1"})
     return int(r.stderr.strip().splitlines()[-1]) / 1024
@@ -158,6 +158,7 @@ def main() -> int:
     ap.add_argument("--per-voice", type=int, default=20)
     ap.add_argument("--sections", default="wer,latency,noise,size")
     ap.add_argument("--out", default="docs/second_pass_bench")
+    ap.add_argument("--update", action="store_true", help="keep OUT.json's other sections; rerun only --sections")
     args = ap.parse_args()
 
     from corpus.manifest import read_manifest
@@ -165,8 +166,12 @@ def main() -> int:
     from runtime.evaluate import select
 
     sections = set(args.sections.split(","))
-    result: dict = {"machine": f"{platform.machine()}, {os.cpu_count()} cores, {platform.processor() or 'cpu'}",
-                    "threads": 1, "bundle": args.bundle, "command": "scripts/bench_two_pass.py " + " ".join(sys.argv[1:])}
+    out_json = Path(args.out).with_suffix(".json")
+    result: dict = json.loads(out_json.read_text()) if args.update and out_json.exists() else {}
+    command = "scripts/bench_two_pass.py " + " ".join(sys.argv[1:])
+    result.update({"machine": f"{platform.machine()}, {os.cpu_count()} cores, {platform.processor() or 'cpu'}",
+                   "threads": 1, "bundle": args.bundle})
+    result["commands"] = {**result.get("commands", {}), **{s: command for s in sections}}
     if "wer" in sections:
         real = Path(args.real) / "dev.jsonl"
         test = Path(args.corpus) / "test.jsonl"
@@ -195,8 +200,12 @@ def _pct(x) -> str:
 
 
 def to_markdown(r: dict) -> str:
+    commands = sorted(set(r["commands"].values()))
     lines = ["# Second pass benchmark", "",
-             f"Machine: {r['machine']}; one thread for every system. Command: `{r['command']}`.", ""]
+             f"Machine: {r['machine']}; one thread for every system. "
+             + ("Command: " if len(commands) == 1 else "Commands: ") + ", ".join(f"`{c}`" for c in commands)
+             + (" (" + "; ".join(f"{k}: `{v}`" for k, v in sorted(r["commands"].items())) + ")" if len(commands) > 1 else "")
+             + ".", ""]
     if "wer" in r:
         lines += ["## Finals WER", "",
                   "| set | utterances | minutes | streaming pass alone | Whisper second pass | two-pass (shipped) | faster-whisper tiny.en int8 greedy |",
