@@ -42,7 +42,7 @@ import numpy as np
 from runtime.asr import AsrStream, TransducerModel
 from runtime.audio import AudioError, check_rate, to_mono_float
 from runtime.bundle import SCHEMA_VERSION, Bundle, BundleError  # noqa: F401 (BundleError: part of the API)
-from runtime.vad import End, Start, VadModel
+from runtime.vad import Audio, End, Start, VadModel
 
 DEFAULT_BUNDLE = Path(__file__).resolve().parent.parent / "models" / "default"
 
@@ -187,7 +187,7 @@ class SegmentAudio:
         self._chunks, self.n_samples, self.start = [x], len(x), sample
 
     def between(self, start: int, end: int) -> np.ndarray:
-        """The samples held of stream samples [start, end), float32."""
+        """The samples held of stream samples [start, end), float32 (a view: copy it to keep or change it)."""
         if not self._chunks:
             return np.zeros(0, np.float32)
         x = np.concatenate(self._chunks) if len(self._chunks) > 1 else self._chunks[0]
@@ -249,7 +249,7 @@ class Stream:
         for out in self._vad.accept_waveform(x):
             self._gated(out)
 
-    def _gated(self, out: Any) -> None:
+    def _gated(self, out: Start | Audio | End) -> None:
         """One output of the VAD: a speech start (with its pre-roll), more speech, or its end."""
         if isinstance(out, Start):
             self.asr.restart(out.audio_start // self.frame_samples)

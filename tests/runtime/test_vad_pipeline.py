@@ -5,14 +5,12 @@ from __future__ import annotations
 
 import json
 import shutil
-import subprocess
 import sys
 import zipfile
 from pathlib import Path
 
 import numpy as np
 import pytest
-import soundfile as sf
 
 from corpus.augment import make_noise
 from corpus.manifest import read_manifest
