@@ -165,6 +165,7 @@ def main() -> int:
     ap.add_argument("--n-synth", type=int, default=240)
     ap.add_argument("--sections", default="fill,int8,no_speech,rescore")
     ap.add_argument("--out", default="docs/second_pass_experiments")
+    ap.add_argument("--update", action="store_true", help="keep OUT.json's other sections; rerun only --sections")
     args = ap.parse_args()
 
     from runtime.whisper import SecondPass
@@ -172,8 +173,12 @@ def main() -> int:
     second = SecondPass(Path(args.bundle) / "whisper")
     sections = args.sections.split(",")
     sets = load_sets(args.real, args.corpus, 80) if {"fill", "int8", "no_speech"} & set(sections) else {}
-    result: dict = {"command": "scripts/second_pass_experiments.py " + " ".join(sys.argv[1:]),
-                    "sets": {k: len(v) for k, v in sets.items()}}
+    out_json = Path(args.out).with_suffix(".json")
+    result: dict = json.loads(out_json.read_text()) if args.update and out_json.exists() else {}
+    command = "scripts/second_pass_experiments.py " + " ".join(sys.argv[1:])
+    result["commands"] = {**result.get("commands", {}), **{s: command for s in sections}}
+    if sets:
+        result["sets"] = {k: len(v) for k, v in sets.items()}
     for name in sections:
         print(f"{name} ...", file=sys.stderr, flush=True)
         if name == "fill":
@@ -195,7 +200,8 @@ def _pct(x) -> str:
 
 
 def to_markdown(r: dict) -> str:
-    lines = ["# Second pass: design measurements", "", f"Command: `{r['command']}`; one thread. "
+    lines = ["# Second pass: design measurements", "",
+             "Commands: " + "; ".join(f"{k}: `{v}`" for k, v in sorted(r["commands"].items())) + "; one thread. "
              f"Sets: {', '.join(f'{k} {v} utterances' for k, v in r['sets'].items())} (rescore: see its table).", ""]
     if "fill" in r:
         lines += ["## What fills the encoder after the segment", "", "| fill | real | synth |", "|---|---:|---:|"]
