@@ -8,9 +8,9 @@ How a segment is read (docs/second_pass.md has the measurements behind each choi
 1. Whisper's log-mel of the segment plus `pad_s` of zeros (`log_mel`, the numpy twin of
    `asr.whisper.log_mel`).
 2. The encoder runs on those frames only. Whisper was trained on 30 s windows and its decoder
-   repeats itself when the audio simply ends, so the remaining positions up to 1,500 are
-   filled with the cross-attention keys/values that the encoder gives a constant log-mel at
-   those positions (`fill_value`), computed once per model: the decoder sees what 30 s of
+   repeats itself when the audio simply ends, so the decoder reads, after the segment's S
+   positions, positions S to 1,499 of the cross-attention keys/values that the encoder gives a
+   constant log-mel (`fill_value`; computed once by the export, `fill.npz`): it sees what 30 s of
    padding would show it, for the cost of encoding the segment.
 3. Greedy decoding with Whisper's usual guards: no timestamps; special, timestamp and
    non-speech tokens suppressed (the model's `suppress_ids`); a blank or end of text as the first
@@ -218,7 +218,8 @@ class SecondPass:
         return self.encoder.run(None, {"mel": mel})
 
     def encode(self, samples: np.ndarray) -> tuple[list[np.ndarray], int]:
-        """A segment -> the decoder's cross keys/values over 1,500 positions, and how many came from audio."""
+        """A segment -> its cross keys/values (per layer k, v, ...: (1, h, d, S), (1, h, S, d)) and S;
+        the decoder reads the fill's positions after them."""
         n_pad = int(round(self.options.pad_s * SAMPLE_RATE))
         max_samples = 2 * self.n_audio_ctx * HOP - n_pad
         if len(samples) > max_samples:
@@ -227,22 +228,17 @@ class SecondPass:
         mel = log_mel(samples, self.filters, n_pad)
         mel = mel[:, : mel.shape[1] // 2 * 2]
         own = self.encoder.run(None, {"mel": mel[None]})
-        s = own[0].shape[-1]
-        fill = self.fill()
-        cross = []
-        for i, (a, f) in enumerate(zip(own, fill)):
-            axis = 3 if i % 2 == 0 else 2  # keys are (1, h, d, S), values (1, h, S, d)
-            rest = f[:, :, :, s:] if axis == 3 else f[:, :, s:]
-            cross.append(np.ascontiguousarray(np.concatenate([a, rest], axis=axis)))
-        return cross, s
+        return own, own[0].shape[-1]
 
     # ------------------------------------------------------------ decoder
 
     def _step(self, tokens: np.ndarray, state: list[np.ndarray], cross: list[np.ndarray]) -> tuple[np.ndarray, list[np.ndarray]]:
         feeds = {"tokens": tokens}
+        fill = self.fill()
         for i in range(self.n_layers):
             feeds[f"self_k_{i}"], feeds[f"self_v_{i}"] = state[2 * i], state[2 * i + 1]
             feeds[f"cross_k_{i}"], feeds[f"cross_v_{i}"] = cross[2 * i], cross[2 * i + 1]
+            feeds[f"fill_k_{i}"], feeds[f"fill_v_{i}"] = fill[2 * i], fill[2 * i + 1]
         out = self.decoder.run(None, feeds)
         return out[0], out[1:]
 
