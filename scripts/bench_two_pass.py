@@ -18,7 +18,6 @@ Everything runs on one thread (onnxruntime and faster-whisper alike). Writes JSO
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
 import os
 import platform

@@ -16,7 +16,6 @@ Sections (WER of the second pass alone, spoken form; real = the real dev set, sy
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
 import sys
 import tempfile
