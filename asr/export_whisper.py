@@ -108,6 +108,7 @@ def _export_fp32(model: Whisper, out: Path) -> None:
         dyn.update({c: {0: "B", 2: "Pn"} for c in names["next_self"]})
         # the segment's cross keys/values have a batch of 1 that attention broadcasts over B texts
         dyn.update({c: {0: "Bc", (3 if c.startswith("cross_k") else 2): "S"} for c in names["cross"]})
+        dyn.update({c: {(3 if c.startswith("fill_k") else 2): "F"} for c in names["fill"]})  # 1,500 but for experiments
         torch.onnx.export(_Decoder(model), (torch.zeros(1, 2, dtype=torch.long), *self_kv, *cross, *fill),
                           str(out / "decoder.onnx"), opset_version=OPSET, dynamo=False,
                           input_names=["tokens", *names["self"], *names["cross"], *names["fill"]],
