@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 from iqd.cli import add_export_parser as add_export_iqd
+from runtime.cli import positive_int
 from tagging.cli import add_export_parser as add_export_tagger
 
 
@@ -20,15 +21,16 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     a.add_argument("checkpoint", help="a checkpoint of heed train asr (e.g. exp/asr-small/last.pt)")
     a.add_argument("--out", required=True, help="folder for the ONNX files and tokens")
     a.add_argument("--tokens", help="sentencepiece model (default: tokens.model beside the checkpoint)")
-    a.add_argument("--no-int8", action="store_true")
-    a.add_argument("--check-chunks", type=int, default=12, help="chunks compared between torch and onnxruntime")
+    a.add_argument("--no-int8", action="store_true", help="fp32 graphs only, no int8 quantization")
+    a.add_argument("--check-chunks", type=positive_int, default=12, help="chunks compared between torch and onnxruntime")
     a.set_defaults(func=run_asr)
     b = sub.add_parser("bundle", help="assemble a model bundle folder with bundle.json")
     b.add_argument("--asr", required=True, help="folder written by heed export asr")
     b.add_argument("--out", required=True, help="bundle folder to write (e.g. models/default)")
-    b.add_argument("--precision", choices=["int8", "fp32", "both"], default="int8")
+    b.add_argument("--precision", choices=["int8", "fp32", "both"], default="int8",
+                   help="which graphs the bundle ships")
     b.add_argument("--metrics", help="JSON file of measured metrics to record in bundle.json")
-    b.add_argument("--beam", type=int, default=4, help="modified beam search width; 1 = greedy")
+    b.add_argument("--beam", type=positive_int, default=4, help="modified beam search width; 1 = greedy")
     b.add_argument("--tagger", help="folder written by heed export tagger: words get slot tags, results get slots and intent")
     b.add_argument("--iqd", help="folder written by heed export iqd: events get directed (probability, decision, decided_at)")
     b.add_argument("--lm", help="LM file of heed train lm: shallow fusion in the beam search")

@@ -6,13 +6,18 @@ Writes into `<bundle>/whisper/`:
 - `encoder.int8.onnx`: mel (1, 80, T) -> per decoder layer i cross_k_i (1, 6, 64, T/2) (keys
   transposed) and cross_v_i (1, 6, T/2, 64): the cross-attention keys and values (the encoder
   states themselves are not needed);
-- `decoder.int8.onnx`: tokens (B, n), per layer i self_k_i, self_v_i (B, 6, P, 64) and
-  cross_k_i (1 or B, 6, 64, S), cross_v_i (1 or B, 6, S, 64) -> logits (B, n, n_vocab) and
-  next_self_k_i, next_self_v_i (P + n positions). One graph serves the prompt (n = 2), greedy
-  steps (n = 1) and scoring B whole texts at once (n = the longest; a cross batch of 1 is
-  broadcast, so the segment's keys/values are never copied per text);
-- `mel_filters.npy` (the Slaney filter bank), `tokens.txt` (the byte-level BPE vocabulary) and
-  `whisper.json` (dimensions, special tokens, suppressed tokens, the source's sha256).
+- `decoder.int8.onnx`: tokens (B, n), per layer i self_k_i, self_v_i (B, 6, P, 64),
+  cross_k_i (1 or B, 6, 64, S), cross_v_i (1 or B, 6, S, 64) and fill_k_i (1, 6, 64, 1500),
+  fill_v_i (1, 6, 1500, 64) -> logits (B, n, n_vocab) and next_self_k_i, next_self_v_i (P + n
+  positions). Cross-attention reads the segment's S positions, then the fill's positions S to
+  1,499, as if they were one sequence (nothing is concatenated: no 18 MB copy per segment). One
+  graph serves the prompt (n = 2), greedy steps (n = 1) and scoring B whole texts at once (n =
+  the longest; a batch of 1 of the segment's and the fill's keys/values is broadcast);
+- `fill.npz`: the cross keys/values the int8 encoder gives a constant log-mel over the whole 30 s
+  window (float16, 9 MB): what fills the positions after a segment (runtime/whisper.py);
+- `mel_filters.npy` (the Slaney filter bank), `tokens.txt` and `tokenizer.json` (the byte-level
+  BPE vocabulary) and `whisper.json` (dimensions, special tokens, suppressed tokens, the source's
+  sha256).
 
 int8: the matrix products are quantized dynamically (weights int8 per output channel). The token
 embedding and the output projection share one int8 table: the projection's quantized weight
@@ -35,10 +40,10 @@ import numpy as np
 import torch
 from torch import nn
 
-from asr.whisper import (MAX_FRAMES, PACKAGE, PACKAGE_VERSION, CrossKV, SelfKV, SpecialTokens, Whisper, load_whisper,
-                         log_mel, mel_filters, package_dir, sha256)
+from asr.whisper import (PACKAGE, PACKAGE_VERSION, CrossKV, SelfKV, SpecialTokens, Whisper, load_whisper, mel_filters,
+                         package_dir, sha256)
 
-SCHEMA = 1
+SCHEMA = 3  # 2: fill.npz; 3: the decoder reads the fill itself (fill_k_i, fill_v_i)
 OPSET = 17
 
 
@@ -48,10 +53,12 @@ class ExportMismatch(RuntimeError):
 
 def state_names(n_layers: int) -> dict[str, list[str]]:
     """The ONNX input/output names, per decoder layer i: self_k_i, self_v_i (the self-attention
-    cache), cross_k_i, cross_v_i (the segment's cross-attention keys/values); next_self_k_i, ..."""
+    cache), cross_k_i, cross_v_i (the segment's cross-attention keys/values), fill_k_i, fill_v_i
+    (those of the constant-input fill over the whole window); next_self_k_i, ..."""
     layers = range(n_layers)
     return {"self": [f"self_{kv}_{i}" for i in layers for kv in "kv"],
             "cross": [f"cross_{kv}_{i}" for i in layers for kv in "kv"],
+            "fill": [f"fill_{kv}_{i}" for i in layers for kv in "kv"],
             "next_self": [f"next_self_{kv}_{i}" for i in layers for kv in "kv"]}
 
 
@@ -77,7 +84,8 @@ class _Decoder(nn.Module):
         n = self.model.dims.n_text_layer
         state = [SelfKV(kv[2 * i], kv[2 * i + 1]) for i in range(n)]
         cross = [CrossKV(kv[2 * n + 2 * i], kv[2 * n + 2 * i + 1]) for i in range(n)]
-        logits, state = self.model.decode(tokens, state, cross, self.projection)
+        fill = [CrossKV(kv[4 * n + 2 * i], kv[4 * n + 2 * i + 1]) for i in range(n)]
+        logits, state = self.model.decode(tokens, state, cross, self.projection, fill)
         return (logits, *(t for s in state for t in s))
 
 
@@ -93,22 +101,33 @@ def _export_fp32(model: Whisper, out: Path) -> None:
         self_kv = [torch.zeros(1, h, 3, dh)] * len(names["self"])
         cross = [torch.zeros(1, h, dh, 100) if c.startswith("cross_k") else torch.zeros(1, h, 100, dh)
                  for c in names["cross"]]
+        fill = [torch.zeros(1, h, dh, dims.n_audio_ctx) if c.startswith("fill_k") else
+                torch.zeros(1, h, dims.n_audio_ctx, dh) for c in names["fill"]]
         dyn = {"tokens": {0: "B", 1: "n"}, "logits": {0: "B", 1: "n"}}
         dyn.update({c: {0: "B", 2: "P"} for c in names["self"]})
         dyn.update({c: {0: "B", 2: "Pn"} for c in names["next_self"]})
         # the segment's cross keys/values have a batch of 1 that attention broadcasts over B texts
         dyn.update({c: {0: "Bc", (3 if c.startswith("cross_k") else 2): "S"} for c in names["cross"]})
-        torch.onnx.export(_Decoder(model), (torch.zeros(1, 2, dtype=torch.long), *self_kv, *cross),
+        dyn.update({c: {(3 if c.startswith("fill_k") else 2): "F"} for c in names["fill"]})  # 1,500 but for experiments
+        torch.onnx.export(_Decoder(model), (torch.zeros(1, 2, dtype=torch.long), *self_kv, *cross, *fill),
                           str(out / "decoder.onnx"), opset_version=OPSET, dynamo=False,
-                          input_names=["tokens", *names["self"], *names["cross"]],
+                          input_names=["tokens", *names["self"], *names["cross"], *names["fill"]],
                           output_names=["logits", *names["next_self"]], dynamic_axes=dyn)
 
 
 def _quantize(src: Path, dst: Path) -> None:
+    import logging
+
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
-    quantize_dynamic(str(src), str(dst), op_types_to_quantize=["MatMul"], per_channel=True,
-                     weight_type=QuantType.QInt8)
+    root = logging.getLogger()
+    level = root.level
+    root.setLevel(logging.ERROR)  # quantize_dynamic's advice to pre-process the model, on the root logger
+    try:
+        quantize_dynamic(str(src), str(dst), op_types_to_quantize=["MatMul"], per_channel=True,
+                         weight_type=QuantType.QInt8)
+    finally:
+        root.setLevel(level)
 
 
 def _share_embedding(path: Path) -> None:
@@ -152,28 +171,14 @@ def _share_embedding(path: Path) -> None:
 
 
 def _weight_scale_name(g, mmi, inits, n_vocab: int) -> str:
-    """The (n_vocab,) per-channel weight scale that quantize_dynamic multiplies the projection's
-    integer product by (it is an initializer feeding a Mul after the MatMulInteger's Cast)."""
+    """The (n_vocab,) per-channel scale of the projection's int8 weight: quantize_dynamic names a
+    weight W's parts W_quantized, W_scale and W_zero_point."""
     from onnx import numpy_helper
 
-    consumers = {i: [n for n in g.node if i in n.input] for i in (o for n in g.node for o in n.output)}
-    frontier = [mmi.output[0]]
-    for _ in range(4):
-        nxt = []
-        for name in frontier:
-            for n in consumers.get(name, []):
-                for i in n.input:
-                    if i in inits and numpy_helper.to_array(inits[i]).shape == (n_vocab,):
-                        return i
-                nxt += list(n.output)
-        frontier = nxt
-    # quantize_dynamic folds the weight scale into a Mul with the activation scale: find that Mul's input
-    for n in g.node:
-        if n.op_type == "Mul":
-            for i in n.input:
-                if i in inits and numpy_helper.to_array(inits[i]).shape == (n_vocab,):
-                    return i
-    raise ExportMismatch("no per-channel scale found for the output projection")
+    name = mmi.input[1].removesuffix("_quantized") + "_scale"
+    if name not in inits or numpy_helper.to_array(inits[name]).shape != (n_vocab,):
+        raise ExportMismatch(f"no per-channel scale {name!r} of shape ({n_vocab},) for the output projection")
+    return name
 
 
 class TorchSession:
@@ -279,12 +284,20 @@ def export_whisper(out_dir: str | Path, clips: list[np.ndarray], fill_value: flo
         _write_meta(work, meta)
         names = state_names(model.dims.n_text_layer)
         torch_ref = SecondPass(work, sessions=(TorchSession(_Encoder(model), ["mel"]),
-                                               TorchSession(_Decoder(model), ["tokens", *names["self"], *names["cross"]])))
+                                               TorchSession(_Decoder(model), ["tokens", *names["self"], *names["cross"],
+                                                                              *names["fill"]])))
         parity = {"fp32": check_parity(SecondPass(work), torch_ref, clips, FP32_LOGIT_TOLERANCE)}
         _quantize(work / "encoder.onnx", work / "encoder.int8.onnx")
         _quantize(work / "decoder.onnx", work / "decoder.int8.onnx")
         _share_embedding(work / "decoder.int8.onnx")
         meta["files"].update(encoder="encoder.int8.onnx", decoder="decoder.int8.onnx")
+        _write_meta(work, meta)
+        # the fill, computed once here by the int8 encoder the runtime uses: a 30 s encoder run at load
+        # time would cost half a second and leave 120 MB in onnxruntime's arena
+        fill = SecondPass(work).compute_fill()
+        np.savez(work / "fill.npz", **{f"{kv}_{i // 2}": a.astype(np.float16) for i, (kv, a) in
+                                       enumerate(zip("kv" * model.dims.n_text_layer, fill))})
+        meta["files"]["fill"] = "fill.npz"
         _write_meta(work, meta)
         parity["int8"] = check_parity(SecondPass(work), torch_ref, clips, INT8_LOGIT_TOLERANCE, INT8_TOKEN_ERROR)
         for name in ("encoder.onnx", "decoder.onnx"):
@@ -294,6 +307,7 @@ def export_whisper(out_dir: str | Path, clips: list[np.ndarray], fill_value: flo
         if out.exists():
             shutil.rmtree(out)
         shutil.copytree(work, out)
+        out.chmod(0o755)  # the temporary folder was private
     meta["bytes"] = {p.name: p.stat().st_size for p in sorted(out.iterdir())}
     return meta
 

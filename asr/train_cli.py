@@ -9,6 +9,7 @@ import sys
 
 from asr.settings import apply_settings
 from iqd.cli import add_train_parser as add_train_iqd
+from runtime.cli import positive_int
 from tagging.cli import add_train_parser as add_train_tagger
 
 
@@ -24,17 +25,17 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     a.add_argument("--out", help="experiment folder: tokenizer, feature cache, checkpoints, log.csv")
     a.add_argument("--resume", action="store_true", help="continue from OUT/last.pt")
     a.add_argument("--max-minutes", type=float, help="wall-clock budget of this run")
-    a.add_argument("--max-epochs", type=int)
+    a.add_argument("--max-epochs", type=positive_int, help="passes over the training data (default: the preset's)")
     a.add_argument("--train-limit", type=int, help="use only the first N training utterances")
     a.add_argument("--threads", type=int, default=0, help="torch CPU threads (default: torch's choice)")
     a.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="override a TrainConfig field (model.KEY for the model), value as JSON")
-    a.add_argument("--no-progress", action="store_true")
+    a.add_argument("--no-progress", action="store_true", help="no progress bar (logs only)")
     a.set_defaults(func=run_asr)
     lm = sub.add_parser("lm", help="the character n-gram LM of the beam search's shallow fusion (no torch)")
     lm.add_argument("--corpus", default="data/c14k", help="corpus folder: train.jsonl is used, dev/test texts excluded")
     lm.add_argument("--tokens", required=True, help="the ASR's tokens.txt (a character vocabulary)")
-    lm.add_argument("--order", type=int, default=8)
+    lm.add_argument("--order", type=positive_int, default=8, help="n-gram order in characters")
     lm.add_argument("--no-sources", action="store_true",
                     help="only the training transcripts, not the training split of a built corpus's text sources")
     lm.add_argument("--out", required=True, help="LM file to write (.npz)")

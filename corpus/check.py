@@ -261,7 +261,7 @@ def add_check_parser(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--per-voice", type=int, default=20, help="utterances sampled per voice")
     p.add_argument("--threads", type=int, default=2, help="CPU threads for Whisper")
     p.add_argument("--max-wer", type=float, default=0.5, help="clean-ish WER above which a voice is a drop candidate")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=int, default=0, help="random seed of the per-voice sample")
     p.add_argument("--out", type=Path, help="also write the markdown report here")
     p.set_defaults(func=_run_check)
 

@@ -19,7 +19,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     b = sub.add_parser("build", help="synthesize a spoken-language corpus (manifests + 16 kHz WAVs)")
     b.add_argument("--out", type=Path, required=True, help="output folder")
     b.add_argument("--size", default="small", help="small (500 utterances), base (32,000) or a number")
-    b.add_argument("--seed", type=int, default=0)
+    b.add_argument("--seed", type=int, default=0, help="random seed of the plan (sentences, voices, conditions)")
     b.add_argument("--workers", type=int, default=0, help="worker processes (default: all cores)")
     b.add_argument("--splits", default="train,dev,test",
                    help="render only these splits, comma-separated (default: %(default)s); the plan is the "

@@ -342,7 +342,7 @@ def add_import_parser(subparsers: argparse._SubParsersAction) -> argparse.Argume
     p = subparsers.add_parser("import", help="turn LibriSpeech, Kaldi or BIO tagging data into a manifest, "
                                              "or fetch the real-speech dev/train sets (realspeech) and "
                                              "untranscribed real speech (unlabelled)")
-    p.add_argument("kind", choices=("librispeech", "kaldi", "bio", "realspeech", "unlabelled"))
+    p.add_argument("kind", choices=("librispeech", "kaldi", "bio", "realspeech", "unlabelled"), help="the source's layout")
     p.add_argument("src", type=Path, nargs="?",
                    help="LibriSpeech split folder, Kaldi data folder, seq.in folder or CoNLL file (not for realspeech)")
     p.add_argument("--out", type=Path, required=True, help="corpus folder to write <split>.jsonl into")

@@ -96,8 +96,12 @@ def read_manifest(path: str | Path) -> list[Utterance]:
     if not path.is_file():
         raise ManifestError(f"{path}: no such manifest")
     out = []
-    with open(path, encoding="utf-8") as f:
-        for n, line in enumerate(f, 1):
+    with open(path, "rb") as f:  # decoded line by line: a bad byte is named by its line
+        for n, raw in enumerate(f, 1):
+            try:
+                line = raw.decode("utf-8")
+            except UnicodeDecodeError as e:
+                raise ManifestError(f"{path}:{n}: not UTF-8 text (byte {e.start + 1} of the line)") from None
             if line.strip():
                 out.append(parse_line(line, f"{path}:{n}"))
     return out

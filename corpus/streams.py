@@ -175,9 +175,9 @@ def add_streams_parser(subparsers: argparse._SubParsersAction) -> None:
     """Register `heed corpus streams DIR [--split test] [--n 10] [--seed 0] [--min-s 30] [--max-s 120]`."""
     p = subparsers.add_parser("streams", help="join utterances of a split into continuous recordings")
     p.add_argument("dir", type=Path, help="corpus folder holding <split>.jsonl")
-    p.add_argument("--split", default="test")
+    p.add_argument("--split", default="test", help="the split whose utterances are joined")
     p.add_argument("--n", type=int, default=10, help="number of streams")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=int, default=0, help="random seed of the utterances picked and the pauses")
     p.add_argument("--min-s", type=float, default=30.0, help="shortest stream, seconds")
     p.add_argument("--max-s", type=float, default=120.0, help="longest stream, seconds")
     p.set_defaults(func=_run_streams)

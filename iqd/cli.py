@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 
 from asr.settings import apply_settings
+from runtime.cli import positive_int
 
 
 def add_train_parser(sub: argparse._SubParsersAction) -> None:
@@ -18,7 +19,9 @@ def add_train_parser(sub: argparse._SubParsersAction) -> None:
                                    "frozen ASR's encoder outputs and transcripts (cached under --cache). "
                                    "--kind fusion trains nothing: it chooses on dev how much the e2e detector "
                                    "trusts the cascade's classifier reading its label history as text (iqd/fusion.py).")
-    t.add_argument("--kind", required=True, choices=["e2e", "independent", "cascade", "fusion"])
+    t.add_argument("--kind", required=True, choices=["e2e", "independent", "cascade", "fusion"],
+                   help="e2e: the joint network on the ASR's encoder and tokens; independent: acoustic only; "
+                        "cascade: a text classifier on the transcript; fusion: e2e reading its history as text")
     t.add_argument("--corpus", help="corpus folder with train.jsonl and dev.jsonl (directed labels); not for fusion")
     t.add_argument("--e2e", action="append", default=[],
                    help="fusion: experiment folder of the e2e detector (holds model.pt); repeated: joint networks "
@@ -29,7 +32,7 @@ def add_train_parser(sub: argparse._SubParsersAction) -> None:
     t.add_argument("--cache", help="cache folder of the frozen ASR's outputs (default OUT/cache); share it between kinds")
     t.add_argument("--train-limit", type=int, help="training utterances to cache (default 3000)")
     t.add_argument("--dev-limit", type=int, help="dev utterances to cache (default all)")
-    t.add_argument("--max-epochs", type=int)
+    t.add_argument("--max-epochs", type=positive_int, help="passes over the training data (default: TrainConfig's)")
     t.add_argument("--max-minutes", type=float, help="wall-clock budget of the training loop (default 8)")
     t.add_argument("--max-latency", type=float, help="median latency budget (s) of the policy search on dev (default 1.4)")
     t.add_argument("--lr", type=float, help="Adam learning rate (default 2e-3)")
@@ -45,9 +48,9 @@ def add_train_parser(sub: argparse._SubParsersAction) -> None:
     t.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="override a TrainConfig field of iqd/train.py (model.KEY for IqdConfig), value as JSON, "
                         "e.g. --set token_dropout=0.1 --set model.enc_dropout=0.2")
-    t.add_argument("--threads", type=int, default=1)
-    t.add_argument("--seed", type=int, default=0)
-    t.add_argument("--quiet", action="store_true")
+    t.add_argument("--threads", type=positive_int, default=1, help="torch CPU threads")
+    t.add_argument("--seed", type=int, default=0, help="random seed of initialization and batching")
+    t.add_argument("--quiet", action="store_true", help="no progress output")
     t.set_defaults(func=run_train)
 
 
@@ -55,8 +58,8 @@ def add_export_parser(sub: argparse._SubParsersAction) -> None:
     e = sub.add_parser("iqd", help="the E2E detector: one-frame ONNX step with state, fp32 and int8; parity-checked")
     e.add_argument("expdir", help="experiment folder of heed train iqd --kind e2e or --kind fusion (holds model.pt)")
     e.add_argument("--out", required=True, help="folder for iqd.onnx, iqd.int8.onnx and iqd.json")
-    e.add_argument("--no-int8", action="store_true")
-    e.add_argument("--check-frames", type=int, default=200, help="frames compared between torch and onnxruntime")
+    e.add_argument("--no-int8", action="store_true", help="fp32 graph only, no int8 quantization")
+    e.add_argument("--check-frames", type=positive_int, default=200, help="frames compared between torch and onnxruntime")
     e.set_defaults(func=run_export)
 
 

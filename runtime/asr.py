@@ -141,7 +141,9 @@ class AsrStream:
 
     def __init__(self, model: TransducerModel, beam: int = 4, endpoint: EndpointConfig = EndpointConfig(),
                  max_symbols_per_frame: int = 3, lm: LmFusion | None = None) -> None:
-        self.model, self.beam, self.endpoint_cfg = model, beam, endpoint
+        if isinstance(beam, bool) or not isinstance(beam, (int, np.integer)) or beam < 1:
+            raise ValueError(f"beam must be a whole number of at least 1 (1 = greedy search), got {beam!r}")
+        self.model, self.beam, self.endpoint_cfg = model, int(beam), endpoint
         self.lm = lm  # shallow fusion in the beam search (none in greedy search)
         self.max_symbols_per_frame = max_symbols_per_frame  # greedy only; sherpa-onnx's greedy uses 1
         self.reset()

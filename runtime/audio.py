@@ -21,6 +21,8 @@ from typing import Iterator
 import numpy as np
 
 BLOCK_S = 10.0  # seconds of audio read from disk at a time
+MAX_FLOAT_PEAK = 2.0  # float samples beyond this (6 dB over full scale) are not audio in [-1, 1]
+MIN_RATE, MAX_RATE = 1000, 768_000  # sample rates accepted, Hz
 
 
 class AudioError(ValueError):
@@ -30,17 +32,27 @@ class AudioError(ValueError):
 def to_mono_float(samples: np.ndarray, where: str = "audio") -> np.ndarray:
     """(n,) or (n, channels) float or integer samples -> (n,) float32 in [-1, 1].
 
-    Integer samples are scaled by their type's range; channels are averaged.
-    Raises AudioError on NaN/Inf or on a shape that is not audio.
+    int8, int16 and int32 samples are scaled by their type's range; float samples must lie in
+    [-1, 1] (up to MAX_FLOAT_PEAK: overs are kept); channels are averaged. Raises AudioError on
+    NaN/Inf, on a shape that is not audio, on floats far outside [-1, 1] (PCM values given as
+    floats) and on integer types whose range says nothing about the audio's (int64, unsigned).
     """
     x = np.asarray(samples)
     if x.ndim not in (1, 2):
         raise AudioError(f"{where}: expected samples of shape (n,) or (n, channels), got {x.shape}")
-    if np.issubdtype(x.dtype, np.integer):  # scale before mixing, while the type still says the range
-        info = np.iinfo(x.dtype)
-        x = x.astype(np.float64) / max(abs(info.min), info.max)
+    if x.dtype in (np.int8, np.int16, np.int32):  # scale before mixing, while the type still says the range
+        x = x.astype(np.float64) / -np.iinfo(x.dtype).min
+    elif np.issubdtype(x.dtype, np.integer):
+        raise AudioError(f"{where}: samples of type {x.dtype} have no audio scale (int64 holding int16 values "
+                         "would be read as silence); give int16, int32, or float in [-1, 1]")
     elif np.issubdtype(x.dtype, np.floating):
         x = x.astype(np.float64, copy=False)
+        if x.size and not np.all(np.isfinite(x)):
+            raise AudioError(f"{where}: the samples contain NaN or Inf")
+        peak = float(np.max(np.abs(x))) if x.size else 0.0
+        if peak > MAX_FLOAT_PEAK:
+            hint = " (int16 PCM as floats? divide by 32768)" if peak > 256 else ""
+            raise AudioError(f"{where}: float samples reach {peak:g}; float audio must lie in [-1, 1]{hint}")
     elif x.size:
         raise AudioError(f"{where}: samples of type {x.dtype} are not audio")
     if x.ndim == 2:
@@ -50,6 +62,18 @@ def to_mono_float(samples: np.ndarray, where: str = "audio") -> np.ndarray:
     if x.size and not np.all(np.isfinite(x)):
         raise AudioError(f"{where}: the samples contain NaN or Inf")
     return x.astype(np.float32)
+
+
+def check_rate(rate, where: str = "audio") -> int:
+    """A sample rate as a whole number of Hz between MIN_RATE and MAX_RATE; AudioError otherwise
+    (None, 16000.7, 1 Hz: never truncated or guessed)."""
+    if isinstance(rate, bool) or not isinstance(rate, (int, float, np.integer, np.floating)):
+        raise AudioError(f"{where}: the sample rate must be a number of Hz, got {rate!r}")
+    if not float(rate).is_integer():
+        raise AudioError(f"{where}: the sample rate must be a whole number of Hz, got {rate}")
+    if not MIN_RATE <= rate <= MAX_RATE:
+        raise AudioError(f"{where}: a sample rate of {int(rate)} Hz is outside {MIN_RATE}-{MAX_RATE} Hz")
+    return int(rate)
 
 
 def resample(samples: np.ndarray, rate: int, target: int) -> np.ndarray:
@@ -134,9 +158,13 @@ class AudioReader:
         if missing:
             self.close()
             raise AudioError(f"{path}: truncated: the WAV header promises {missing} more bytes of audio than the file holds")
-        if f.samplerate <= 0 or f.channels <= 0:
+        try:
+            check_rate(f.samplerate, str(path))
+            if f.channels <= 0:
+                raise AudioError(f"{path}: not a readable audio file ({f.channels} channels)")
+        except AudioError:
             self.close()
-            raise AudioError(f"{path}: not a readable audio file ({f.samplerate} Hz, {f.channels} channels)")
+            raise
 
     def blocks(self, block_s: float = BLOCK_S, start: int = 0, stop: int | None = None,
                dtype: str = "float32") -> Iterator[np.ndarray]:

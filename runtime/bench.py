@@ -14,7 +14,8 @@ so that the endpointer closes it as it would live, looped to --seconds per strea
 - peak resident memory of this process, and the bundle's size on disk;
 - with --hour: one stream fed an hour of audio, resident memory sampled every 10 minutes of
   audio; growth is the last sample minus the one at 10 minutes.
-Writes JSON and markdown to --out and prints the markdown.
+Prints the markdown; with --out PREFIX also writes PREFIX.json and PREFIX.md (nothing is
+written into the current folder unasked).
 """
 from __future__ import annotations
 
@@ -31,6 +32,8 @@ from typing import Any
 
 import numpy as np
 
+from runtime.cli import THREADS_HELP, positive_float, positive_int
+
 PIECE = 1600  # 100 ms at 16 kHz, as a microphone delivers it
 TAIL_S = 1.5
 
@@ -41,10 +44,10 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--bundle", help="model bundle folder (default: models/default)")
     p.add_argument("--audio", nargs="+", metavar="FILE", help="recordings to use (default: the bundle's examples)")
     p.add_argument("--streams", default="1,2,4,8", help="concurrent stream counts to measure")
-    p.add_argument("--seconds", type=float, default=30.0, help="audio per stream in each concurrency run")
-    p.add_argument("--threads", type=int, default=1, help="onnxruntime threads per session")
+    p.add_argument("--seconds", type=positive_float, default=30.0, help="audio per stream in each concurrency run")
+    p.add_argument("--threads", type=positive_int, default=1, help=THREADS_HELP)
     p.add_argument("--hour", action="store_true", help="also feed one stream an hour of audio and watch memory")
-    p.add_argument("--out", default="bench", help="output prefix: OUT.json and OUT.md")
+    p.add_argument("--out", help="also write OUT.json and OUT.md (default: print the markdown only)")
     p.set_defaults(func=run)
 
 
@@ -99,17 +102,22 @@ def _feed(pipe, x: np.ndarray) -> tuple[list[dict[str, Any]], list[float], float
 
 
 def latencies(pipe, clips) -> dict[str, Any]:
-    """First partial after speech start, final after speech end (audio time, s), per clip."""
+    """First partial after speech start, final after speech end (audio time, s), per clip. Events
+    before the speech starts (or ends) do not answer it: a recording of silence, or words made up
+    in its noise, has no latency (n/a), never a negative one."""
     first, final = [], []
     for x, start, end in clips:
         events, chunk_ms, _ = _feed(pipe, x)
         step_s = float(np.median(chunk_ms)) / 1000 if chunk_ms else 0.0
-        partials = [e for e in events if not e["final"] and e.get("words")]
-        finals = [e for e in events if e["final"] and e.get("words")]
-        if partials and start is not None:
-            first.append(partials[0]["piece_end_s"] - start + step_s)
-        if finals and end is not None:
-            final.append(finals[0].get("piece_end_s", len(x) / pipe.sample_rate) - end + step_s)
+        at = lambda e: e.get("piece_end_s", len(x) / pipe.sample_rate)  # noqa: E731 (input_finished's: the end)
+        if start is not None:
+            partials = [e for e in events if not e["final"] and e.get("words") and at(e) >= start]
+            if partials:
+                first.append(at(partials[0]) - start + step_s)
+        if end is not None:
+            finals = [e for e in events if e["final"] and e.get("words") and at(e) >= end]
+            if finals:
+                final.append(at(finals[0]) - end + step_s)
     med = lambda v: float(np.median(v)) if v else None  # noqa: E731
     return {"first_partial_after_speech_start_s": med(first), "final_after_speech_end_s": med(final),
             "n_clips": len(clips)}
@@ -131,8 +139,13 @@ def concurrency(pipe, clips, counts: list[int], seconds: float) -> list[dict[str
 
 def _timing(compute_s: float, cpu_s: float, audio_s: float, chunk_ms: list[float]) -> dict[str, Any]:
     """Wall-clock real-time factor and, steadier on a busy machine, this process's CPU time over the audio."""
-    return {"rtf": compute_s / audio_s, "rtf_cpu": cpu_s / audio_s, "compute_s": round(compute_s, 3), "chunk_ms_p50": float(np.percentile(chunk_ms, 50)),
-            "chunk_ms_p95": float(np.percentile(chunk_ms, 95)), "n_chunks": len(chunk_ms)}
+    return {"rtf": compute_s / audio_s, "rtf_cpu": cpu_s / audio_s, "compute_s": round(compute_s, 3),
+            "chunk_ms_p50": _pct(chunk_ms, 50), "chunk_ms_p95": _pct(chunk_ms, 95), "n_chunks": len(chunk_ms)}
+
+
+def _pct(values: list[float], q: float) -> float | None:
+    """A percentile, or None when nothing was measured (no chunk decoded: audio without speech)."""
+    return float(np.percentile(values, q)) if len(values) else None
 
 
 def asr_only(pipe, bundle: Path, clips, seconds: float, threads: int) -> dict[str, Any]:
@@ -212,7 +225,7 @@ def run(args: argparse.Namespace) -> int:
     result: dict[str, Any] = {
         "machine": f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}",
         "bundle": str(bundle), "threads_per_session": args.threads,
-        "chunk_ms": {"p50": float(np.percentile(chunk_ms, 50)), "p95": float(np.percentile(chunk_ms, 95)),
+        "chunk_ms": {"p50": _pct(chunk_ms, 50), "p95": _pct(chunk_ms, 95),
                      "n": len(chunk_ms), "chunk_audio_ms": pipe.bundle.manifest["asr"].get("chunk_ms")},
         "latency": latencies(pipe, clips),
         "concurrency": concurrency(pipe, clips, counts, args.seconds),
@@ -222,7 +235,10 @@ def run(args: argparse.Namespace) -> int:
     if args.hour:
         result["hour"] = hour(pipe, clips)
     result["peak_rss_mb"] = _peak_rss_mb()
-    write_report(Path(args.out), result, to_markdown(result))
+    if args.out:
+        write_report(Path(args.out), result, to_markdown(result))
+    else:
+        print(to_markdown(result))
     return 0
 
 
@@ -238,6 +254,10 @@ def _s(v: float | None) -> str:
     return "n/a" if v is None else f"{v:.2f} s"
 
 
+def _ms(v: float | None) -> str:
+    return "n/a" if v is None else f"{v:.2f} ms"
+
+
 def to_markdown(r: dict[str, Any]) -> str:
     lat = r["latency"]
     lines = [f"# heed bench ({r['bundle']})", "",
@@ -248,8 +268,8 @@ def to_markdown(r: dict[str, Any]) -> str:
               f"{'yes' if c['real_time'] else 'no'} |" for c in r["concurrency"]]
     c = r["chunk_ms"]
     lines += ["",
-              f"- per-chunk compute ({c['chunk_audio_ms']} ms of audio per chunk): p50 {c['p50']:.2f} ms, "
-              f"p95 {c['p95']:.2f} ms over {c['n']} chunks",
+              f"- per-chunk compute ({c['chunk_audio_ms']} ms of audio per chunk): p50 {_ms(c['p50'])}, "
+              f"p95 {_ms(c['p95'])} over {c['n']} chunks",
               f"- first partial after speech starts: {_s(lat['first_partial_after_speech_start_s'])}; "
               f"final result after speech ends: {_s(lat['final_after_speech_end_s'])} "
               f"(medians over {lat['n_clips']} recordings, audio time plus compute)",
@@ -264,7 +284,7 @@ def to_markdown(r: dict[str, Any]) -> str:
 
 
 def _asr_only_markdown(a: dict[str, Any], threads: int) -> list[str]:
-    row = lambda name, t: (f"| {name} | {t['rtf']:.3f} | {t['rtf_cpu']:.3f} | {t['chunk_ms_p50']:.2f} ms | {t['chunk_ms_p95']:.2f} ms "  # noqa: E731
+    row = lambda name, t: (f"| {name} | {t['rtf']:.3f} | {t['rtf_cpu']:.3f} | {_ms(t['chunk_ms_p50'])} | {_ms(t['chunk_ms_p95'])} "  # noqa: E731
                            f"| {t['n_chunks']} |")
     lines = ["", f"ASR only (sherpa-onnx has no tagger or IQD): one stream, {a['audio_s']:.1f} s of audio in 100 ms "
              f"pieces, {a['search']}, {threads} onnxruntime thread(s) per session, the same ONNX graphs.", "",

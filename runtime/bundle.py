@@ -103,9 +103,11 @@ def load_npz(path: Path, keys: tuple[str, ...] = ()) -> dict[str, "np.ndarray"]:
     return arrays
 
 
-def onnx_session(path: Path, threads: int = 1):
+def onnx_session(path: Path, threads: int = 1, arena: bool = True):
     """An onnxruntime CPU session of one graph (one intra-op pool of `threads`, one inter-op thread,
-    all graph optimizations); BundleError naming the file when it is missing or not a graph."""
+    all graph optimizations); BundleError naming the file when it is missing or not a graph.
+    arena=False: memory goes back after each run instead of staying in onnxruntime's arena (for a
+    graph whose inputs vary widely in size, such as an encoder of whole segments)."""
     import onnxruntime as ort
 
     path = Path(path)
@@ -115,6 +117,7 @@ def onnx_session(path: Path, threads: int = 1):
     opts.intra_op_num_threads = threads
     opts.inter_op_num_threads = 1
     opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    opts.enable_cpu_mem_arena = arena
     try:
         return ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
     except Exception as e:  # onnxruntime's errors derive from Exception only

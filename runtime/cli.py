@@ -24,19 +24,71 @@ COMMANDS: dict[str, tuple[str, str]] = {
 PLANNED: dict[str, int] = {}
 
 
-def build_parser() -> argparse.ArgumentParser:
+class HelpFormatter(argparse.RawDescriptionHelpFormatter):
+    """Descriptions as written; every option's help ends with its default, unless it has none
+    (None, False, an empty list) or already says it."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        text = action.help or ""
+        shown = action.default not in (None, False, [], argparse.SUPPRESS) and action.option_strings
+        if shown and "default" not in text:
+            text += " (default: %(default)s)"
+        return text
+
+
+def positive_int(text: str) -> int:
+    """argparse type: a whole number of at least 1."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
+def positive_float(text: str) -> float:
+    """argparse type: a finite number above 0."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not 0 < value < float("inf"):
+        raise argparse.ArgumentTypeError(f"must be above 0, got {text}")
+    return value
+
+
+# `--threads` of the runtime commands, one text for all of them
+THREADS_HELP = ("onnxruntime threads per graph; on a 2-core machine 2 threads made a stream 3 to 6 times slower "
+                "than 1 (heed bench --threads 2: the graphs are small, threading costs more than it gains); "
+                "run more streams instead")
+
+
+def _formatted(parser: argparse.ArgumentParser) -> None:
+    """HelpFormatter for a parser and every subcommand under it."""
+    parser.formatter_class = HelpFormatter
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for sub in action.choices.values():
+                _formatted(sub)
+
+
+def build_parser(every_command: bool = False) -> argparse.ArgumentParser:
+    """The `heed` parser; only the command being run is built in full (its module imported), unless
+    every_command (the tests' check that every option has help)."""
     parser = argparse.ArgumentParser(prog="heed", description="Streaming speech understanding on the CPU.")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
     wanted = sys.argv[1] if len(sys.argv) > 1 else None
     for name, (module, help_) in COMMANDS.items():
-        owner = _owner(module) if wanted == name else None
+        owner = _owner(module) if wanted == name or every_command else None
         if owner is not None:
             owner.add_parser(sub)
         else:
             p = sub.add_parser(name, help=help_, add_help=False)
             p.set_defaults(func=_unavailable(name, module))
             p.add_argument("rest", nargs=argparse.REMAINDER)
+    _formatted(parser)
     return parser
 
 

@@ -17,6 +17,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
+from runtime.cli import THREADS_HELP, positive_int
+
 PIECE_MS = 100.0
 
 
@@ -26,7 +28,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--bundle", help="model bundle folder (default: models/default)")
     p.add_argument("--fast", action="store_true", help="no real-time pacing: as fast as the CPU allows")
     p.add_argument("--plain", action="store_true", help="one line per change instead of the live view")
-    p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--threads", type=positive_int, default=1, help=THREADS_HELP)
     p.add_argument("--no-vad", action="store_true", help="decode all audio: leave out the bundle's voice-activity detector (silence and noise then reach the ASR)")
     p.add_argument("--no-second-pass", action="store_true", help="finals from the streaming pass alone: leave out the bundle's Whisper second pass (faster, much worse on real speech)")
     p.set_defaults(func=run)
@@ -82,9 +84,14 @@ class View:
 
 
 def describe(ev: dict[str, Any]) -> str:
-    """One line for an event: words (with their slot tags), intent, slots, directedness."""
+    """One line for an event: words (with their slot tags), which pass wrote a final, intent, slots,
+    directedness."""
     words = " ".join(w["word"] + (f"/{w['tag']}" if w.get("tag") not in (None, "O") else "") for w in ev.get("words", []))
     parts = [words or "(nothing yet)"]
+    if ev.get("pass") == "second" and ev.get("written"):
+        parts.append(f"Whisper: {ev['written']!r}")
+    elif ev.get("pass") == "stream":
+        parts.append("the streaming pass's words")
     if ev.get("intent"):
         parts.append(f"intent={ev['intent']['label']} ({ev['intent']['probability']:.2f})")
     if ev.get("slots"):

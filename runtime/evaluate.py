@@ -28,6 +28,7 @@ from typing import Any, Callable, Iterable
 from corpus.check import _errors, conditions, sample_per_voice
 from corpus.manifest import ManifestError, Utterance, audio_path, read_manifest
 from runtime.audio import AudioError, stream_audio
+from runtime.cli import THREADS_HELP, positive_int
 
 _NOT_WORD = re.compile(r"[^\w' ]+|_")
 
@@ -305,12 +306,12 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
                               formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("manifest", help="a JSON-lines manifest (e.g. data/base/test.jsonl)")
     p.add_argument("--bundle", help="model bundle (default: models/default)")
-    p.add_argument("--out", help="folder for eval.json, eval.md and PNG plots")
-    p.add_argument("--limit", type=int, help="only the first N utterances (after --per-voice)")
-    p.add_argument("--per-voice", type=int, help="a sample of N utterances per voice, drawn as heed corpus check does")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--threads", type=int, default=1)
-    p.add_argument("--beam", type=int, help="beam width (1 = greedy); default from the bundle")
+    p.add_argument("--out", help="folder for eval.json, eval.md and PNG plots (the plots need matplotlib)")
+    p.add_argument("--limit", type=positive_int, help="only the first N utterances (after --per-voice)")
+    p.add_argument("--per-voice", type=positive_int, help="a sample of N utterances per voice, drawn as heed corpus check does")
+    p.add_argument("--seed", type=int, default=0, help="random seed of the --per-voice sample")
+    p.add_argument("--threads", type=positive_int, default=1, help=THREADS_HELP)
+    p.add_argument("--beam", type=positive_int, help="beam width (1 = greedy); default from the bundle")
     p.add_argument("--no-vad", action="store_true", help="decode all audio: leave out the bundle's voice-activity detector (silence and noise then reach the ASR)")
     p.add_argument("--no-second-pass", action="store_true", help="finals from the streaming pass alone: leave out the bundle's Whisper second pass (faster, much worse on real speech)")
     p.set_defaults(func=run)
@@ -324,20 +325,31 @@ def run(args: argparse.Namespace) -> int:
     except (ManifestError, OSError) as e:
         print(f"heed eval: {e}", file=sys.stderr)
         return 1
+    utts = select(utts, args.limit, args.per_voice, args.seed)
+    if not utts:
+        print(f"heed eval: {args.manifest}: no utterances to evaluate", file=sys.stderr)
+        return 1
     try:
         pipe = Pipeline.from_bundle(args.bundle, threads=args.threads, vad=not args.no_vad,
                                       second_pass=not args.no_second_pass)
     except (BundleError, OSError) as e:
         print(f"heed eval: {e}", file=sys.stderr)
         return 1
-    report = evaluate(args.manifest, pipe, select(utts, args.limit, args.per_voice, args.seed), progress=True,
-                      beam=args.beam)
+    report = evaluate(args.manifest, pipe, utts, progress=True, beam=args.beam)
     md = to_markdown(report)
     if args.out:
         out = Path(args.out)
         out.mkdir(parents=True, exist_ok=True)
         (out / "eval.json").write_text(json.dumps(report.to_json(), indent=1) + "\n")
         (out / "eval.md").write_text(md + "\n")
-        write_plots(report, out)
+        try:
+            write_plots(report, out)
+        except ImportError:  # matplotlib: only the plots need it, and it is not a runtime dependency
+            print(f"heed eval: no plots in {out}: they need matplotlib (pip install matplotlib); "
+                  "eval.json and eval.md are written", file=sys.stderr)
     print(md)
-    return 0 if report.n_utts else 1
+    if report.failed:  # the exit status says whether every utterance was scored
+        print(f"heed eval: {len(report.failed)} of {len(utts)} utterances failed, e.g. {report.failed[0]['id']}: "
+              f"{report.failed[0]['error']}", file=sys.stderr)
+        return 1
+    return 0

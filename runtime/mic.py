@@ -22,6 +22,8 @@ from typing import Any
 
 import numpy as np
 
+from runtime.cli import THREADS_HELP, positive_float, positive_int
+
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser("mic", help="the live view from a microphone", description=__doc__,
@@ -29,11 +31,12 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--bundle", help="model bundle folder (default: models/default)")
     p.add_argument("--device", help="input device: index or part of its name (see --list-devices)")
     p.add_argument("--list-devices", action="store_true", help="list the input devices and exit")
-    p.add_argument("--seconds", type=float, help="stop after this much audio (default: until Ctrl-C)")
+    p.add_argument("--seconds", type=positive_float, help="stop after this much audio (default: until Ctrl-C)")
     p.add_argument("--json", action="store_true", help="print each event as a JSON line")
-    p.add_argument("--save", metavar="WAV", help="also write what was heard (mono, the device's rate) to this file")
+    p.add_argument("--save", metavar="FILE", help="also write what was heard (mono, the device's rate) to this file; "
+                   "its format from the extension (.wav, .flac, .ogg, .mp3, ...)")
     p.add_argument("--plain", action="store_true", help="one line per change instead of the live view")
-    p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--threads", type=positive_int, default=1, help=THREADS_HELP)
     p.add_argument("--no-vad", action="store_true", help="decode all audio: leave out the bundle's voice-activity detector (silence and noise then reach the ASR)")
     p.add_argument("--no-second-pass", action="store_true", help="finals from the streaming pass alone: leave out the bundle's Whisper second pass (faster, much worse on real speech)")
     p.set_defaults(func=run)
@@ -79,6 +82,24 @@ def pick_device(spec: str | None) -> dict[str, Any]:
     return matches[0]
 
 
+def check_save_path(path: str) -> tuple[str, str]:
+    """(format, subtype) that libsndfile writes a mono recording in, from the file's extension:
+    float where the format holds it, else the format's default. MicError for an extension libsndfile
+    does not write, or a folder that does not exist, before any audio is captured."""
+    import soundfile as sf
+    from pathlib import Path
+
+    ext = Path(path).suffix.lstrip(".").upper()
+    fmt = {"OGA": "OGG", "AIF": "AIFF"}.get(ext, ext)
+    if fmt not in sf.available_formats() or fmt == "RAW":
+        writable = ", ".join("." + f.lower() for f in ("WAV", "FLAC", "OGG", "MP3", "AIFF"))
+        raise MicError(f"--save {path}: libsndfile writes no {Path(path).suffix or 'extensionless'} files; "
+                       f"use one of {writable}")
+    if not Path(path).resolve().parent.is_dir():
+        raise MicError(f"--save {path}: the folder {Path(path).parent} does not exist")
+    return fmt, "FLOAT" if sf.check_format(fmt, "FLOAT") else sf.default_subtype(fmt)
+
+
 def run(args: argparse.Namespace) -> int:
     from runtime.audio import to_mono_float
     from runtime.demo import View, describe
@@ -86,9 +107,13 @@ def run(args: argparse.Namespace) -> int:
 
     try:
         if args.list_devices:
-            for d in input_devices():
+            devices = input_devices()
+            if not devices:
+                raise MicError("no audio input device found (no microphone, or no sound server running)")
+            for d in devices:
                 print(f"{d['index']:3d}  {d['name']}  ({d['max_input_channels']} in, {d['default_samplerate']:.0f} Hz)")
             return 0
+        save_format = check_save_path(args.save) if args.save else None
         device = pick_device(args.device)
         pipe = Pipeline.from_bundle(args.bundle, threads=args.threads, vad=not args.no_vad,
                                       second_pass=not args.no_second_pass)
@@ -138,7 +163,7 @@ def run(args: argparse.Namespace) -> int:
         if args.save:
             import soundfile as sf
 
-            saved = sf.SoundFile(args.save, "w", samplerate=rate, channels=1, subtype="FLOAT")
+            saved = sf.SoundFile(args.save, "w", samplerate=rate, channels=1, format=save_format[0], subtype=save_format[1])
         with sd.InputStream(device=device["index"], samplerate=rate, channels=min(2, device["max_input_channels"]),
                             dtype="float32", blocksize=int(rate * 0.1), callback=callback):
             print(f"heed mic: listening on {device['name']} ({rate} Hz); Ctrl-C stops", file=sys.stderr, flush=True)

@@ -40,9 +40,9 @@ from typing import Any, Iterator
 import numpy as np
 
 from runtime.asr import AsrStream, TransducerModel
-from runtime.audio import AudioError, to_mono_float
+from runtime.audio import AudioError, check_rate, to_mono_float
 from runtime.bundle import SCHEMA_VERSION, Bundle, BundleError  # noqa: F401 (BundleError: part of the API)
-from runtime.vad import End, Start, VadModel
+from runtime.vad import Audio, End, Start, VadModel
 
 DEFAULT_BUNDLE = Path(__file__).resolve().parent.parent / "models" / "default"
 
@@ -52,6 +52,8 @@ class Pipeline:
 
     def __init__(self, bundle: Bundle, threads: int = 1, precision: str = "int8", vad: bool = True,
                  second_pass: bool = True) -> None:
+        if isinstance(threads, bool) or not isinstance(threads, int) or threads < 1:
+            raise ValueError(f"threads must be a whole number of at least 1, got {threads!r}")
         asr = bundle.manifest["asr"]
         if precision not in asr["files"]:
             raise BundleError(f"{bundle.json_path}: no {precision} ASR graphs (it has {', '.join(asr['files'])})")
@@ -106,6 +108,7 @@ class Pipeline:
 
     def _second_pass(self) -> Any:
         """Whisper's second pass when the bundle has one that is enabled; None otherwise."""
+        from runtime.whisper import SAMPLE_RATE as WHISPER_RATE
         from runtime.whisper import RescoreConfig, SecondPass, SecondPassError, SegmentPolicy
 
         entry = self.bundle.manifest.get("second_pass")
@@ -113,6 +116,9 @@ class Pipeline:
             return None
         if not isinstance(entry.get("dir"), str):
             raise BundleError(f"{self.bundle.json_path}: second_pass has no dir entry")
+        if self.sample_rate != WHISPER_RATE:
+            raise BundleError(f"{self.bundle.json_path}: the second pass reads {WHISPER_RATE} Hz audio, the ASR "
+                              f"{self.sample_rate} Hz")
         folder = self.bundle.path / entry["dir"]
         if not (folder / "whisper.json").is_file():
             raise BundleError(f"{folder}: the second pass (Whisper tiny.en) is not there: scripts/setup derives it "
@@ -185,7 +191,7 @@ class SegmentAudio:
         self._chunks, self.n_samples, self.start = [x], len(x), sample
 
     def between(self, start: int, end: int) -> np.ndarray:
-        """The samples held of stream samples [start, end), float32."""
+        """The samples held of stream samples [start, end), float32 (a view: copy it to keep or change it)."""
         if not self._chunks:
             return np.zeros(0, np.float32)
         x = np.concatenate(self._chunks) if len(self._chunks) > 1 else self._chunks[0]
@@ -229,13 +235,14 @@ class Stream:
         return self.asr.time_s if self._in_segment else self.n_samples / self.pipe.sample_rate
 
     def accept_waveform(self, samples: np.ndarray, sample_rate: int) -> None:
-        """Add audio: (n,) or (n, channels), float in [-1, 1] or integer PCM, at any rate."""
+        """Add audio: (n,) or (n, channels), float in [-1, 1] or int16/int32 PCM, at any whole rate in Hz."""
         if self._finished:
             raise RuntimeError("accept_waveform after input_finished")
+        rate = check_rate(sample_rate, "accept_waveform")
         x = to_mono_float(samples, "accept_waveform")
         if not len(x):
             return
-        self._accept(self._resample(x, int(sample_rate)))
+        self._accept(self._resample(x, rate))
 
     def _accept(self, x: np.ndarray) -> None:
         """Samples at the pipeline's rate: to the ASR, through the VAD when there is one."""
@@ -246,7 +253,7 @@ class Stream:
         for out in self._vad.accept_waveform(x):
             self._gated(out)
 
-    def _gated(self, out: Any) -> None:
+    def _gated(self, out: Start | Audio | End) -> None:
         """One output of the VAD: a speech start (with its pre-roll), more speech, or its end."""
         if isinstance(out, Start):
             self.asr.restart(out.audio_start // self.frame_samples)

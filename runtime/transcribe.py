@@ -15,17 +15,18 @@ from typing import Any, Iterable, Iterator
 import numpy as np
 
 from runtime.audio import AudioError, stream_audio
+from runtime.cli import THREADS_HELP, positive_float, positive_int
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser("transcribe", help="streaming decode of audio files", description=__doc__)
-    p.add_argument("files", nargs="+", metavar="FILE")
+    p.add_argument("files", nargs="+", metavar="FILE", help="audio files, any format libsndfile reads")
     p.add_argument("--bundle", help="model bundle folder (default: models/default)")
     p.add_argument("--json", action="store_true", help="one JSON object per file (INTERFACES.md section 3)")
     p.add_argument("--partials", action="store_true", help="print every event as it happens (implies --json)")
-    p.add_argument("--threads", type=int, default=1)
-    p.add_argument("--beam", type=int, help="beam width (1 = greedy); default from the bundle")
-    p.add_argument("--piece-ms", type=float, default=100.0, help="audio fed per call, as a microphone would")
+    p.add_argument("--threads", type=positive_int, default=1, help=THREADS_HELP)
+    p.add_argument("--beam", type=positive_int, help="beam width (1 = greedy); default from the bundle")
+    p.add_argument("--piece-ms", type=positive_float, default=100.0, help="audio fed per call, as a microphone would")
     p.add_argument("--no-vad", action="store_true", help="decode all audio: leave out the bundle's voice-activity detector (silence and noise then reach the ASR)")
     p.add_argument("--no-second-pass", action="store_true", help="finals from the streaming pass alone: leave out the bundle's Whisper second pass (faster, much worse on real speech)")
     p.set_defaults(func=run)

@@ -28,8 +28,9 @@ before the speech start (the pre-roll), rounded down to a multiple of `align` sa
 encoder frame, so that its frame times stay stream times) and never reaching back into audio
 already passed on; then every window until the end of speech, which therefore includes the
 `min_silence_ms` of non-speech that ended it (the ASR's look-ahead and last tokens need it).
-The pre-roll keeps the first phoneme and gives the ASR the lead-in it was trained with (its
-training utterances start with 0.2-1 s of silence; it is not trained to start mid-speech).
+The pre-roll keeps the first phoneme and gives the ASR some lead-in, as in training (its
+training utterances start with 0.2-1 s of silence); a longer one lets it make words of the
+silence (300 ms is better than 1 s on dev: docs/vad.md).
 """
 from __future__ import annotations
 
@@ -51,11 +52,12 @@ class VadError(ValueError):
 class VadConfig:
     """The gate's thresholds and durations (bundle.json's `vad.policy`)."""
 
+    # silero's thresholds; the durations chosen on dev (docs/vad.md)
     threshold: float = 0.5  # P(speech) at or above which a window is speech
     neg_threshold: float = 0.35  # ... below which it is non-speech (in between: no change)
     min_speech_ms: float = 96.0  # speech this long before a start is declared
     min_silence_ms: float = 480.0  # non-speech this long before an end is declared
-    speech_pad_ms: float = 1000.0  # the pre-roll: audio before the speech start that the ASR decodes too
+    speech_pad_ms: float = 300.0  # the pre-roll: audio before the speech start that the ASR decodes too
 
     def __post_init__(self) -> None:
         if not 0.0 < self.neg_threshold <= self.threshold < 1.0:
@@ -237,7 +239,7 @@ class VadStream:
         for i in range(0, n, w):
             out += self._window(x[i:i + w])
         self._pending = x[n:]
-        return out
+        return _merge_audio(out)
 
     def input_finished(self) -> list[Start | Audio | End]:
         """The incomplete last window: passed on inside speech, dropped outside."""
@@ -279,3 +281,14 @@ class VadStream:
         self._held = []
         self.passed_until = self.gate.position
         return Start(speech_start, begin, held)
+
+
+def _merge_audio(out: list[Start | Audio | End]) -> list[Start | Audio | End]:
+    """Consecutive windows of speech as one Audio (fewer, larger pieces for the ASR; the same samples)."""
+    merged: list[Start | Audio | End] = []
+    for o in out:
+        if isinstance(o, Audio) and merged and isinstance(merged[-1], Audio):
+            merged[-1] = Audio(merged[-1].audio_start, np.concatenate([merged[-1].samples, o.samples]))
+        else:
+            merged.append(o)
+    return merged

@@ -8,9 +8,9 @@ How a segment is read (docs/second_pass.md has the measurements behind each choi
 1. Whisper's log-mel of the segment plus `pad_s` of zeros (`log_mel`, the numpy twin of
    `asr.whisper.log_mel`).
 2. The encoder runs on those frames only. Whisper was trained on 30 s windows and its decoder
-   repeats itself when the audio simply ends, so the remaining positions up to 1,500 are
-   filled with the cross-attention keys/values that the encoder gives a constant log-mel at
-   those positions (`fill_value`), computed once per model: the decoder sees what 30 s of
+   repeats itself when the audio simply ends, so the decoder reads, after the segment's S
+   positions, positions S to 1,499 of the cross-attention keys/values that the encoder gives a
+   constant log-mel (`fill_value`; computed once by the export, `fill.npz`): it sees what 30 s of
    padding would show it, for the cost of encoding the segment.
 3. Greedy decoding with Whisper's usual guards: no timestamps; special, timestamp and
    non-speech tokens suppressed (the model's `suppress_ids`); a blank or end of text as the first
@@ -23,7 +23,6 @@ Everything about the model comes from `whisper.json` (written by `asr/export_whi
 """
 from __future__ import annotations
 
-import json
 import threading
 import zlib
 from dataclasses import dataclass, field
@@ -163,7 +162,9 @@ class SecondPass:
         if sessions is None:
             from runtime.bundle import onnx_session
 
-            sessions = (onnx_session(folder / files["encoder"], threads), onnx_session(folder / files["decoder"], threads))
+            # the encoder reads segments of 1 to 28 s: no arena, so a long one's memory goes back after it
+            sessions = (onnx_session(folder / files["encoder"], threads, arena=False),
+                        onnx_session(folder / files["decoder"], threads))
         self.encoder, self.decoder = sessions
         self.filters = np.load(folder / files["mel_filters"])
         self.vocab = [line.rstrip("\n") for line in (folder / files["tokens"]).read_text(encoding="utf-8").split("\n")][
@@ -199,15 +200,25 @@ class SecondPass:
 
     def fill(self) -> list[np.ndarray]:
         """The cross-attention keys/values of a constant log-mel over the whole 30 s window, per
-        layer (k, v, k, v, ...): what fills the positions after a segment."""
+        layer (k, v, k, v, ...): what fills the positions after a segment. Read from the export's
+        `fill.npz` (float16; the export computes it with this encoder), or computed here once."""
         with self._lock:
             if self._fill is None:
-                mel = np.full((1, self.filters.shape[0], 2 * self.n_audio_ctx), self.meta["fill_value"], np.float32)
-                self._fill = self.encoder.run(None, {"mel": mel})
+                name = self.meta["files"].get("fill")
+                if name:
+                    with np.load(self.folder / name) as z:
+                        self._fill = [z[f"{kv}_{i}"].astype(np.float32) for i in range(self.n_layers) for kv in "kv"]
+                else:
+                    self._fill = self.compute_fill()
             return self._fill
 
+    def compute_fill(self) -> list[np.ndarray]:
+        mel = np.full((1, self.filters.shape[0], 2 * self.n_audio_ctx), self.meta["fill_value"], np.float32)
+        return self.encoder.run(None, {"mel": mel})
+
     def encode(self, samples: np.ndarray) -> tuple[list[np.ndarray], int]:
-        """A segment -> the decoder's cross keys/values over 1,500 positions, and how many came from audio."""
+        """A segment -> its cross keys/values (per layer k, v, ...: (1, h, d, S), (1, h, S, d)) and S;
+        the decoder reads the fill's positions after them."""
         n_pad = int(round(self.options.pad_s * SAMPLE_RATE))
         max_samples = 2 * self.n_audio_ctx * HOP - n_pad
         if len(samples) > max_samples:
@@ -216,22 +227,17 @@ class SecondPass:
         mel = log_mel(samples, self.filters, n_pad)
         mel = mel[:, : mel.shape[1] // 2 * 2]
         own = self.encoder.run(None, {"mel": mel[None]})
-        s = own[0].shape[-1]
-        fill = self.fill()
-        cross = []
-        for i, (a, f) in enumerate(zip(own, fill)):
-            axis = 3 if i % 2 == 0 else 2  # keys are (1, h, d, S), values (1, h, S, d)
-            rest = f[:, :, :, s:] if axis == 3 else f[:, :, s:]
-            cross.append(np.ascontiguousarray(np.concatenate([a, rest], axis=axis)))
-        return cross, s
+        return own, own[0].shape[-1]
 
     # ------------------------------------------------------------ decoder
 
     def _step(self, tokens: np.ndarray, state: list[np.ndarray], cross: list[np.ndarray]) -> tuple[np.ndarray, list[np.ndarray]]:
         feeds = {"tokens": tokens}
+        fill = self.fill()
         for i in range(self.n_layers):
             feeds[f"self_k_{i}"], feeds[f"self_v_{i}"] = state[2 * i], state[2 * i + 1]
             feeds[f"cross_k_{i}"], feeds[f"cross_v_{i}"] = cross[2 * i], cross[2 * i + 1]
+            feeds[f"fill_k_{i}"], feeds[f"fill_v_{i}"] = fill[2 * i], fill[2 * i + 1]
         out = self.decoder.run(None, feeds)
         return out[0], out[1:]
 

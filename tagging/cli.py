@@ -11,6 +11,8 @@ import json
 import sys
 from pathlib import Path
 
+from runtime.cli import positive_int
+
 
 def add_train_parser(sub: argparse._SubParsersAction) -> None:
     t = sub.add_parser("tagger", help="the HEAR slot tagger (hybrid + ARM) or a baseline", description=(
@@ -30,12 +32,12 @@ def add_train_parser(sub: argparse._SubParsersAction) -> None:
     t.add_argument("--asr-hypotheses", help="JSON lines {id, text}: ASR output for training ids, mixed in with aligned tags")
     t.add_argument("--out", help="experiment folder (default exp/tagger-KIND)")
     t.add_argument("--max-minutes", type=float, help="wall-clock budget (default 8)")
-    t.add_argument("--max-epochs", type=int, help="(default 25)")
+    t.add_argument("--max-epochs", type=positive_int, help="passes over the training data (default 25)")
     t.add_argument("--min-word-count", type=int,
                    help="words seen fewer times in training get no vector of their own (<unk>, read by their letters); default 1")
     t.add_argument("--word-dropout", type=float, help="share of training words replaced by <unk> (default 0.1)")
-    t.add_argument("--threads", type=int, default=1, help="torch CPU threads (default 1)")
-    t.add_argument("--seed", type=int, default=0)
+    t.add_argument("--threads", type=positive_int, default=1, help="torch CPU threads (default 1)")
+    t.add_argument("--seed", type=int, default=0, help="random seed of initialization and batching")
     t.set_defaults(func=run_train)
 
 
@@ -43,7 +45,7 @@ def add_export_parser(sub: argparse._SubParsersAction) -> None:
     e = sub.add_parser("tagger", help="the tagger: token, unidirectional step (+ARM), bidirectional pass; fp32 and int8; parity-checked")
     e.add_argument("checkpoint", help="a checkpoint of heed train tagger (e.g. exp/tagger-hybrid/last.pt)")
     e.add_argument("--out", required=True, help="folder for the ONNX files, symbol tables and tagger.json")
-    e.add_argument("--no-int8", action="store_true")
+    e.add_argument("--no-int8", action="store_true", help="fp32 graphs only, no int8 quantization")
     e.add_argument("--arm-threshold", type=float, help="the ARM threshold to ship (default: the checkpoint's)")
     e.set_defaults(func=run_export)
 

@@ -37,7 +37,7 @@ def torch_second(whisper):
         pytest.skip(f"{SECOND} is made by scripts/setup (heed export whisper --bundle models/default)")
     names = state_names(whisper.dims.n_text_layer)
     return SecondPass(SECOND, sessions=(TorchSession(_Encoder(whisper), ["mel"]),
-                                        TorchSession(_Decoder(whisper), ["tokens", *names["self"], *names["cross"]])))
+                                        TorchSession(_Decoder(whisper), ["tokens", *names["self"], *names["cross"], *names["fill"]])))
 
 
 def test_reader_gives_ctranslate2s_encoder_states_and_greedy_tokens(whisper, torch_second) -> None:

@@ -1,9 +1,12 @@
 from __future__ import annotations
 
 import json
+import tempfile
 from pathlib import Path
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from corpus.manifest import ManifestError, Utterance, audio_path, parse_line, read_manifest, write_manifest
 
@@ -58,3 +61,46 @@ def test_bad_lines_name_file_line_and_problem(line: str, message: str) -> None:
 def test_missing_manifest(tmp_path: Path) -> None:
     with pytest.raises(ManifestError, match="no such manifest"):
         read_manifest(tmp_path / "nope.jsonl")
+
+
+FIELD_VALUES = st.one_of(st.none(), st.booleans(), st.integers(-10**20, 10**20), st.floats(allow_nan=True),
+                         st.text(max_size=8), st.lists(st.text(max_size=4), max_size=3),
+                         st.dictionaries(st.text(max_size=4), st.integers(), max_size=2))
+FUZZ = settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+
+
+def _read_or_refuse(data: bytes) -> None:
+    """read_manifest returns valid utterances or raises ManifestError naming the file; nothing else."""
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "m.jsonl"
+        path.write_bytes(data)
+        try:
+            utts = read_manifest(path)
+        except ManifestError as e:
+            assert str(e).startswith(str(path)), str(e)
+            return
+        for u in utts:
+            assert u.words == u.text.split() and (u.tags is None or len(u.tags) == len(u.words))
+
+
+@FUZZ
+@given(st.sampled_from(sorted(json.loads(utt().to_json()))), FIELD_VALUES)
+def test_fuzz_one_field_of_any_type(field: str, value) -> None:
+    d = json.loads(utt().to_json())
+    d[field] = value
+    _read_or_refuse((json.dumps(d) + "\n").encode())
+
+
+@FUZZ
+@given(st.lists(st.tuples(st.integers(0, 10_000), st.integers(0, 255)), min_size=1, max_size=8))
+def test_fuzz_flipped_bytes(flips: list[tuple[int, int]]) -> None:
+    data = bytearray((utt().to_json() + "\n" + utt(id="u2").to_json() + "\n").encode())
+    for pos, value in flips:
+        data[pos % len(data)] = value
+    _read_or_refuse(bytes(data))
+
+
+@FUZZ
+@given(st.binary(max_size=300))
+def test_fuzz_random_bytes(data: bytes) -> None:
+    _read_or_refuse(data)

