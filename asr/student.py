@@ -205,7 +205,9 @@ class Student(nn.Module):
             x = x + a.attend(a.query(y), a.heads(k).transpose(-1, -2), a.heads(v), None)
             x = x + block.mlp(block.mlp_ln(x))
             if keep >= 0:  # the next chunk sees left_chunks chunks: this one and those before it
-                k, v = k[:, max(0, k.shape[1] - keep):], v[:, max(0, v.shape[1] - keep):]
+                # a start of -keep, which slicing clamps at 0, rather than max(0, len - keep): a trace
+                # (asr/export_student.py) keeps it dynamic, where max() would run in Python
+                k, v = (k[:, -keep:], v[:, -keep:]) if keep else (k[:, :0], v[:, :0])
             keys.append(k)
             values.append(v)
         return self.ln_post(x), StudentState(top[:, -1], m[:, :, -2:], c1[:, :, -2:], torch.stack(keys),
