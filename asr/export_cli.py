@@ -1,5 +1,5 @@
-"""`heed export asr|tagger|bundle|lm|vad`: ONNX export with self-check, assembling a model bundle, and
-adding the shallow-fusion LM or the voice-activity detector to one."""
+"""`heed export asr|tagger|bundle|lm|vad|whisper|student`: ONNX export with self-check, assembling a model
+bundle, and adding the shallow-fusion LM or the voice-activity detector to one."""
 from __future__ import annotations
 
 import argparse
@@ -55,6 +55,14 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     w.add_argument("--if-needed", action="store_true",
                    help="do nothing when BUNDLE/whisper already holds an export of the same source file (scripts/setup)")
     w.set_defaults(func=run_whisper)
+    s = sub.add_parser("student", help="the streaming student: one step of its encoder with Whisper's cross-attention "
+                                       "projections, one graph per precision, parity-checked (asr/export_student.py)")
+    s.add_argument("--checkpoint", required=True, help="a checkpoint of heed train asr --config student (e.g. exp/student/best.pt)")
+    s.add_argument("--out", required=True, help="folder for student.onnx, student.int8.onnx and student.json (replaced)")
+    s.add_argument("--precision", type=_precisions, default="fp32,int8", help="comma-separated: fp32, int8")
+    s.add_argument("--check-audio", nargs="*", default=None,
+                   help="16 kHz audio files for the self-check, each one segment (default: synthesised speech-like audio)")
+    s.set_defaults(func=run_student)
     add_export_tagger(sub)
     add_export_iqd(sub)
 
@@ -257,6 +265,35 @@ def _copy_component(src: Path, dest: Path, meta_name: str, precisions: list[str]
     shutil.copytree(src, dest, ignore=lambda _d, names: [n for n in names if n.endswith(".onnx") and n not in keep])
     (dest / meta_name).write_text(json.dumps(meta, indent=1) + "\n")
     return meta
+
+
+def _precisions(text: str) -> tuple[str, ...]:
+    """argparse type: a comma-separated list of fp32, int8."""
+    from asr.export_student import PRECISIONS
+
+    chosen = tuple(p.strip() for p in text.split(",") if p.strip())
+    if not chosen or any(p not in PRECISIONS for p in chosen):
+        raise argparse.ArgumentTypeError(f"a comma-separated list of {', '.join(PRECISIONS)}, got {text!r}")
+    return chosen
+
+
+def run_student(args: argparse.Namespace) -> int:
+    from asr.export_student import ExportError, ExportMismatch, export_student
+    from asr.whisper import WhisperError
+    from runtime.audio import AudioError, load_audio
+
+    ckpt = Path(args.checkpoint)
+    if not ckpt.is_file():
+        print(f"heed export student: {ckpt}: no such checkpoint", file=sys.stderr)
+        return 1
+    try:
+        clips = [load_audio(p) for p in args.check_audio] if args.check_audio else None
+        summary = export_student(ckpt, args.out, args.precision, clips)
+    except (WhisperError, ExportMismatch, ExportError, AudioError, FileNotFoundError) as e:
+        print(f"heed export student: {e}", file=sys.stderr)
+        return 1
+    print(json.dumps({"parity": summary["parity"], "bytes": summary["bytes"]}))
+    return 0
 
 
 def run_whisper(args: argparse.Namespace) -> int:
