@@ -1,0 +1,10 @@
+#!/usr/bin/env python
+"""Partials of the streaming student (issue 25): see runtime/partials_eval.py.
+
+    OMP_NUM_THREADS=1 .venv/bin/python scripts/bench_partials.py --student exp/student/onnx \\
+        --configs "update_chunks=2,pad_s=1.0;update_chunks=2,pad_s=0.0" --out docs/partials_bench
+"""
+from runtime.partials_eval import main
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,107 @@
+"""Partials from the streaming student (runtime/partials.py): the front end streams Whisper's log-mel
+power exactly, the commit policy never retracts, the decoder's reuse of its previous hypothesis
+gives what a fresh greedy search gives, and a stream of segments restarts its positions."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from runtime.audio import load_audio
+from runtime.partials import LocalAgreement, MelStream, PartialDecoder, PartialsConfig, PartialsError
+from runtime.whisper import HOP, N_FFT, SecondPass, hann_window
+
+ROOT = Path(__file__).resolve().parents[2]
+WHISPER = ROOT / "models" / "default" / "whisper"
+PERSON = ROOT / "models" / "default" / "examples" / "04-person-command.wav"
+
+
+def _whole_log_mel_power(x: np.ndarray, filters: np.ndarray) -> np.ndarray:
+    """torch.stft(center=True)'s framing of a whole clip (reflect padding at both ends), last frame dropped."""
+    p = np.pad(np.asarray(x, np.float64), N_FFT // 2, mode="reflect")
+    frames = np.lib.stride_tricks.sliding_window_view(p, N_FFT)[::HOP][:-1]
+    mel = (np.abs(np.fft.rfft(frames * hann_window(), axis=1)) ** 2) @ filters.T.astype(np.float64)
+    return np.log10(np.maximum(mel, 1e-10)).T
+
+
+@pytest.mark.parametrize("block", [1, 160, 999, 5120, 16000])
+def test_streamed_mel_equals_the_whole_clips_for_any_block_size(block: int) -> None:
+    rng = np.random.default_rng(0)
+    filters = np.abs(rng.normal(size=(80, 201)))
+    x = rng.normal(scale=0.1, size=16000 + 37)
+    whole = _whole_log_mel_power(x, filters)
+    mel = MelStream(filters)
+    parts = [mel.accept(x[i : i + block]) for i in range(0, len(x), block)]
+    streamed = np.concatenate(parts, axis=1)
+    # every frame whose window lies inside the clip is out before the end; reflect vs zero padding
+    # only changes the frames after that
+    n = (len(x) - N_FFT // 2 - 1) // HOP
+    assert streamed.shape[1] >= n - 1
+    np.testing.assert_allclose(streamed[:, :n], whole[:, :n], atol=1e-4)
+    tail = mel.flush()
+    assert streamed.shape[1] + tail.shape[1] >= whole.shape[1] - 1
+
+
+def test_a_clip_shorter_than_half_a_window_still_gives_frames_at_its_end() -> None:
+    mel = MelStream(np.ones((80, 201)))
+    assert mel.accept(np.full(100, 0.1)).shape[1] == 0
+    assert mel.flush().shape[1] >= 1
+
+
+def test_local_agreement_commits_common_whole_words_and_never_retracts() -> None:
+    starts = [True, False, True, True, False, True]  # tokens 1 and 4 continue a word
+    la = LocalAgreement(starts, n=2)
+    assert la.update([0, 1, 2]) == 0  # one hypothesis: nothing agreed yet
+    assert la.update([0, 1, 3]) == 2  # agree on [0, 1]; token 2 vs 3 both start words: [0, 1] is whole
+    assert la.update([0, 1, 3, 4]) == 2  # [0, 1, 3] agreed, but 3 continues with 4 in one of them
+    assert la.update([0, 1, 3, 4, 5]) == 4
+    with pytest.raises(PartialsError):
+        la.update([0, 2])  # a hypothesis that drops committed tokens is a caller's bug
+
+
+def test_local_agreement_property_committed_only_grows_and_is_a_prefix() -> None:
+    rng = np.random.default_rng(1)
+    starts = list(rng.random(20) < 0.5)
+    for _ in range(200):
+        la = LocalAgreement(starts, n=int(rng.integers(1, 4)))
+        committed: list[int] = []
+        for _ in range(15):
+            tail = list(rng.integers(0, 20, size=int(rng.integers(0, 4))))
+            hyp = committed + (tail if rng.random() < 0.5 else list(rng.integers(0, 3, size=3)))
+            k = la.update(hyp)
+            assert la.committed[: len(committed)] == committed
+            assert hyp[:k] == la.committed
+            committed = list(la.committed)
+
+
+def test_config_is_strict() -> None:
+    with pytest.raises(PartialsError, match="unknown"):
+        PartialsConfig.from_dict({"update_every": 2})
+    with pytest.raises(PartialsError):
+        PartialsConfig(update_chunks=0)
+    with pytest.raises(PartialsError):
+        PartialsConfig(max_segment_s=40.0)
+
+
+@pytest.fixture(scope="module")
+def second() -> SecondPass:
+    if not (WHISPER / "whisper.json").is_file():
+        pytest.skip("models/default/whisper is made by scripts/setup")
+    return SecondPass.from_dir(WHISPER)
+
+
+def test_reusing_the_previous_hypothesis_gives_the_fresh_greedy_result(second: SecondPass) -> None:
+    x = load_audio(PERSON)
+    cross, _ = second.encode(x)
+    fresh, _, _ = second.greedy(cross, len(x) / 16000)
+    dec = PartialDecoder(second)
+    assert dec.update(cross, len(x) / 16000, [], 0).tokens == fresh
+    held = dec.update(cross, len(x) / 16000, fresh, 0)
+    assert held.tokens == fresh and held.decoder_calls == 1  # the whole hypothesis held: one call
+    wrong = fresh[:2] + [fresh[3], fresh[2]] + fresh[4:]
+    again = dec.update(cross, len(x) / 16000, wrong, 0)
+    assert again.tokens == fresh and 1 < again.decoder_calls < len(fresh) + 1
+    # committed tokens are kept even where the decoder would now choose otherwise
+    forced = dec.update(cross, len(x) / 16000, wrong, 4)
+    assert forced.tokens[:4] == wrong[:4]
