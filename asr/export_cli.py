@@ -63,10 +63,13 @@ VAD_GRAPH = "silero_vad_16k_op15.onnx"  # the 16 kHz graph: half the size of sil
 
 
 def _lm_args(p: argparse.ArgumentParser) -> None:
-    # defaults: the values tuned on the dev split for the order-8 LM (docs/asr.md, "Shallow fusion")
-    p.add_argument("--lm-scale", type=float, default=0.65, help="weight of the LM's log-probability of a token")
-    p.add_argument("--lm-bonus", type=float, default=0.75, help="added per emitted token (offsets the LM's length penalty)")
-    p.add_argument("--lm-eos-scale", type=float, default=0.8, help="weight of the LM's end-of-sentence log-probability")
+    from runtime.lm import FUSION_DEFAULTS  # tuned on the dev split for the order-8 LM (docs/asr.md, "Shallow fusion")
+
+    p.add_argument("--lm-scale", type=float, default=FUSION_DEFAULTS.scale, help="weight of the LM's log-probability of a token")
+    p.add_argument("--lm-bonus", type=float, default=FUSION_DEFAULTS.bonus,
+                   help="added per emitted token (offsets the LM's length penalty)")
+    p.add_argument("--lm-eos-scale", type=float, default=FUSION_DEFAULTS.eos_scale,
+                   help="weight of the LM's end-of-sentence log-probability")
 
 
 def run_asr(args: argparse.Namespace) -> int:

@@ -34,8 +34,9 @@ import torch.nn.functional as F
 from torch import nn
 
 from runtime.iqd import text_features  # noqa: F401  (the cascade's features; shared with the runtime)
+from runtime.search import MAX_SYMBOLS_PER_FRAME
 
-N_TOKEN_SLOTS = 3  # tokens one frame may emit (greedy search's max_symbols_per_frame)
+N_TOKEN_SLOTS = MAX_SYMBOLS_PER_FRAME  # tokens one frame may emit (greedy search's most; the beam's one)
 
 
 @dataclass(frozen=True)

@@ -2,8 +2,8 @@
 
     from runtime.iqd import IqdModel
     iqd = IqdModel.from_dir("exp/iqd-e2e-export")        # shared, immutable
-    stream = iqd.create_stream()                         # one per ASR segment
-    stream.accept(enc, tokens, first_frame, fbank)       # each decoded chunk: encoder frames, tokens, fbank
+    stream = iqd.create_stream(asr_model)                # one per ASR segment (runtime.asr.TransducerModel)
+    stream.accept(chunk)                                 # each decoded chunk (runtime.asr.ChunkResult)
     stream.force(t_s)                                    # at the endpoint
     stream.result()  # {"probability": 0.94, "decision": "directed", "decided_at": 0.96}
 
@@ -53,17 +53,19 @@ import math
 import zlib
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, Sequence
+from typing import TYPE_CHECKING, Any, Sequence
 
 import numpy as np
 
 from runtime.features import FbankConfig, band_centres_hz
 
+if TYPE_CHECKING:
+    from runtime.asr import ChunkResult, TransducerModel
+
 SCHEMA_VERSION = 1
 DIRECTED, UNDIRECTED = "directed", "undirected"
 ONSET_MARGIN_DB, ONSET_MIN_MS, NOISE_FLOOR_RISE_DB_PER_S = 6.0, 80.0, 3.0  # chosen on dev, docs/iqd.md
 ONSET_BAND_HZ = 2000.0
-FBANK_PER_FRAME = 4  # fbank frames per encoder frame (the ASR's subsampling)
 
 
 @dataclass(frozen=True)
@@ -127,8 +129,7 @@ def band_bins(band_hz: float, fbank_cfg: FbankConfig = FbankConfig()) -> int:
     return max(1, int((band_centres_hz(fbank_cfg) < band_hz).sum()))
 
 
-def frame_energy_db(fbank: np.ndarray, n_frames: int | None = None, sub: int = FBANK_PER_FRAME,
-                    n_bins: int | None = None) -> np.ndarray:
+def frame_energy_db(fbank: np.ndarray, sub: int, n_frames: int | None = None, n_bins: int | None = None) -> np.ndarray:
     """Log energy (dB) of each encoder frame: the mean over its `sub` fbank frames of
     10 log10(sum of the energies of the first n_bins mel bands, default all). fbank: (T, n_mels)
     log-mel (natural log) -> (n_frames,), default T // sub; frames past the end of fbank repeat
@@ -353,16 +354,11 @@ class IqdModel:
         outs = self.session.run(None, {"encoder_out": enc[None].astype(np.float32, copy=False), "tokens": tok, **state})
         return float(outs[0][0]), {name: o for name, o in zip(self.state_shapes, outs[1:])}
 
-    def create_stream(self, frame_s: float, policy: DecisionPolicy | None = None,
-                      silent_tokens: frozenset[int] = frozenset(),
-                      fbank_cfg: FbankConfig = FbankConfig(), pieces: Sequence[str] | None = None) -> "IqdStream":
-        """silent_tokens: ids that do not mark the speech onset (a bare word boundary, which a
-        character model may emit in silence); fbank_cfg: the ASR's features (the gate's bands);
-        pieces: the ASR's token pieces by id, required when the detector reads the history as text."""
-        if self.text is not None and pieces is None:
-            raise ValueError(f"{self.folder}: this detector reads the label history as text; "
-                             "create_stream needs the ASR's token pieces (pieces=)")
-        return IqdStream(self, frame_s, policy or self.policy, silent_tokens, fbank_cfg, pieces)
+    def create_stream(self, asr: "TransducerModel", policy: DecisionPolicy | None = None) -> "IqdStream":
+        """A stream over the chunks of `asr`: its frame duration, its silent tokens (a bare word
+        boundary, which a character model may emit in silence, does not mark the speech onset),
+        its features (the gate's bands) and its token pieces (the history read as text)."""
+        return IqdStream(self, asr.frame_s, policy or self.policy, asr.silent_tokens, asr.fbank, asr.tokens)
 
 
 class IqdStream:
@@ -371,6 +367,9 @@ class IqdStream:
     def __init__(self, model: IqdModel, frame_s: float, policy: DecisionPolicy,
                  silent_tokens: frozenset[int] = frozenset(), fbank_cfg: FbankConfig = FbankConfig(),
                  pieces: Sequence[str] | None = None) -> None:
+        if model.text is not None and pieces is None:
+            raise ValueError(f"{model.folder}: this detector reads the label history as text; "
+                             "its stream needs the ASR's token pieces (pieces=)")
         self.model, self.frame_s, self.silent = model, frame_s, frozenset(silent_tokens)
         self.pieces = list(pieces) if pieces is not None else None
         self.decider = Decider(policy, frame_s * 1000)
@@ -395,18 +394,19 @@ class IqdStream:
         then open from that frame on, in place of the energy gate (`OnsetGate`). Set per segment."""
         self.speech_frame = int(frame)
 
-    def accept(self, enc: np.ndarray, tokens_by_frame: Sequence[Sequence[int]], first_frame: int,
-               fbank: np.ndarray | None = None) -> None:
-        """enc: (n, J) encoder frames of a chunk, frame i at stream frame first_frame + i;
-        tokens_by_frame[i]: the tokens the search emitted at that frame; fbank: (4 n, n_mels) the
-        fbank frames the chunk's encoder frames start at (`FBANK_PER_FRAME` each), for the gate;
-        required unless the policy has no gate (onset_min_ms = 0) or `speech_from` set the VAD's start."""
+    def accept(self, chunk: "ChunkResult") -> None:
+        """One decoded chunk of the ASR: its encoder frames (frame i at stream frame
+        chunk.first_frame + i), the tokens the search emitted at each and its fbank frames (the
+        gate's; required unless the policy has no gate, onset_min_ms = 0, or `speech_from` set the
+        VAD's start)."""
+        enc, first_frame, fbank = chunk.encoder_out, chunk.first_frame, chunk.fbank
         energy_gate = self.gate.enabled and self.speech_frame is None
         if energy_gate and fbank is None:
             raise ValueError("the policy's speech-onset gate needs the chunk's fbank frames")
-        energy = frame_energy_db(fbank, len(enc), n_bins=self.n_band_bins) if energy_gate else None
+        energy = (frame_energy_db(fbank, len(fbank) // max(1, len(enc)), len(enc), self.n_band_bins)
+                  if energy_gate else None)
         for i in range(len(enc)):
-            tokens = tokens_by_frame[i]
+            tokens = chunk.tokens_by_frame[i]
             self.probability, self.state = self.model.step(enc[i], tokens, self.state)
             self.spoken = self.spoken or any(t not in self.silent for t in tokens)
             if energy is not None:

@@ -8,7 +8,7 @@
 Per system (E2E; "e2e + text", the E2E reading its label history as text too, `iqd/fusion.py`,
 what the bundle ships; independent; cascade; each E2E also at an early operating point), on the test split (whole utterances, cached with the
 frozen ASR like dev) and on the continuous recordings of `heed corpus streams CORPUS --split test`.
-The ASR's tokens come from the search the cache's dev split was made with (`iqd.cache.SearchConfig`:
+The ASR's tokens come from the search the cache's dev split was made with (`iqd.replay.SearchConfig`:
 greedy, or the runtime's beam search with LM fusion, i.e. what the shipped pipeline feeds its IQD),
 unless --search is given; the benchmark refuses a cache whose splits were made by different
 searches (HEED_IQD_MIXED_SEARCH=1: warn only). Reported:
@@ -35,11 +35,11 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from iqd.cache import (IqdCache, SearchConfig, add_search_args, cache_split, check_searches,  # noqa: E402
-                       frame_seconds, search_from_args, split_search)
-from iqd.evaluate import THETAS, evaluate_policy, score_at_delay  # noqa: E402
+from iqd.cache import IqdCache, check_searches, frame_seconds, split_search  # noqa: E402
+from iqd.evaluate import THETAS, TRAILING_SILENCE_S, evaluate_policy, score_at_delay  # noqa: E402
 from iqd.metrics import det_curve, eer, fa_fr, latency_stats  # noqa: E402
 from iqd.fusion import cache_tracks, fuse_tracks, history_text  # noqa: E402
+from iqd.replay import SearchConfig, add_search_args, cache_split, search_from_args  # noqa: E402
 from iqd.train import load_detector, posteriors, tracks_of  # noqa: E402
 from runtime.iqd import DecisionPolicy  # noqa: E402
 
@@ -174,18 +174,17 @@ def _endpoints(cache: IqdCache) -> list[float]:
 
 
 def bench_streams(args, models) -> dict:
-    from asr.export import load_checkpoint
+    from asr.backend import TorchTransducer
     from asr.tokenizer import Tokenizer
     from iqd.model import E2E_MODELS
     from iqd.streams import decode_recording, labelled_utterances, load_timelines, match, segment_track
 
-    asr, _ = load_checkpoint(args.asr)
+    asr = TorchTransducer.from_checkpoint(args.asr)
     tok = Tokenizer(Path(args.asr).parent / "tokens.model")
     fs = frame_seconds()
-    from iqd.cache import silent_tokens
-
-    silent = set(silent_tokens(tok.pieces()))
-    beam = args.search_cfg.stream(asr)
+    silent = set(asr.silent_tokens)
+    stream = args.search_cfg.stream(asr)
+    sub, look = asr.subsampling, asr.step_frames - asr.shift_frames
     timelines = load_timelines(args.corpus, "test")[: args.n_streams]
     tracks = {n: [] for n in models}
     texts = {n: history_text(ckpt) for n, (_, ckpt) in models.items()}  # the fused detectors' readers, once
@@ -193,7 +192,7 @@ def bench_streams(args, models) -> dict:
     casc = {"scores": [], "labels": [], "at": [], "starts": []}
     n_missed = n_utts = 0
     for wav, tl in timelines:
-        feats, enc, segments = decode_recording(asr, wav, beam)
+        feats, enc, segments = decode_recording(stream, wav, args.search_cfg.history_mode)
         utts = labelled_utterances(tl)
         matched = match(utts, segments, fs, silent)
         n_utts += len(utts)
@@ -213,10 +212,10 @@ def bench_streams(args, models) -> dict:
                             fr = torch.tensor([[f - seg.start for f in seg.frames]])
                             p = torch.sigmoid(model(e, torch.tensor([seg.tokens]), fr, torch.tensor([len(seg.tokens)])))[0]
                         else:
-                            x = feats[4 * seg.start : 4 * seg.end + 3][None]
+                            x = torch.from_numpy(feats[sub * seg.start : sub * seg.end + look])[None]
                             p = torch.sigmoid(model(x))[0]
                     p = probs[id(model)] = p.numpy()
-                track = segment_track(p, seg, u, fs, silent, feats.numpy(), _policy(ckpt))
+                track = segment_track(p, seg, u, fs, silent, feats, _policy(ckpt))
                 if texts[name] is not None and seg is not None:
                     history = (seg.tokens, [f - seg.start for f in seg.frames])
                     track = fuse_tracks([track], [history], texts[name], pieces)[0]
@@ -226,7 +225,8 @@ def bench_streams(args, models) -> dict:
                 casc["scores"].append(float(model.predict([tok.decode(seg.transcript)])[0]) if seg is not None else 0.0)
                 casc["labels"].append(bool(u["directed"]))
                 casc["starts"].append(u["speech_start"])
-                casc["at"].append((seg.frames[-1] + 1) * fs + 0.8 if seg is not None else u["speech_end"] + 0.8)
+                casc["at"].append((seg.frames[-1] + 1) * fs + TRAILING_SILENCE_S if seg is not None
+                                  else u["speech_end"] + TRAILING_SILENCE_S)
     out = {"n_streams": len(timelines), "n_utterances": n_utts, "n_missed_by_asr": n_missed,
            "audio_s": round(sum(tl["duration"] for _, tl in timelines), 1)}
     for name, (model, ckpt) in models.items():

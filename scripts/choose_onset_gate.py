@@ -33,7 +33,8 @@ from iqd.evaluate import evaluate_policy  # noqa: E402
 from iqd.model import E2E_MODELS  # noqa: E402
 from iqd.streams import decode_recording, join_recordings, labelled_utterances, load_timelines, match, segment_track  # noqa: E402
 from iqd.train import load_detector, posteriors, tracks_of  # noqa: E402
-from runtime.iqd import FBANK_PER_FRAME, DecisionPolicy  # noqa: E402
+from asr.model import SUBSAMPLING, SUBSAMPLING_PAD  # noqa: E402
+from runtime.iqd import DecisionPolicy  # noqa: E402
 
 
 def dev_streams(args) -> list[tuple[dict, np.ndarray, np.ndarray, list]]:
@@ -42,15 +43,16 @@ def dev_streams(args) -> list[tuple[dict, np.ndarray, np.ndarray, list]]:
     cached = work / "asr_dev_streams.pkl"
     if cached.exists():
         return pickle.loads(cached.read_bytes())
-    from asr.export import load_checkpoint
+    from asr.backend import TorchTransducer
+    from iqd.replay import SearchConfig
 
     manifest = (Path(args.corpus) / "dev.jsonl").read_text().splitlines()
     join_recordings(args.corpus, "dev", [json.loads(line) for line in manifest if line.strip()], work, args.n_streams)
-    asr, _ = load_checkpoint(args.asr)
+    stream = SearchConfig().stream(TorchTransducer.from_checkpoint(args.asr))  # greedy search
     out = []
     for wav, tl in load_timelines(work, "dev")[: args.n_streams]:
-        feats, enc, segments = decode_recording(asr, wav)
-        out.append((tl, feats.numpy(), enc, segments))
+        feats, enc, segments = decode_recording(stream, wav)
+        out.append((tl, feats, enc, segments))
     cached.write_bytes(pickle.dumps(out))
     return out
 
@@ -62,7 +64,7 @@ def segment_posteriors(model, feats: np.ndarray, enc: np.ndarray, seg) -> np.nda
         e = torch.from_numpy(enc[seg.start : seg.end])[None]
         frames = torch.tensor([[f - seg.start for f in seg.frames]])
         return torch.sigmoid(model(e, torch.tensor([seg.tokens]), frames, torch.tensor([len(seg.tokens)])))[0].numpy()
-    x = torch.from_numpy(feats[FBANK_PER_FRAME * seg.start : FBANK_PER_FRAME * seg.end + 3])[None]
+    x = torch.from_numpy(feats[SUBSAMPLING * seg.start : SUBSAMPLING * seg.end + SUBSAMPLING_PAD])[None]
     return torch.sigmoid(model(x))[0].numpy()
 
 

@@ -74,7 +74,8 @@ def ours_as_sherpa(model: TransducerModel, x, beam: int, tail: int, n_chunks: in
     `GetMostProbable(true)`: divided by the tokens plus the context_size leading blanks)."""
     s = AsrStream(model, beam=beam, max_symbols_per_frame=1)
     s.feed(np.concatenate([x, np.zeros(tail, np.float32)]))
-    s.decode(max_chunks=n_chunks)
+    for _ in range(n_chunks):
+        s.decode_chunk()
     best = max(s.hyps, key=lambda h: h.log_prob / (len(h.tokens) + model.context_size)) if beam > 1 else s.best
     return " ".join(w["word"] for w in model.words(best))
 

@@ -109,10 +109,10 @@ def test_policy_chosen_on_synthetic_dev_separates_and_respects_the_latency_budge
 
 
 def test_onset_skips_bare_word_boundaries() -> None:
-    from iqd.cache import silent_tokens
     from iqd.evaluate import onset_and_endpoint
+    from runtime.asr import silent_token_ids
 
-    assert silent_tokens(["<blk>", "<unk>", "\u2581", "a", "\u2581b"]) == [2]
+    assert silent_token_ids(["<blk>", "<unk>", "\u2581", "a", "\u2581b"]) == [2]
     # a character model emits the word boundary (id 2) in the leading silence: that is not the onset
     onset, endpoint = onset_and_endpoint([0, 20, 21, 30], 0.7, 1.5, 0.04, [2, 7, 8, 2], {2})
     assert onset == 20 and endpoint == pytest.approx(31 * 0.04 + 0.8)
