@@ -209,6 +209,8 @@ def write_bundle(src: Path, out: Path, precisions: list[str], beam: int = 4, met
         shutil.copyfile(src / name, out / "asr" / name)
     import onnx
 
+    from runtime.endpoint import EndpointConfig
+
     meta = {p.key: p.value for p in onnx.load(str(src / "encoder.onnx"), load_external_data=False).metadata_props}
     manifest = {
         "schema_version": 1,
@@ -217,12 +219,12 @@ def write_bundle(src: Path, out: Path, precisions: list[str], beam: int = 4, met
             "tokens": "asr/tokens.txt",
             "sentencepiece": "asr/tokens.model",
             "search": {"method": "modified_beam_search" if beam > 1 else "greedy_search", "beam": beam},
-            "chunk_ms": int(meta["decode_chunk_len"]) * 10,
+            "chunk_ms": int(meta["decode_chunk_len"]) * json.loads(meta["feature_config"])["frame_shift_ms"],
             "n_params": json.loads((src / "export.json").read_text())["n_params"] if (src / "export.json").exists() else None,
             "lookahead_ms": float(meta["lookahead_ms"]),
         },
         "features": json.loads(meta["feature_config"]),
-        "endpoint": {"trailing_silence_ms": 800.0, "silence_without_speech_ms": 5000.0, "max_utterance_ms": 20000.0},
+        "endpoint": EndpointConfig().to_dict(),
         "metrics": metrics or {},
     }
     if tagger is not None:

@@ -36,7 +36,7 @@ class Track:
     endpoint_s: float  # forced decision time (s)
     speech_start: float  # s
     directed: bool
-    frame_s: float = 0.04
+    frame_s: float  # seconds per encoder frame
 
 
 def onset_and_endpoint(token_frames: Sequence[int], speech_start: float, speech_end: float,

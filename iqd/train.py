@@ -88,7 +88,11 @@ class TrainConfig:
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> "TrainConfig":
-        d = {k: v for k, v in d.items() if k in cls.__dataclass_fields__}
+        """Rebuild from `to_dict()`; an unknown key is an error (a checkpoint saved before a field
+        existed gets its default)."""
+        unknown = set(d) - set(cls.__dataclass_fields__)
+        if unknown:
+            raise ValueError(f"unknown IQD TrainConfig keys: {sorted(unknown)}")
         return cls(**{**d, "extra_train": tuple(d.get("extra_train", ())), "model": IqdConfig.from_dict(d.get("model", {}))})
 
 

@@ -53,7 +53,7 @@ import math
 import zlib
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Sequence
+from typing import TYPE_CHECKING, Any, NamedTuple, Sequence
 
 import numpy as np
 
@@ -109,7 +109,12 @@ class DecisionPolicy:
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> "DecisionPolicy":
-        return cls(**{k: float(v) for k, v in d.items() if k in cls.__dataclass_fields__})
+        """Rebuild from `to_dict()`; an unknown key is an error. A policy saved before the speech-onset
+        gate existed (checkpoints, iqd.json) has no onset_* keys and gets the gate's defaults."""
+        unknown = set(d) - set(cls.__dataclass_fields__)
+        if unknown:
+            raise ValueError(f"unknown decision policy keys: {sorted(unknown)}")
+        return cls(**{k: float(v) for k, v in d.items()})
 
 
 def smooth(p: np.ndarray, alpha: float) -> np.ndarray:
@@ -313,6 +318,21 @@ class HistoryText:
         return 1.0 / (1.0 + np.exp(-z))
 
 
+class IqdState(NamedTuple):
+    """The joint network's step state, an array per field (numpy here, torch in iqd/model.py); the
+    names are the graph's input names, its outputs `next_<name>` (`IQD_OUTPUTS`).
+
+    token_state: (1, N, token_hidden) the GRU over emitted tokens; frame_state: (1, N, frame_hidden).
+    """
+
+    token_state: Any
+    frame_state: Any
+
+
+IQD_INPUTS = ("encoder_out", "tokens", *IqdState._fields)
+IQD_OUTPUTS = ("probability", *(f"next_{f}" for f in IqdState._fields))
+
+
 class IqdModel:
     """The exported IQ joint network (one ONNX session) and its policy; shared by all streams."""
 
@@ -332,6 +352,8 @@ class IqdModel:
         self.manifest = m
         self.policy = DecisionPolicy.from_dict(m["policy"])
         self.n_token_slots: int = m["n_token_slots"]
+        if set(m["state"]) != set(IqdState._fields):
+            raise ValueError(f"{f}: state {sorted(m['state'])}, this runtime steps {list(IqdState._fields)}")
         self.state_shapes: dict[str, list[int]] = m["state"]
         self.enc_dim: int = m["enc_dim"]
         self.text: HistoryText | None = None
@@ -343,16 +365,17 @@ class IqdModel:
     def from_dir(cls, folder: str | Path, precision: str = "int8", threads: int = 1) -> "IqdModel":
         return cls(folder, precision, threads)
 
-    def init_state(self) -> dict[str, np.ndarray]:
-        return {name: np.zeros(shape, np.float32) for name, shape in self.state_shapes.items()}
+    def init_state(self) -> IqdState:
+        return IqdState(*(np.zeros(self.state_shapes[name], np.float32) for name in IqdState._fields))
 
-    def step(self, enc: np.ndarray, tokens: Sequence[int], state: dict[str, np.ndarray]) -> tuple[float, dict[str, np.ndarray]]:
+    def step(self, enc: np.ndarray, tokens: Sequence[int], state: IqdState) -> tuple[float, IqdState]:
         """One encoder frame enc (J,) and the tokens emitted at it -> (P(directed), next state)."""
         tok = np.zeros((1, self.n_token_slots), np.int64)
         kept = list(tokens)[-self.n_token_slots :]  # more than K tokens on one frame: the last K
         tok[0, : len(kept)] = kept
-        outs = self.session.run(None, {"encoder_out": enc[None].astype(np.float32, copy=False), "tokens": tok, **state})
-        return float(outs[0][0]), {name: o for name, o in zip(self.state_shapes, outs[1:])}
+        p, *next_state = self.session.run(list(IQD_OUTPUTS), {"encoder_out": enc[None].astype(np.float32, copy=False),
+                                                              "tokens": tok, **state._asdict()})
+        return float(p[0]), IqdState(*next_state)
 
     def create_stream(self, asr: "TransducerModel", policy: DecisionPolicy | None = None) -> "IqdStream":
         """A stream over the chunks of `asr`: its frame duration, its silent tokens (a bare word

@@ -103,7 +103,25 @@ class Pipeline:
         if not entry:
             return None
         prec = precision if precision in entry.get("precisions", []) else "fp32"
-        return self.bundle.part(entry["dir"], what, lambda p: from_dir(p, precision=prec, threads=self.threads))
+        part = self.bundle.part(entry["dir"], what, lambda p: from_dir(p, precision=prec, threads=self.threads))
+        self._check_copies(key, entry, part)
+        return part
+
+    def _check_copies(self, key: str, entry: dict[str, Any], part: Any) -> None:
+        """bundle.json's copies of a part's settings (kind, policy, theta) must say what the part's own
+        file says (tagger.json, iqd.json: the runtime reads those): a contradiction is refused, naming
+        both, rather than one of them silently ignored."""
+        from runtime.iqd import DecisionPolicy
+
+        for k in ("kind", "policy", "theta"):
+            if k not in entry or k not in part.manifest:
+                continue
+            copy_, own = entry[k], part.manifest[k]
+            if key == "iqd" and k == "policy":  # a policy saved before the onset gate: compared with its defaults
+                copy_, own = DecisionPolicy.from_dict(copy_).to_dict(), DecisionPolicy.from_dict(own).to_dict()
+            if copy_ != own:
+                raise BundleError(f"{self.bundle.json_path}: {key}.{k} is {entry[k]!r}, but {part.folder}/{key}.json "
+                                  f"says {part.manifest[k]!r}")
 
     def _second_pass(self) -> Any:
         """Whisper's second pass when the bundle has one that is enabled; None otherwise."""
