@@ -1,5 +1,6 @@
-"""`heed export asr|tagger|bundle|lm|vad`: ONNX export with self-check, assembling a model bundle, and
-adding the shallow-fusion LM or the voice-activity detector to one."""
+"""`heed export asr|bundle|lm|vad|whisper`: ONNX export with self-check, assembling a model bundle, and
+adding the shallow-fusion LM, the voice-activity detector or the second pass to one. `heed export
+tagger|iqd` are tagging/cli.py's and iqd/cli.py's; runtime/cli.py puts them together."""
 from __future__ import annotations
 
 import argparse
@@ -8,15 +9,11 @@ import shutil
 import sys
 from pathlib import Path
 
-from iqd.cli import add_export_parser as add_export_iqd
 from runtime.cli import positive_int
-from tagging.cli import add_export_parser as add_export_tagger
 
 
-def add_parser(subparsers: argparse._SubParsersAction) -> None:
-    p = subparsers.add_parser("export", help="ONNX export with self-check")
-    sub = p.add_subparsers(dest="what", metavar="WHAT")
-    sub.required = True
+def add_export_parser(sub: argparse._SubParsersAction) -> None:
+    """Register `asr`, `bundle`, `vad`, `lm` and `whisper` under `heed export`."""
     a = sub.add_parser("asr", help="the transducer: encoder, decoder, joiner; fp32 and int8; parity-checked")
     a.add_argument("checkpoint", help="a checkpoint of heed train asr (e.g. exp/asr-small/last.pt)")
     a.add_argument("--out", required=True, help="folder for the ONNX files and tokens")
@@ -55,8 +52,6 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     w.add_argument("--if-needed", action="store_true",
                    help="do nothing when BUNDLE/whisper already holds an export of the same source file (scripts/setup)")
     w.set_defaults(func=run_whisper)
-    add_export_tagger(sub)
-    add_export_iqd(sub)
 
 
 VAD_GRAPH = "silero_vad_16k_op15.onnx"  # the 16 kHz graph: half the size of silero_vad.onnx, same output (docs/vad_bench.md)
