@@ -228,7 +228,7 @@ def write_bundle(src: Path, out: Path, precisions: list[str], beam: int = 4, met
                               "policy": tj["policy"]}
     if iqd is not None:
         ij = _copy_component(Path(iqd), out / "iqd", "iqd.json", precisions, "iqd")
-        from runtime.iqd import DecisionPolicy
+        from runtime.iqd_policy import DecisionPolicy
 
         policy = DecisionPolicy.from_dict(ij["policy"]).to_dict()  # an export older than the onset gate: its defaults
         if policy != ij["policy"]:

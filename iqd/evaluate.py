@@ -3,12 +3,12 @@
 A `Track` is one utterance (or one segment of a continuous recording) as a detector saw it: the
 posterior of every encoder frame, the onset frame (where the runtime's decider starts: the later
 of the ASR's first spoken token, bare word boundaries not counted, and the frame at which the
-speech-onset gate `runtime.iqd.OnsetGate` opens on the fbank frames; `onset_frame`), the endpoint (the ASR's last token + the endpointer's trailing silence, `runtime.endpoint.EndpointConfig`:
+speech-onset gate `runtime.iqd_policy.OnsetGate` opens on the fbank frames; `onset_frame`), the endpoint (the ASR's last token + the endpointer's trailing silence, `runtime.endpoint.EndpointConfig`:
 where the runtime forces a decision and where the cascade decides), `speech_start` and the label.
 
-`sweep` runs the decision state machine (`runtime.iqd`) for a family of policies at once:
+`sweep` runs the decision state machine (`runtime/iqd_policy.py`) for a family of policies at once:
 on = theta + margin, off = theta - margin for every theta, with the policy's minimum durations
-and smoothing. It is the vectorised twin of `runtime.iqd.decide` (a test holds them equal).
+and smoothing. It is the vectorised twin of `runtime.iqd_policy.decide` (a test holds them equal).
 The EER of a detector is where false accepts and false rejects cross along theta; its latency
 is that of the decisions at the dev-chosen theta.
 """
@@ -23,7 +23,7 @@ import numpy as np
 from iqd.metrics import decision_curve, eer, fa_fr, latency_stats
 from asr.model import SUBSAMPLING
 from runtime.endpoint import EndpointConfig
-from runtime.iqd import DecisionPolicy, band_bins, frame_energy_db, gate_onset, smooth
+from runtime.iqd_policy import DecisionPolicy, band_bins, frame_energy_db, gate_onset, smooth
 
 TRAILING_SILENCE_S = EndpointConfig().trailing_silence_ms / 1000  # the runtime endpointer's
 THETAS = np.round(np.arange(0.02, 0.99, 0.02), 2)

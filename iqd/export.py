@@ -34,7 +34,8 @@ from torch import nn
 from asr.export import add_metadata, quantize_int8
 from iqd.cache import frame_seconds
 from iqd.model import N_TOKEN_SLOTS, IqEnsemble, IqJoint
-from runtime.iqd import IQD_INPUTS, IQD_OUTPUTS, DecisionPolicy, IqdState
+from runtime.iqd import IQD_INPUTS, IQD_OUTPUTS, IqdState
+from runtime.iqd_policy import DecisionPolicy
 
 SCHEMA_VERSION = 1
 FP32_TOLERANCE = 1e-4
@@ -149,7 +150,7 @@ CHECK_TEXTS = ("", "set an alarm for seven", "hey tom play that song again", "wh
 def export_text(ckpt: dict[str, Any], out: Path) -> dict[str, Any]:
     """Write text.npz; returns iqd.json's `text` entry with the parity of the numpy scorer (as
     loaded back from the file) against torch's EmbeddingBag over CHECK_TEXTS."""
-    from runtime.iqd import HistoryText, text_features
+    from runtime.iqd_text import HistoryText, text_features
 
     t = ckpt["text"]
     weights = np.asarray(t["weights"], np.float32)

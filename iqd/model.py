@@ -33,7 +33,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from runtime.iqd import IqdState, text_features  # noqa: F401  (text_features: the cascade's, shared with the runtime)
+from runtime.iqd import IqdState
+from runtime.iqd_text import text_features  # noqa: F401  (the cascade's, shared with the runtime)
 from runtime.search import MAX_SYMBOLS_PER_FRAME
 
 N_TOKEN_SLOTS = MAX_SYMBOLS_PER_FRAME  # tokens one frame may emit (greedy search's most; the beam's one)

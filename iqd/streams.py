@@ -9,7 +9,7 @@ Each detector is reset at every segment start, as the pipeline resets its IQD st
 reference utterance of the timeline is matched to the segment with spoken tokens (not only bare
 word boundaries) that overlaps most of its speech; the decider starts where the runtime's would:
 at the later of that segment's first spoken token and the frame at which the speech-onset gate
-(`runtime.iqd.OnsetGate`, the detector's policy, fresh at the segment's start) opens on the
+(`runtime.iqd_policy.OnsetGate`, the detector's policy, fresh at the segment's start) opens on the
 segment's fbank frames. Without the gate the first spoken token alone may lie long before the
 utterance, when the ASR hallucinated characters in the noise of the pause. An utterance no
 segment overlaps was missed: it counts as undirected, decided at its speech end + the
@@ -31,7 +31,7 @@ import numpy as np
 from asr.model import SUBSAMPLING
 from iqd.evaluate import TRAILING_SILENCE_S, Track, onset_frame
 from runtime.asr import AsrStream
-from runtime.iqd import DecisionPolicy
+from runtime.iqd_policy import DecisionPolicy
 
 
 @dataclass

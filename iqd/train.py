@@ -34,7 +34,7 @@ from iqd.metrics import eer, eer_threshold, fa_fr, latency_stats
 from iqd.model import (E2E_MODELS, N_TOKEN_SLOTS, AcousticDetector, IqdConfig, IqEnsemble, IqJoint, TextClassifier,
                        endpoint_bce, frame_mask, masked_bce)
 from iqd.replay import cache_split
-from runtime.iqd import DecisionPolicy
+from runtime.iqd_policy import DecisionPolicy
 
 KINDS = ("e2e", "independent", "cascade")
 LR_SCHEDULES = ("constant", "cosine")

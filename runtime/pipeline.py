@@ -111,7 +111,7 @@ class Pipeline:
         """bundle.json's copies of a part's settings (kind, policy, theta) must say what the part's own
         file says (tagger.json, iqd.json: the runtime reads those): a contradiction is refused, naming
         both, rather than one of them silently ignored."""
-        from runtime.iqd import DecisionPolicy
+        from runtime.iqd_policy import DecisionPolicy
 
         for k in ("kind", "policy", "theta"):
             if k not in entry or k not in part.manifest:

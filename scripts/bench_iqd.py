@@ -41,7 +41,7 @@ from iqd.metrics import det_curve, eer, fa_fr, latency_stats  # noqa: E402
 from iqd.fusion import cache_tracks, fuse_tracks, history_text  # noqa: E402
 from iqd.replay import SearchConfig, add_search_args, cache_split, search_from_args  # noqa: E402
 from iqd.train import load_detector, posteriors, tracks_of  # noqa: E402
-from runtime.iqd import DecisionPolicy  # noqa: E402
+from runtime.iqd_policy import DecisionPolicy  # noqa: E402
 
 FUSED = "e2e + text"  # the E2E reading its label history as text too (iqd/fusion.py)
 DELAYS = [0.25, 0.5, 0.75, 1.0, 1.25, 1.5, 2.0, 2.5, 3.0]

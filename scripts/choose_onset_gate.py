@@ -1,5 +1,5 @@
 #!/usr/bin/env python
-"""How the IQD speech-onset gate's defaults (runtime/iqd.py: ONSET_*) were chosen on dev (docs/iqd.md).
+"""How the IQD speech-onset gate's defaults (runtime/iqd_policy.py: ONSET_*) were chosen on dev (docs/iqd.md).
 
     OMP_NUM_THREADS=1 .venv/bin/python scripts/choose_onset_gate.py --asr exp/iqd/asr/final.pt --corpus data/c14k \
         --cache exp/iqd/cache --e2e exp/iqd/e2e --independent exp/iqd/independent --work /tmp/onset-gate
@@ -34,7 +34,7 @@ from iqd.model import E2E_MODELS  # noqa: E402
 from iqd.streams import decode_recording, join_recordings, labelled_utterances, load_timelines, match, segment_track  # noqa: E402
 from iqd.train import load_detector, posteriors, tracks_of  # noqa: E402
 from asr.model import SUBSAMPLING, SUBSAMPLING_PAD  # noqa: E402
-from runtime.iqd import DecisionPolicy  # noqa: E402
+from runtime.iqd_policy import DecisionPolicy  # noqa: E402
 
 
 def dev_streams(args) -> list[tuple[dict, np.ndarray, np.ndarray, list]]:

@@ -44,7 +44,7 @@ from iqd.evaluate import choose_policy, evaluate_policy  # noqa: E402
 from iqd.fusion import cache_pieces, from_cascade, fuse_tracks  # noqa: E402
 from iqd.metrics import eer  # noqa: E402
 from iqd.model import TextClassifier  # noqa: E402
-from runtime.iqd import DecisionPolicy  # noqa: E402
+from runtime.iqd_policy import DecisionPolicy  # noqa: E402
 
 WEIGHTS = (0.0, 0.3, 0.4, 0.5)
 

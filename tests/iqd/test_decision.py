@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from iqd.evaluate import Track, sweep
-from runtime.iqd import DecisionPolicy, Decider, decide, smooth
+from runtime.iqd_policy import DecisionPolicy, Decider, decide, smooth
 
 FRAME_S = 0.04
 

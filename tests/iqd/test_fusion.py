@@ -1,4 +1,4 @@
-"""The E2E detector reading its label history as text too (iqd/fusion.py, runtime.iqd.HistoryText):
+"""The E2E detector reading its label history as text too (iqd/fusion.py, runtime.iqd_text.HistoryText):
 the numpy scorer against torch, the text read from the onset on, the fusion, the dev choice of its
 weight, the export and the runtime stream against the offline tracks."""
 from __future__ import annotations
@@ -14,7 +14,7 @@ import torch
 from iqd.cache import IqdCache
 from iqd.export import export_iqd
 from iqd.train import load_detector
-from runtime.iqd import HistoryText, pieces_text, text_features
+from runtime.iqd_text import HistoryText, pieces_text, text_features
 
 
 def test_numpy_scorer_equals_the_cascade_classifier(iqd_runs: dict[str, Path]) -> None:

@@ -53,7 +53,7 @@ def test_segment_onset_waits_for_the_speech_onset_gate() -> None:
     """A segment whose first spoken token lies in the quiet pause: the decider starts where the gate
     opens on the segment's own fbank frames (fresh gate at the segment start), as in the runtime."""
     from asr.model import SUBSAMPLING as FBANK_PER_FRAME
-    from runtime.iqd import DecisionPolicy, frame_energy_db, gate_onset
+    from runtime.iqd_policy import DecisionPolicy, frame_energy_db, gate_onset
 
     n_mels, fs = 80, 0.04
     loud_from = 130  # encoder frame of the recording where the speech (a loud stretch) begins
@@ -84,7 +84,7 @@ def test_cached_recordings_are_what_the_stream_benchmark_sees(overfit_asr: Path,
     from iqd.streams import load_timelines, stream_rows
     from iqd.train import loss_frames
     from runtime.audio import load_audio
-    from runtime.iqd import DecisionPolicy
+    from runtime.iqd_policy import DecisionPolicy
 
     cache_stream_split(overfit_asr / "last.pt", iqd_corpus, tmp_path, "dev", 2, skip=1, min_s=6.0, max_s=12.0,
                        progress=False)

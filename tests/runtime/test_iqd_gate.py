@@ -1,4 +1,4 @@
-"""The IQD's speech-onset gate (runtime/iqd.py: OnsetGate) on synthetic audio, and the decider it holds back."""
+"""The IQD's speech-onset gate (runtime/iqd_policy.py: OnsetGate) on synthetic audio, and the decider it holds back."""
 from __future__ import annotations
 
 import dataclasses
@@ -8,7 +8,8 @@ import pytest
 
 from runtime.asr import ChunkResult
 from runtime.features import fbank
-from runtime.iqd import DecisionPolicy, IqdStream, OnsetGate, band_bins, frame_energy_db, gate_onset
+from runtime.iqd import IqdStream
+from runtime.iqd_policy import DecisionPolicy, OnsetGate, band_bins, frame_energy_db, gate_onset
 
 RATE, FRAME_S = 16000, 0.04
 FBANK_PER_FRAME = 4  # the fbank frames of an encoder frame (a chunk's fbank says so: 4 n frames for n)
