@@ -174,3 +174,22 @@ def stream_rows(segments: list[Segment], utts: list[dict[str, Any]], frame_s: fl
     """(segment, utterance) of every timeline utterance that a segment with spoken tokens overlaps
     (`match`); missed utterances have no frames and are left out."""
     return [(s, u) for u, s in zip(utts, match(utts, segments, frame_s, silent)) if s is not None]
+
+
+def segment_posteriors(model, feats: np.ndarray, enc: np.ndarray, seg: Segment) -> np.ndarray:
+    """A detector's P(directed) over a segment's frames, reset at its start as the pipeline resets its
+    IQD: the E2E joint network (`iqd.model.E2E_MODELS`) on the segment's encoder frames and label
+    history, the independent detector on the fbank frames they read. feats: the recording's fbank
+    (T, n_mels); enc: its encoder output (T', J) -> (seg.end - seg.start,)."""
+    import torch
+
+    from asr.model import SUBSAMPLING, SUBSAMPLING_PAD
+    from iqd.model import E2E_MODELS
+
+    with torch.no_grad():
+        if isinstance(model, E2E_MODELS):
+            e = torch.from_numpy(enc[seg.start : seg.end])[None]
+            frames = torch.tensor([[f - seg.start for f in seg.frames]])
+            return torch.sigmoid(model(e, torch.tensor([seg.tokens]), frames, torch.tensor([len(seg.tokens)])))[0].numpy()
+        x = torch.from_numpy(feats[SUBSAMPLING * seg.start : SUBSAMPLING * seg.end + SUBSAMPLING_PAD])[None]
+        return torch.sigmoid(model(x))[0].numpy()

@@ -18,7 +18,6 @@ Everything runs on one thread (onnxruntime and faster-whisper alike). Writes JSO
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
 import os
 import platform
@@ -30,7 +29,6 @@ from pathlib import Path
 import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
 
 
 def faster_whisper_hyps(paths: list[Path]) -> tuple[list[str], float]:

@@ -6,7 +6,7 @@
 
 Dev streams: the corpus's dev utterances joined as `heed corpus streams` joins the test split
 (seed 0, 30-60 s), written under WORK (never into the corpus), and streamed through the frozen ASR
-as `scripts/bench_iqd.py` streams the test recordings (the ASR's output is cached in WORK). For
+as `iqd/bench.py` streams the test recordings (the ASR's output is cached in WORK). For
 every gate setting of the grid, each detector with its own dev-chosen policy and theta is scored
 on the dev streams and on the cached dev utterances. The rule: the lowest E2E EER on the dev
 streams, then the lowest E2E EER on the dev utterances. Prints one JSON line per setting, then the
@@ -25,16 +25,12 @@ from pathlib import Path
 import numpy as np
 import torch
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-
-from iqd.cache import IqdCache, frame_seconds  # noqa: E402
-from iqd.evaluate import evaluate_policy  # noqa: E402
-from iqd.model import E2E_MODELS  # noqa: E402
-from iqd.streams import decode_recording, join_recordings, labelled_utterances, load_timelines, match, segment_track  # noqa: E402
-from iqd.train import load_detector, posteriors, tracks_of  # noqa: E402
-from asr.model import SUBSAMPLING, SUBSAMPLING_PAD  # noqa: E402
-from runtime.iqd_policy import DecisionPolicy  # noqa: E402
+from iqd.cache import IqdCache, frame_seconds
+from iqd.evaluate import evaluate_policy
+from iqd.streams import (decode_recording, join_recordings, labelled_utterances, load_timelines, match,
+                         segment_posteriors, segment_track)
+from iqd.train import load_detector, posteriors, tracks_of
+from runtime.iqd_policy import DecisionPolicy
 
 
 def dev_streams(args) -> list[tuple[dict, np.ndarray, np.ndarray, list]]:
@@ -55,17 +51,6 @@ def dev_streams(args) -> list[tuple[dict, np.ndarray, np.ndarray, list]]:
         out.append((tl, feats, enc, segments))
     cached.write_bytes(pickle.dumps(out))
     return out
-
-
-@torch.no_grad()
-def segment_posteriors(model, feats: np.ndarray, enc: np.ndarray, seg) -> np.ndarray:
-    """P(directed) over a segment's frames, the detector reset at its start (as bench_iqd.py)."""
-    if isinstance(model, E2E_MODELS):
-        e = torch.from_numpy(enc[seg.start : seg.end])[None]
-        frames = torch.tensor([[f - seg.start for f in seg.frames]])
-        return torch.sigmoid(model(e, torch.tensor([seg.tokens]), frames, torch.tensor([len(seg.tokens)])))[0].numpy()
-    x = torch.from_numpy(feats[SUBSAMPLING * seg.start : SUBSAMPLING * seg.end + SUBSAMPLING_PAD])[None]
-    return torch.sigmoid(model(x))[0].numpy()
 
 
 def main() -> int:

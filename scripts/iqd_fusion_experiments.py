@@ -34,17 +34,13 @@ from pathlib import Path
 
 import torch
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-sys.path.insert(0, str(ROOT / "scripts"))
-
-import iqd.train as T  # noqa: E402
-from iqd.cache import IqdCache, open_splits  # noqa: E402
-from iqd.evaluate import choose_policy, evaluate_policy  # noqa: E402
-from iqd.fusion import cache_pieces, from_cascade, fuse_tracks  # noqa: E402
-from iqd.metrics import eer  # noqa: E402
-from iqd.model import TextClassifier  # noqa: E402
-from runtime.iqd_policy import DecisionPolicy  # noqa: E402
+import iqd.train as T
+from iqd.cache import IqdCache, open_splits
+from iqd.evaluate import choose_policy, evaluate_policy
+from iqd.fusion import cache_pieces, from_cascade, fuse_tracks
+from iqd.metrics import eer
+from iqd.model import TextClassifier
+from runtime.iqd_policy import DecisionPolicy
 
 WEIGHTS = (0.0, 0.3, 0.4, 0.5)
 

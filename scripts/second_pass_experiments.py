@@ -16,16 +16,12 @@ Sections (WER of the second pass alone, spoken form; real = the real dev set, sy
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
 import sys
 import tempfile
 from pathlib import Path
 
 import numpy as np
-
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
 
 
 def load_sets(real: Path, corpus: Path, n_synth: int) -> dict[str, list[tuple[np.ndarray, str]]]:
