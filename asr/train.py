@@ -35,7 +35,7 @@ class TrainConfig:
     vocab_size: int = 256
     # "char": characters and the word boundary. The 256 unigram pieces of the first runs were
     # nearly characters anyway, but with word-initial twins ("▁s" and "s"); every encoder probed
-    # stayed on the CTC plateau with them, while characters left it within 1,000 steps (docs/asr.md).
+    # stayed on the CTC plateau with them, while characters left it within 1,000 steps (docs/history/asr.md).
     tokenizer: str = "unigram"
     max_frames: int = 6000  # padded fbank frames per batch (per rank)
     peak_lr: float = 2e-3
@@ -70,7 +70,7 @@ PRESETS: dict[str, TrainConfig] = {
     # Trains on a 2-core CPU in under two hours.
     "small": TrainConfig(
         # Runs 1-3 (256 unigram pieces) stayed on the CTC plateau for 2,600 steps; probes found the
-        # tokenizer to be what kept them there (docs/asr.md). Characters, and the pre-norm stack
+        # tokenizer to be what kept them there (docs/history/asr.md). Characters, and the pre-norm stack
         # that learned fastest in the probes.
         tokenizer="char", max_minutes=95.0, cooldown_minutes=20.0, peak_lr=2e-3, warmup_steps=500, max_frames=4000,
         # no dropout: it cost 17% of a CPU step, and three epochs of augmented audio do not overfit

@@ -57,10 +57,10 @@ class TrainConfig:
     max_median_latency_s: float = 1.4  # the policy search's latency budget
     streams: bool = False  # also train on CACHE/train-streams, choose epoch and policy on dev + dev-streams
     # more training rows: the train splits of other caches of the same ASR and search, e.g. of a corpus
-    # the ASR never trained on, whose label histories have test-like errors (docs/iqd.md)
+    # the ASR never trained on, whose label histories have test-like errors (docs/history/iqd.md)
     extra_train: tuple[str, ...] = ()
     # False: the extra caches replace CACHE's own train split (its recordings, with `streams`, stay): the
-    # ASR's own training audio gives label histories far cleaner than the test's (docs/iqd.md)
+    # ASR's own training audio gives label histories far cleaner than the test's (docs/history/iqd.md)
     main_train: bool = True
     # e2e regularisation (issue 5: the detector overfits its cached training set), training only
     time_masks: int = 0  # spans of encoder frames zeroed per utterance (iqd.augment.time_mask)

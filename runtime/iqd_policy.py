@@ -42,7 +42,7 @@ import numpy as np
 from runtime.features import FbankConfig, band_centres_hz
 
 DIRECTED, UNDIRECTED = "directed", "undirected"
-ONSET_MARGIN_DB, ONSET_MIN_MS, NOISE_FLOOR_RISE_DB_PER_S = 6.0, 80.0, 3.0  # chosen on dev, docs/iqd.md
+ONSET_MARGIN_DB, ONSET_MIN_MS, NOISE_FLOOR_RISE_DB_PER_S = 6.0, 80.0, 3.0  # chosen on dev, docs/history/iqd.md
 ONSET_BAND_HZ = 2000.0
 
 
@@ -55,7 +55,7 @@ class DecisionPolicy:
     min_on_ms: float = 200.0
     min_off_ms: float = 200.0
     smoothing_ms: float = 160.0  # time constant of the moving average; 0 = no smoothing
-    # The speech-onset gate (`OnsetGate`); defaults chosen on dev (docs/iqd.md), applied to
+    # The speech-onset gate (`OnsetGate`); defaults chosen on dev (docs/history/iqd.md), applied to
     # policies saved before the gate existed. onset_min_ms = 0: no gate.
     onset_margin_db: float = ONSET_MARGIN_DB  # speech: log energy this far above the noise floor
     onset_min_ms: float = ONSET_MIN_MS  # ... for this long

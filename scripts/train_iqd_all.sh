@@ -144,7 +144,7 @@ fi
 # 2. The detectors, each within MINUTES of training. The E2E and the cascade also on the recordings
 #    (--streams); the independent detector on utterances only: on the recordings' long fbank rows it
 #    got through 4 epochs in 5 minutes and stayed at chance (dev EER 49.8%, 37.5% without them).
-#    The E2E's regularisation is TrainConfig's defaults (iqd/train.py: the weight average, docs/iqd.md);
+#    The E2E's regularisation is TrainConfig's defaults (iqd/train.py: the weight average, docs/history/iqd.md);
 #    the independent baseline stays as it was measured, without the weight average.
 train() {  # $1 kind, $2 output folder under EXP, the rest passed on
     $HEED train iqd --kind "$1" --corpus "$CORPUS" --cache "$CACHE" --out "$EXP/$2" --max-minutes "$MINUTES" --quiet \
