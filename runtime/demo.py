@@ -84,9 +84,14 @@ class View:
 
 
 def describe(ev: dict[str, Any]) -> str:
-    """One line for an event: words (with their slot tags), intent, slots, directedness."""
+    """One line for an event: words (with their slot tags), which pass wrote a final, intent, slots,
+    directedness."""
     words = " ".join(w["word"] + (f"/{w['tag']}" if w.get("tag") not in (None, "O") else "") for w in ev.get("words", []))
     parts = [words or "(nothing yet)"]
+    if ev.get("pass") == "second" and ev.get("written"):
+        parts.append(f"Whisper: {ev['written']!r}")
+    elif ev.get("pass") == "stream":
+        parts.append("the streaming pass's words")
     if ev.get("intent"):
         parts.append(f"intent={ev['intent']['label']} ({ev['intent']['probability']:.2f})")
     if ev.get("slots"):

@@ -125,6 +125,7 @@ class Pipeline:
 
     def _second_pass(self) -> Any:
         """Whisper's second pass when the bundle has one that is enabled; None otherwise."""
+        from runtime.whisper import SAMPLE_RATE as WHISPER_RATE
         from runtime.whisper import RescoreConfig, SecondPass, SecondPassError, SegmentPolicy
 
         entry = self.bundle.manifest.get("second_pass")
@@ -132,6 +133,9 @@ class Pipeline:
             return None
         if not isinstance(entry.get("dir"), str):
             raise BundleError(f"{self.bundle.json_path}: second_pass has no dir entry")
+        if self.sample_rate != WHISPER_RATE:
+            raise BundleError(f"{self.bundle.json_path}: the second pass reads {WHISPER_RATE} Hz audio, the ASR "
+                              f"{self.sample_rate} Hz")
         folder = self.bundle.path / entry["dir"]
         if not (folder / "whisper.json").is_file():
             raise BundleError(f"{folder}: the second pass (Whisper tiny.en) is not there: scripts/setup derives it "

@@ -23,7 +23,6 @@ Everything about the model comes from `whisper.json` (written by `asr/export_whi
 """
 from __future__ import annotations
 
-import json
 import threading
 import zlib
 from dataclasses import dataclass, field

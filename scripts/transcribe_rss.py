@@ -52,12 +52,14 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--minutes", type=float, default=60.0, help="length of the recording (default: %(default)s)")
     ap.add_argument("--bundle", default=str(ROOT / "models" / "default"), help="bundle to transcribe with (default: %(default)s)")
+    ap.add_argument("--no-second-pass", action="store_true", help="pass --no-second-pass to heed transcribe")
     args = ap.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         wav = Path(tmp) / "long.wav"
         seconds = write_long_recording(wav, args.minutes, Path(args.bundle))
         t0 = time.perf_counter()
-        r = subprocess.run([sys.executable, "-m", "runtime.cli", "transcribe", "--bundle", args.bundle, str(wav)],
+        extra = ["--no-second-pass"] if args.no_second_pass else []
+        r = subprocess.run([sys.executable, "-m", "runtime.cli", "transcribe", "--bundle", args.bundle, *extra, str(wav)],
                            cwd=ROOT, capture_output=True, text=True)
         wall = time.perf_counter() - t0
     if r.returncode != 0:
