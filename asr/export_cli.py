@@ -214,7 +214,7 @@ def write_bundle(src: Path, out: Path, precisions: list[str], beam: int = 4, met
             "tokens": "asr/tokens.txt",
             "sentencepiece": "asr/tokens.model",
             "search": {"method": "modified_beam_search" if beam > 1 else "greedy_search", "beam": beam},
-            "chunk_ms": int(meta["decode_chunk_len"]) * json.loads(meta["feature_config"])["frame_shift_ms"],
+            "chunk_ms": _whole(int(meta["decode_chunk_len"]) * json.loads(meta["feature_config"])["frame_shift_ms"]),
             "n_params": json.loads((src / "export.json").read_text())["n_params"] if (src / "export.json").exists() else None,
             "lookahead_ms": float(meta["lookahead_ms"]),
         },
@@ -237,6 +237,11 @@ def write_bundle(src: Path, out: Path, precisions: list[str], beam: int = 4, met
         manifest["iqd"] = {"dir": "iqd", "precisions": sorted(ij["files"]), "kind": ij["kind"], "policy": ij["policy"],
                            "theta": ij.get("theta"), "n_params": ij.get("n_params")}
     (out / "bundle.json").write_text(json.dumps(manifest, indent=1) + "\n")
+
+
+def _whole(x: float) -> float | int:
+    """x as an int when it is whole (bundle.json says 320, not 320.0)."""
+    return int(x) if float(x).is_integer() else x
 
 
 def _copy_component(src: Path, dest: Path, meta_name: str, precisions: list[str], what: str) -> dict:
