@@ -29,8 +29,10 @@ import numpy as np
 import torch
 from torch import nn
 
-from asr.model import SUBSAMPLING, SUBSAMPLING_PAD, ConformerConfig, State, Transducer
+from asr.model import SUBSAMPLING_PAD, ConformerConfig, Transducer
 from asr.tokenizer import Tokenizer
+from runtime.asr import (DECODER_INPUTS, DECODER_OUTPUTS, ENCODER_INPUTS, ENCODER_OUTPUTS, JOINER_INPUTS, JOINER_OUTPUTS,
+                         EncoderState)
 from runtime.features import FbankConfig
 
 SCHEMA_VERSION = 1
@@ -68,9 +70,7 @@ class _EncoderStep(nn.Module):
         self.encoder, self.proj = model.encoder, model.encoder_proj
 
     def forward(self, x, attn_cache, conv_cache, processed_frames):
-        # sherpa-onnx counts processed frames in fbank frames; the encoder counts its own frames.
-        processed = torch.div(processed_frames, SUBSAMPLING, rounding_mode="floor")
-        y, state = self.encoder.step(x, State(attn_cache, conv_cache, processed))
+        y, state = self.encoder.step(x, EncoderState(attn_cache, conv_cache, processed_frames))
         return self.proj(y), state.attn_cache, state.conv_cache
 
 
@@ -162,6 +162,7 @@ def check_parity(
     """
     import onnxruntime as ort
 
+    from corpus.check import count_errors
     from runtime.search import DecoderCache, Hypothesis, greedy_search
 
     bounds = bounds or BOUNDS["int8" if suffix == ".int8" else "fp32"]
@@ -178,38 +179,35 @@ def check_parity(
     # greedy search on each side's own graphs: the runtime's search, fed torch's or onnxruntime's numbers
     t_search = (DecoderCache(lambda y: dec_step(torch.from_numpy(y)).numpy(), cfg.context_size),
                 lambda e, d: join_step(torch.from_numpy(e), torch.from_numpy(d)).numpy())
-    o_search = (DecoderCache(lambda y: sess["decoder"].run(None, {"y": y})[0], cfg.context_size),
-                lambda e, d: sess["joiner"].run(None, {"encoder_out": e, "decoder_out": d})[0])
+    o_search = (DecoderCache(lambda y: sess["decoder"].run(list(DECODER_OUTPUTS), {"y": y})[0], cfg.context_size),
+                lambda e, d: sess["joiner"].run(list(JOINER_OUTPUTS), {"encoder_out": e, "decoder_out": d})[0])
     t_hyp = o_hyp = Hypothesis()
     state = model.encoder.init_state(1)
-    ort_state = [s.numpy() for s in state]
+    ort_state = EncoderState(*(s.numpy() for s in state))
     worst = {"encoder_out": 0.0, "attn_cache": 0.0, "conv_cache": 0.0, "decoder_out": 0.0, "logit": 0.0}
     t_logits = []
     with torch.no_grad():
         for k in range(n_chunks):
             x = x_all[:, k * cfg.chunk_input_frames : k * cfg.chunk_input_frames + cfg.step_input_frames]
-            t_out, t_attn, t_conv = enc_step(x, state.attn_cache, state.conv_cache, state.processed_frames * SUBSAMPLING)
-            o_out, o_attn, o_conv = sess["encoder"].run(None, {
-                "x": x.numpy(), "attn_cache": ort_state[0], "conv_cache": ort_state[1], "processed_frames": ort_state[2]})
+            t_out, t_attn, t_conv = enc_step(x, *state)
+            o_out, o_attn, o_conv = sess["encoder"].run(list(ENCODER_OUTPUTS), {"x": x.numpy(), **ort_state._asdict()})
             for name, a, b in (("encoder_out", t_out, o_out), ("attn_cache", t_attn, o_attn), ("conv_cache", t_conv, o_conv)):
                 worst[name] = max(worst[name], float(np.abs(a.numpy() - b).max()))
-            state = State(t_attn, t_conv, state.processed_frames + cfg.chunk_frames)
+            state = EncoderState(t_attn, t_conv, state.processed_frames + cfg.chunk_input_frames)
             # Feed onnxruntime its own state, as the runtime will: errors must not grow chunk over chunk.
-            ort_state = [o_attn, o_conv, ort_state[2] + cfg.chunk_input_frames]
+            ort_state = EncoderState(o_attn, o_conv, ort_state.processed_frames + cfg.chunk_input_frames)
             y = torch.randint(0, cfg.vocab_size, (cfg.chunk_frames, cfg.context_size), generator=torch.Generator().manual_seed(k))
             t_dec = dec_step(y)
-            (o_dec,) = sess["decoder"].run(None, {"y": y.numpy()})
+            (o_dec,) = sess["decoder"].run(list(DECODER_OUTPUTS), {"y": y.numpy()})
             worst["decoder_out"] = max(worst["decoder_out"], float(np.abs(t_dec.numpy() - o_dec).max()))
             t_logit = join_step(t_out[0], t_dec)
-            (o_logit,) = sess["joiner"].run(None, {"encoder_out": o_out[0], "decoder_out": o_dec})
+            (o_logit,) = sess["joiner"].run(list(JOINER_OUTPUTS), {"encoder_out": o_out[0], "decoder_out": o_dec})
             worst["logit"] = max(worst["logit"], float(np.abs(t_logit.numpy() - o_logit).max()))
             t_logits.append(t_logit.numpy())
             first = k * cfg.chunk_frames
             t_hyp = greedy_search(t_out[0].numpy(), t_hyp, *t_search, first)
             o_hyp = greedy_search(o_out[0], o_hyp, *o_search, first)
-    from corpus.check import _errors
-
-    edits, n_tokens = _errors(" ".join(map(str, t_hyp.tokens)), " ".join(map(str, o_hyp.tokens)))
+    edits, n_tokens = count_errors(" ".join(map(str, t_hyp.tokens)), " ".join(map(str, o_hyp.tokens)))
     figures = worst | {"logit_rel": worst["logit"] / max(float(np.std(np.concatenate(t_logits))), 1e-6),
                        "tokens": n_tokens, "token_edits": edits}
     bad = [f"{k} by {v:.2e}" for k, v in worst.items() if bounds.max_abs is not None and v > bounds.max_abs]
@@ -241,14 +239,13 @@ def export_asr(
     x = torch.zeros(1, cfg.step_input_frames, cfg.n_mels)
     batch = {0: "N"}
     with torch.no_grad():
-        _export(_EncoderStep(model), (x, *st), out / "encoder.onnx",
-                ["x", "attn_cache", "conv_cache", "processed_frames"], ["encoder_out", "next_attn_cache", "next_conv_cache"],
+        _export(_EncoderStep(model), (x, *st), out / "encoder.onnx", list(ENCODER_INPUTS), list(ENCODER_OUTPUTS),
                 {"x": batch, "attn_cache": {2: "N"}, "conv_cache": {2: "N"}, "processed_frames": batch,
                  "encoder_out": batch, "next_attn_cache": {2: "N"}, "next_conv_cache": {2: "N"}})
         _export(_DecoderStep(model), (torch.zeros(1, cfg.context_size, dtype=torch.long),), out / "decoder.onnx",
-                ["y"], ["decoder_out"], {"y": batch, "decoder_out": batch})
+                list(DECODER_INPUTS), list(DECODER_OUTPUTS), {"y": batch, "decoder_out": batch})
         j = torch.zeros(1, cfg.joiner_dim)
-        _export(_JoinerStep(model), (j, j), out / "joiner.onnx", ["encoder_out", "decoder_out"], ["logit"],
+        _export(_JoinerStep(model), (j, j), out / "joiner.onnx", list(JOINER_INPUTS), list(JOINER_OUTPUTS),
                 {"encoder_out": batch, "decoder_out": batch, "logit": batch})
     meta = _metadata(cfg, fbank_cfg)
     for name in ("encoder", "decoder", "joiner"):

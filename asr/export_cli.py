@@ -1,5 +1,6 @@
-"""`heed export asr|tagger|bundle|lm|vad|whisper|student`: ONNX export with self-check, assembling a model
-bundle, and adding the shallow-fusion LM or the voice-activity detector to one."""
+"""`heed export asr|bundle|lm|vad|whisper|student`: ONNX export with self-check, assembling a model bundle,
+and adding the shallow-fusion LM, the voice-activity detector or the second pass to one. `heed export
+tagger|iqd` are tagging/cli.py's and iqd/cli.py's; runtime/cli.py puts them together."""
 from __future__ import annotations
 
 import argparse
@@ -8,15 +9,11 @@ import shutil
 import sys
 from pathlib import Path
 
-from iqd.cli import add_export_parser as add_export_iqd
 from runtime.cli import positive_int
-from tagging.cli import add_export_parser as add_export_tagger
 
 
-def add_parser(subparsers: argparse._SubParsersAction) -> None:
-    p = subparsers.add_parser("export", help="ONNX export with self-check")
-    sub = p.add_subparsers(dest="what", metavar="WHAT")
-    sub.required = True
+def add_export_parser(sub: argparse._SubParsersAction) -> None:
+    """Register `asr`, `bundle`, `vad`, `lm` and `whisper` under `heed export`."""
     a = sub.add_parser("asr", help="the transducer: encoder, decoder, joiner; fp32 and int8; parity-checked")
     a.add_argument("checkpoint", help="a checkpoint of heed train asr (e.g. exp/asr-small/last.pt)")
     a.add_argument("--out", required=True, help="folder for the ONNX files and tokens")
@@ -63,18 +60,19 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     s.add_argument("--check-audio", nargs="*", default=None,
                    help="16 kHz audio files for the self-check, each one segment (default: synthesised speech-like audio)")
     s.set_defaults(func=run_student)
-    add_export_tagger(sub)
-    add_export_iqd(sub)
 
 
 VAD_GRAPH = "silero_vad_16k_op15.onnx"  # the 16 kHz graph: half the size of silero_vad.onnx, same output (docs/vad_bench.md)
 
 
 def _lm_args(p: argparse.ArgumentParser) -> None:
-    # defaults: the values tuned on the dev split for the order-8 LM (docs/asr.md, "Shallow fusion")
-    p.add_argument("--lm-scale", type=float, default=0.65, help="weight of the LM's log-probability of a token")
-    p.add_argument("--lm-bonus", type=float, default=0.75, help="added per emitted token (offsets the LM's length penalty)")
-    p.add_argument("--lm-eos-scale", type=float, default=0.8, help="weight of the LM's end-of-sentence log-probability")
+    from runtime.lm import FUSION_DEFAULTS  # tuned on the dev split for the order-8 LM (docs/asr.md, "Shallow fusion")
+
+    p.add_argument("--lm-scale", type=float, default=FUSION_DEFAULTS.scale, help="weight of the LM's log-probability of a token")
+    p.add_argument("--lm-bonus", type=float, default=FUSION_DEFAULTS.bonus,
+                   help="added per emitted token (offsets the LM's length penalty)")
+    p.add_argument("--lm-eos-scale", type=float, default=FUSION_DEFAULTS.eos_scale,
+                   help="weight of the LM's end-of-sentence log-probability")
 
 
 def run_asr(args: argparse.Namespace) -> int:
@@ -214,6 +212,8 @@ def write_bundle(src: Path, out: Path, precisions: list[str], beam: int = 4, met
         shutil.copyfile(src / name, out / "asr" / name)
     import onnx
 
+    from runtime.endpoint import EndpointConfig
+
     meta = {p.key: p.value for p in onnx.load(str(src / "encoder.onnx"), load_external_data=False).metadata_props}
     manifest = {
         "schema_version": 1,
@@ -222,12 +222,12 @@ def write_bundle(src: Path, out: Path, precisions: list[str], beam: int = 4, met
             "tokens": "asr/tokens.txt",
             "sentencepiece": "asr/tokens.model",
             "search": {"method": "modified_beam_search" if beam > 1 else "greedy_search", "beam": beam},
-            "chunk_ms": int(meta["decode_chunk_len"]) * 10,
+            "chunk_ms": _whole(int(meta["decode_chunk_len"]) * json.loads(meta["feature_config"])["frame_shift_ms"]),
             "n_params": json.loads((src / "export.json").read_text())["n_params"] if (src / "export.json").exists() else None,
             "lookahead_ms": float(meta["lookahead_ms"]),
         },
         "features": json.loads(meta["feature_config"]),
-        "endpoint": {"trailing_silence_ms": 800.0, "silence_without_speech_ms": 5000.0, "max_utterance_ms": 20000.0},
+        "endpoint": EndpointConfig().to_dict(),
         "metrics": metrics or {},
     }
     if tagger is not None:
@@ -236,7 +236,7 @@ def write_bundle(src: Path, out: Path, precisions: list[str], beam: int = 4, met
                               "policy": tj["policy"]}
     if iqd is not None:
         ij = _copy_component(Path(iqd), out / "iqd", "iqd.json", precisions, "iqd")
-        from runtime.iqd import DecisionPolicy
+        from runtime.iqd_policy import DecisionPolicy
 
         policy = DecisionPolicy.from_dict(ij["policy"]).to_dict()  # an export older than the onset gate: its defaults
         if policy != ij["policy"]:
@@ -245,6 +245,11 @@ def write_bundle(src: Path, out: Path, precisions: list[str], beam: int = 4, met
         manifest["iqd"] = {"dir": "iqd", "precisions": sorted(ij["files"]), "kind": ij["kind"], "policy": ij["policy"],
                            "theta": ij.get("theta"), "n_params": ij.get("n_params")}
     (out / "bundle.json").write_text(json.dumps(manifest, indent=1) + "\n")
+
+
+def _whole(x: float) -> float | int:
+    """x as an int when it is whole (bundle.json says 320, not 320.0)."""
+    return int(x) if float(x).is_integer() else x
 
 
 def _copy_component(src: Path, dest: Path, meta_name: str, precisions: list[str], what: str) -> dict:

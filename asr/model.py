@@ -20,13 +20,14 @@ from __future__ import annotations
 import dataclasses
 import math
 from dataclasses import dataclass
-from typing import Any, Mapping, NamedTuple
+from typing import Any, Mapping
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from asr.tokenizer import BLANK_ID
+from runtime.asr import EncoderState
 
 SUBSAMPLING = 4
 SUBSAMPLING_PAD = 3  # extra fbank frames past a chunk that its last encoder frame reads
@@ -93,19 +94,6 @@ def encoder_frames(n_fbank_frames: torch.Tensor | int) -> torch.Tensor | int:
     if isinstance(n_fbank_frames, int):
         return max(0, ((n_fbank_frames - 3) // 2 + 1 - 3) // 2 + 1) if n_fbank_frames >= 7 else 0
     return torch.clamp(((n_fbank_frames - 3) // 2 + 1 - 3) // 2 + 1, min=0) * (n_fbank_frames >= 7)
-
-
-class State(NamedTuple):
-    """The encoder's streaming state; the field names are the ONNX input names.
-
-    attn_cache: (n_layers, left_frames, N, d_model) the last attention inputs of each layer.
-    conv_cache: (n_layers, conv_kernel - 1, N, d_model) the last depthwise-convolution inputs.
-    processed_frames: (N,) int64 encoder frames already produced; masks the unfilled cache.
-    """
-
-    attn_cache: torch.Tensor
-    conv_cache: torch.Tensor
-    processed_frames: torch.Tensor
 
 
 class Subsampling(nn.Module):
@@ -279,15 +267,16 @@ class Encoder(nn.Module):
             feats = feats.clamp(min=self.cfg.log_mel_floor)
         return (feats - self.feat_mean) / self.feat_std
 
-    def init_state(self, batch: int = 1, device: torch.device | str = "cpu") -> State:
+    def init_state(self, batch: int = 1, device: torch.device | str = "cpu") -> EncoderState:
+        """The state before the first chunk (`runtime.asr.EncoderState`, of tensors)."""
         cfg = self.cfg
-        return State(
+        return EncoderState(
             attn_cache=torch.zeros(cfg.n_layers, cfg.left_frames, batch, cfg.d_model, device=device),
             conv_cache=torch.zeros(cfg.n_layers, cfg.conv_kernel - 1, batch, cfg.d_model, device=device),
             processed_frames=torch.zeros(batch, dtype=torch.long, device=device),
         )
 
-    def step(self, feats: torch.Tensor, state: State) -> tuple[torch.Tensor, State]:
+    def step(self, feats: torch.Tensor, state: EncoderState) -> tuple[torch.Tensor, EncoderState]:
         """One chunk. A pure function of its inputs: nothing is remembered between calls.
 
         Args:
@@ -299,9 +288,11 @@ class Encoder(nn.Module):
         cfg = self.cfg
         x = self.subsampling(self.normalize(feats))  # (N, C, D)
         c, p = cfg.chunk_frames, cfg.left_frames
+        # processed_frames counts fbank frames (sherpa-onnx's unit), the cache holds encoder frames.
+        processed = torch.div(state.processed_frames, SUBSAMPLING, rounding_mode="floor")
         # Cache slot j holds encoder frame processed - P + j; slots before the stream's start are empty.
         slot = torch.arange(p + c, device=x.device)
-        filled = slot[None, :] >= (p - state.processed_frames)[:, None]  # (N, P+C)
+        filled = slot[None, :] >= (p - processed)[:, None]  # (N, P+C)
         mask = filled[:, None, None, :].expand(-1, 1, c, -1)  # (N, 1, C, P+C)
         q_pos = torch.arange(c, device=x.device) + p
         attn_caches, conv_caches = [], []
@@ -310,7 +301,8 @@ class Encoder(nn.Module):
             x, a, k = layer(x, state.attn_cache[i].transpose(0, 1), state.conv_cache[i].transpose(0, 1), mask, bias)
             attn_caches.append(a.transpose(0, 1))
             conv_caches.append(k.transpose(0, 1))
-        return self.final_norm(x), State(torch.stack(attn_caches), torch.stack(conv_caches), state.processed_frames + c)
+        return self.final_norm(x), EncoderState(torch.stack(attn_caches), torch.stack(conv_caches),
+                                                state.processed_frames + cfg.chunk_input_frames)
 
 
 class Decoder(nn.Module):

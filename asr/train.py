@@ -22,7 +22,7 @@ import torch
 import torch.distributed as dist
 
 from asr.data import FeatureCache, build_cache, collate, duration_batches, feature_stats, spec_augment
-from asr.decode import greedy_decode_batch
+from asr.backend import TorchTransducer, decode_utterances
 from asr.model import ConformerConfig, Transducer
 from asr.tokenizer import Tokenizer, train_tokenizer
 from corpus.manifest import read_manifest
@@ -35,7 +35,7 @@ class TrainConfig:
     vocab_size: int = 256
     # "char": characters and the word boundary. The 256 unigram pieces of the first runs were
     # nearly characters anyway, but with word-initial twins ("▁s" and "s"); every encoder probed
-    # stayed on the CTC plateau with them, while characters left it within 1,000 steps (docs/asr.md).
+    # stayed on the CTC plateau with them, while characters left it within 1,000 steps (docs/history/asr.md).
     tokenizer: str = "unigram"
     max_frames: int = 6000  # padded fbank frames per batch (per rank)
     peak_lr: float = 2e-3
@@ -70,7 +70,7 @@ PRESETS: dict[str, TrainConfig] = {
     # Trains on a 2-core CPU in under two hours.
     "small": TrainConfig(
         # Runs 1-3 (256 unigram pieces) stayed on the CTC plateau for 2,600 steps; probes found the
-        # tokenizer to be what kept them there (docs/asr.md). Characters, and the pre-norm stack
+        # tokenizer to be what kept them there (docs/history/asr.md). Characters, and the pre-norm stack
         # that learned fastest in the probes.
         tokenizer="char", max_minutes=95.0, cooldown_minutes=20.0, peak_lr=2e-3, warmup_steps=500, max_frames=4000,
         # no dropout: it cost 17% of a CPU step, and three epochs of augmented audio do not overfit
@@ -129,19 +129,16 @@ def _save(path: Path, payload: dict[str, Any]) -> None:
     tmp.replace(path)
 
 
-def dev_wer(model: Transducer, dev: FeatureCache, tok: Tokenizer, device: torch.device) -> float:
+def dev_wer(model: Transducer, dev: FeatureCache, tok: Tokenizer) -> float:
     import jiwer
 
-    model.eval()
+    asr = TorchTransducer(model, tok.pieces())  # on the model's device, in eval mode
     refs, hyps = [], []
-    with torch.no_grad():
-        for start in range(0, len(dev), 16):
-            items = [dev[i] for i in range(start, min(len(dev), start + 16))]
-            feats = torch.nn.utils.rnn.pad_sequence([x for x, _ in items], batch_first=True).to(device)
-            lens = torch.tensor([len(x) for x, _ in items], device=device)
-            for ids, (_, text) in zip(greedy_decode_batch(model, feats, lens), items):
-                hyps.append(tok.decode(ids))
-                refs.append(text)
+    for start in range(0, len(dev), 16):
+        items = [dev[i] for i in range(start, min(len(dev), start + 16))]
+        for ids, (_, text) in zip(decode_utterances(asr, [x for x, _ in items]), items):
+            hyps.append(tok.decode(ids))
+            refs.append(text)
     model.train()
     return float(jiwer.wer(refs, hyps))
 
@@ -277,7 +274,7 @@ def _check_ranks_agree(model: Transducer) -> None:
 def _log_and_checkpoint(rank, log, log_file, model, dev_set, tok, device, step, epoch, minutes, cfg, sums, checkpoint):
     if rank != 0:
         return
-    wer = dev_wer(model, dev_set, tok, device) if len(dev_set) else None
+    wer = dev_wer(model, dev_set, tok) if len(dev_set) else None
     n = max(1, sums[2])
     log.writerow([step, epoch, f"{minutes:.2f}", f"{lr_at(step, cfg, minutes):.3e}", f"{sums[0] / n:.4f}", f"{sums[1] / n:.4f}",
                   cfg.max_frames, "" if wer is None else f"{wer:.4f}"])

@@ -1,4 +1,5 @@
-"""`heed train asr|lm|tagger|iqd`: the training recipes' command line (thin: the work is in asr/train.py)."""
+"""`heed train asr|lm`: the ASR's training recipes' command line (thin: the work is in asr/train.py and
+asr/lm.py). `heed train tagger|iqd` are tagging/cli.py's and iqd/cli.py's; runtime/cli.py puts them together."""
 from __future__ import annotations
 
 import argparse
@@ -8,15 +9,11 @@ import os
 import sys
 
 from asr.settings import apply_settings
-from iqd.cli import add_train_parser as add_train_iqd
 from runtime.cli import positive_int
-from tagging.cli import add_train_parser as add_train_tagger
 
 
-def add_parser(subparsers: argparse._SubParsersAction) -> None:
-    p = subparsers.add_parser("train", help="training recipes: asr, lm, tagger, iqd")
-    sub = p.add_subparsers(dest="recipe", metavar="RECIPE")
-    sub.required = True
+def add_train_parser(sub: argparse._SubParsersAction) -> None:
+    """Register `asr` and `lm` under `heed train`."""
     a = sub.add_parser("asr", help="the streaming transducer", description=__doc__)
     a.add_argument("--config", default="small",
                    help="preset: small (2-core CPU, under 2 h), base (accelerator), tiny (tests); student: the streaming "
@@ -40,8 +37,6 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
                     help="only the training transcripts, not the training split of a built corpus's text sources")
     lm.add_argument("--out", required=True, help="LM file to write (.npz)")
     lm.set_defaults(func=run_lm)
-    add_train_tagger(sub)
-    add_train_iqd(sub)
 
 
 

@@ -66,7 +66,7 @@ class CheckReport:
     results: list[UttResult] = field(default_factory=list)
 
 
-def _errors(ref: str, hyp: str) -> tuple[int, int]:
+def count_errors(ref: str, hyp: str) -> tuple[int, int]:
     """(word errors, reference words) of one pair; an empty reference makes every hypothesis word an insertion."""
     ref_words, hyp_words = ref.split(), hyp.split()
     if not ref_words:
@@ -88,7 +88,7 @@ def wer(refs: Iterable[str], hyps: Iterable[str]) -> float:
         raise ValueError(f"{len(refs)} references for {len(hyps)} hypotheses")
     n_err = n_ref = 0
     for r, h in zip(refs, hyps):
-        e, n = _errors(r, h)
+        e, n = count_errors(r, h)
         n_err, n_ref = n_err + e, n_ref + n
     if n_ref == 0:
         return 0.0 if n_err == 0 else 1.0

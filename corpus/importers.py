@@ -25,22 +25,16 @@ Choices:
 from __future__ import annotations
 
 import argparse
-import os
 import re
-from dataclasses import replace
 from pathlib import Path
 
 import soundfile as sf
 
-from corpus.manifest import SPLITS, Utterance, write_manifest
+from corpus.manifest import SPLITS, CorpusImportError, Utterance, write_import  # noqa: F401 (write_import: part of the API)
 from corpus.sentence import SpokenFormError, check_spoken
 
 FORMATS = ("auto", "seqio", "conll")
 TAG_RE = re.compile(r"^(O|[BI]-\S+)$")
-
-
-class CorpusImportError(ValueError):
-    """Source data that cannot be imported; the message starts with "file:line:" where it can."""
 
 
 # ---------------------------------------------------------------- reading helpers
@@ -287,23 +281,6 @@ def import_bio(path: Path, split: str, fmt: str = "auto") -> list[Utterance]:
 
 
 # ---------------------------------------------------------------- writing and the command line
-
-
-def write_import(utts: list[Utterance], out_dir: Path, split: str) -> Path:
-    """Write out_dir/<split>.jsonl with audio paths relative to out_dir; returns the path."""
-    if split not in SPLITS:
-        raise CorpusImportError(f"split must be one of {', '.join(SPLITS)}, got {split!r}")
-    out_dir = Path(out_dir).resolve()
-    out_dir.mkdir(parents=True, exist_ok=True)
-    seen: set[str] = set()
-    for u in utts:
-        if u.id in seen:
-            raise CorpusImportError(f"duplicate utterance id {u.id!r}")
-        seen.add(u.id)
-    rel = [replace(u, split=split, audio=os.path.relpath(u.audio, out_dir) if u.audio else None) for u in utts]
-    path = out_dir / f"{split}.jsonl"
-    write_manifest(path, rel)
-    return path
 
 
 def main_import(args: argparse.Namespace) -> int:

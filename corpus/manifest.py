@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 import os
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any, Iterable
 
@@ -124,3 +124,24 @@ def audio_path(manifest: str | Path, utt: Utterance) -> Path:
     if utt.audio is None:
         raise ManifestError(f"{manifest}: utterance {utt.id!r} has no audio (a text-only manifest)")
     return (Path(manifest).parent / utt.audio).resolve()
+
+
+class CorpusImportError(ValueError):
+    """Source data that cannot be imported; the message starts with "file:line:" where it can."""
+
+
+def write_import(utts: list[Utterance], out_dir: Path, split: str) -> Path:
+    """Write out_dir/<split>.jsonl with audio paths relative to out_dir; returns the path."""
+    if split not in SPLITS:
+        raise CorpusImportError(f"split must be one of {', '.join(SPLITS)}, got {split!r}")
+    out_dir = Path(out_dir).resolve()
+    out_dir.mkdir(parents=True, exist_ok=True)
+    seen: set[str] = set()
+    for u in utts:
+        if u.id in seen:
+            raise CorpusImportError(f"duplicate utterance id {u.id!r}")
+        seen.add(u.id)
+    rel = [replace(u, split=split, audio=os.path.relpath(u.audio, out_dir) if u.audio else None) for u in utts]
+    path = out_dir / f"{split}.jsonl"
+    write_manifest(path, rel)
+    return path

@@ -537,7 +537,7 @@ def import_realspeech(out_dir: Path, *, from_dir: Path | None = None, cache: Pat
     A role's manifest holds the sources of that role that succeeded; a failed source has its
     `error` set and leaves no manifest line.
     """
-    from corpus.importers import write_import
+    from corpus.manifest import write_import
 
     out_dir = Path(out_dir).resolve()
     cache = Path(cache).resolve() if cache else out_dir / "cache"

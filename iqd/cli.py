@@ -38,10 +38,10 @@ def add_train_parser(sub: argparse._SubParsersAction) -> None:
     t.add_argument("--lr", type=float, help="Adam learning rate (default 2e-3)")
     t.add_argument("--streams", action="store_true",
                    help="also train on the cache's continuous recordings (train-streams) and choose the epoch and "
-                        "the policy on dev + dev-streams (python -m iqd.cache --split S --streams N fills them)")
+                        "the policy on dev + dev-streams (python -m iqd.replay --split S --streams N fills them)")
     t.add_argument("--extra-train", action="append", default=[], metavar="CACHE",
                    help="also train on this cache's train split (same ASR and search), e.g. of a corpus the ASR "
-                        "never trained on (python -m iqd.cache --corpus OTHER --cache CACHE --split train --crop)")
+                        "never trained on (python -m iqd.replay --corpus OTHER --cache CACHE --split train --crop)")
     t.add_argument("--no-main-train", action="store_true",
                    help="train on the --extra-train caches (and, with --streams, the cache's recordings) instead of "
                         "the cache's own train split: the ASR's own training audio gives too clean label histories")

@@ -3,12 +3,12 @@
 A `Track` is one utterance (or one segment of a continuous recording) as a detector saw it: the
 posterior of every encoder frame, the onset frame (where the runtime's decider starts: the later
 of the ASR's first spoken token, bare word boundaries not counted, and the frame at which the
-speech-onset gate `runtime.iqd.OnsetGate` opens on the fbank frames; `onset_frame`), the endpoint (the ASR's last token + the endpointer's trailing silence, 0.8 s:
+speech-onset gate `runtime.iqd_policy.OnsetGate` opens on the fbank frames; `onset_frame`), the endpoint (the ASR's last token + the endpointer's trailing silence, `runtime.endpoint.EndpointConfig`:
 where the runtime forces a decision and where the cascade decides), `speech_start` and the label.
 
-`sweep` runs the decision state machine (`runtime.iqd`) for a family of policies at once:
+`sweep` runs the decision state machine (`runtime/iqd_policy.py`) for a family of policies at once:
 on = theta + margin, off = theta - margin for every theta, with the policy's minimum durations
-and smoothing. It is the vectorised twin of `runtime.iqd.decide` (a test holds them equal).
+and smoothing. It is the vectorised twin of `runtime.iqd_policy.decide` (a test holds them equal).
 The EER of a detector is where false accepts and false rejects cross along theta; its latency
 is that of the decisions at the dev-chosen theta.
 """
@@ -21,9 +21,11 @@ from typing import Sequence
 import numpy as np
 
 from iqd.metrics import decision_curve, eer, fa_fr, latency_stats
-from runtime.iqd import DecisionPolicy, band_bins, frame_energy_db, gate_onset, smooth
+from asr.model import SUBSAMPLING
+from runtime.endpoint import EndpointConfig
+from runtime.iqd_policy import DecisionPolicy, band_bins, frame_energy_db, gate_onset, smooth
 
-TRAILING_SILENCE_S = 0.8  # the runtime endpointer's trailing_silence_ms
+TRAILING_SILENCE_S = EndpointConfig().trailing_silence_ms / 1000  # the runtime endpointer's
 THETAS = np.round(np.arange(0.02, 0.99, 0.02), 2)
 
 
@@ -34,7 +36,7 @@ class Track:
     endpoint_s: float  # forced decision time (s)
     speech_start: float  # s
     directed: bool
-    frame_s: float = 0.04
+    frame_s: float  # seconds per encoder frame
 
 
 def onset_and_endpoint(token_frames: Sequence[int], speech_start: float, speech_end: float,
@@ -55,7 +57,7 @@ def onset_frame(token_onset: int, fbank: np.ndarray | None, n_frames: int, polic
     gate never opens, so that the decision is forced at the endpoint)."""
     if fbank is None or policy.onset_min_ms <= 0:
         return token_onset
-    energy = frame_energy_db(fbank, n_frames, n_bins=band_bins(policy.onset_band_hz))  # the ASR's FbankConfig()
+    energy = frame_energy_db(fbank, SUBSAMPLING, n_frames, band_bins(policy.onset_band_hz))  # the ASR's FbankConfig()
     return max(token_onset, gate_onset(energy, policy, frame_s))
 
 

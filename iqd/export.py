@@ -32,8 +32,10 @@ import torch
 from torch import nn
 
 from asr.export import add_metadata, quantize_int8
-from iqd.model import N_TOKEN_SLOTS, IqdState, IqEnsemble, IqJoint
-from runtime.iqd import DecisionPolicy
+from iqd.cache import frame_seconds
+from iqd.model import N_TOKEN_SLOTS, IqEnsemble, IqJoint
+from runtime.iqd import IQD_INPUTS, IQD_OUTPUTS, IqdState
+from runtime.iqd_policy import DecisionPolicy
 
 SCHEMA_VERSION = 1
 FP32_TOLERANCE = 1e-4
@@ -77,14 +79,14 @@ def check_parity(model: IqJoint | IqEnsemble, onnx_path: Path, enc: np.ndarray, 
     opts.intra_op_num_threads = 1
     sess = ort.InferenceSession(str(onnx_path), opts, providers=["CPUExecutionProvider"])
     state = model.init_state(1)
-    o_state = [s.numpy() for s in state]
+    o_state = IqdState(*(s.numpy() for s in state))
     worst = {"probability": 0.0, "token_state": 0.0, "frame_state": 0.0}
     with torch.no_grad():
         for t in range(len(enc)):
             p, state = model.step(torch.from_numpy(enc[t : t + 1]), torch.from_numpy(tokens[t : t + 1]), state)
-            o_p, o_tok, o_frame = sess.run(None, {"encoder_out": enc[t : t + 1], "tokens": tokens[t : t + 1],
-                                                  "token_state": o_state[0], "frame_state": o_state[1]})
-            o_state = [o_tok, o_frame]
+            o_p, o_tok, o_frame = sess.run(list(IQD_OUTPUTS), {"encoder_out": enc[t : t + 1], "tokens": tokens[t : t + 1],
+                                                               **o_state._asdict()})
+            o_state = IqdState(o_tok, o_frame)
             for name, a, b in (("probability", p, o_p), ("token_state", state.token_state, o_tok),
                                ("frame_state", state.frame_state, o_frame)):
                 worst[name] = max(worst[name], float(np.abs(a.numpy() - b).max()))
@@ -105,8 +107,7 @@ def export_iqd(model: IqJoint | IqEnsemble, ckpt: dict[str, Any], out_dir: str |
     args = (torch.zeros(1, cfg.enc_dim), torch.zeros(1, N_TOKEN_SLOTS, dtype=torch.long), st.token_state, st.frame_state)
     with torch.no_grad():
         torch.onnx.export(_Step(model), args, str(out / "iqd.onnx"),
-                          input_names=["encoder_out", "tokens", "token_state", "frame_state"],
-                          output_names=["probability", "next_token_state", "next_frame_state"],
+                          input_names=list(IQD_INPUTS), output_names=list(IQD_OUTPUTS),
                           dynamic_axes={"encoder_out": {0: "N"}, "tokens": {0: "N"}, "token_state": {1: "N"},
                                         "frame_state": {1: "N"}, "probability": {0: "N"},
                                         "next_token_state": {1: "N"}, "next_frame_state": {1: "N"}},
@@ -130,10 +131,10 @@ def export_iqd(model: IqJoint | IqEnsemble, ckpt: dict[str, Any], out_dir: str |
         "schema_version": SCHEMA_VERSION, "kind": "e2e", "files": files, **({"text": text_entry} if text_entry else {}),
         "enc_dim": cfg.enc_dim,
         "vocab_size": cfg.vocab_size, "n_token_slots": N_TOKEN_SLOTS,
-        "state": {"token_state": list(st.token_state.shape), "frame_state": list(st.frame_state.shape)},
+        "state": {name: list(s.shape) for name, s in st._asdict().items()},
         **({"ensemble": len(model.members)} if isinstance(model, IqEnsemble) else {}),
         # every decision setting, the speech-onset gate's defaults included for checkpoints saved before it
-        "policy": DecisionPolicy.from_dict(ckpt["policy"]).to_dict(), "theta": ckpt.get("theta"), "frame_s": ckpt.get("frame_s", 0.04),
+        "policy": DecisionPolicy.from_dict(ckpt["policy"]).to_dict(), "theta": ckpt.get("theta"), "frame_s": ckpt.get("frame_s", frame_seconds()),
         "dev": ckpt.get("dev"), "n_params": model.n_params(), "parity": parity,
         "bytes": {f: (out / f).stat().st_size for f in [*files.values(), *([text_entry["file"]] if text_entry else [])]},
         "asr": ckpt.get("train_config", {}).get("asr"),
@@ -149,7 +150,7 @@ CHECK_TEXTS = ("", "set an alarm for seven", "hey tom play that song again", "wh
 def export_text(ckpt: dict[str, Any], out: Path) -> dict[str, Any]:
     """Write text.npz; returns iqd.json's `text` entry with the parity of the numpy scorer (as
     loaded back from the file) against torch's EmbeddingBag over CHECK_TEXTS."""
-    from runtime.iqd import HistoryText, text_features
+    from runtime.iqd_text import HistoryText, text_features
 
     t = ckpt["text"]
     weights = np.asarray(t["weights"], np.float32)

@@ -1,5 +1,5 @@
 """The E2E detector reading its label history twice: through its own GRU (the joint network) and
-as text, scored by the cascade's n-gram classifier (`runtime.iqd.HistoryText`).
+as text, scored by the cascade's n-gram classifier (`runtime.iqd_text.HistoryText`).
 
 The joint network learns from the cached training utterances only (8,000 and the recordings'),
 the text classifier from every training sentence, and on the finished transcript the classifier
@@ -29,7 +29,8 @@ from iqd.cache import ConcatCache, IqdCache, open_splits
 from iqd.evaluate import Track, choose_policy, evaluate_policy
 from iqd.model import IqEnsemble
 from iqd.train import load_detector, posteriors, tracks_of
-from runtime.iqd import DecisionPolicy, HistoryText
+from runtime.iqd_policy import DecisionPolicy
+from runtime.iqd_text import HistoryText
 
 WEIGHTS = (0.0, 0.2, 0.3, 0.4, 0.5, 0.6)  # w = 0 is the joint network alone
 

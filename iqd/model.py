@@ -27,15 +27,17 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
-from typing import Any, NamedTuple
+from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from runtime.iqd import text_features  # noqa: F401  (the cascade's features; shared with the runtime)
+from runtime.iqd import IqdState
+from runtime.iqd_text import text_features  # noqa: F401  (the cascade's, shared with the runtime)
+from runtime.search import MAX_SYMBOLS_PER_FRAME
 
-N_TOKEN_SLOTS = 3  # tokens one frame may emit (greedy search's max_symbols_per_frame)
+N_TOKEN_SLOTS = MAX_SYMBOLS_PER_FRAME  # tokens one frame may emit (greedy search's most; the beam's one)
 
 
 @dataclass(frozen=True)
@@ -62,17 +64,12 @@ class IqdConfig:
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> "IqdConfig":
-        return cls(**{k: v for k, v in d.items() if k in cls.__dataclass_fields__})
-
-
-class IqdState(NamedTuple):
-    """The E2E step's state; the names are the ONNX input names.
-
-    token_state: (1, N, token_hidden) the GRU over emitted tokens; frame_state: (1, N, frame_hidden).
-    """
-
-    token_state: torch.Tensor
-    frame_state: torch.Tensor
+        """Rebuild from `to_dict()`; an unknown key is an error (a checkpoint saved before a field
+        existed gets its default)."""
+        unknown = set(d) - set(cls.__dataclass_fields__)
+        if unknown:
+            raise ValueError(f"unknown IqdConfig keys: {sorted(unknown)}")
+        return cls(**d)
 
 
 def token_history_index(token_frames: torch.Tensor, n_tokens: torch.Tensor, n_frames: int) -> torch.Tensor:

@@ -1,35 +1,37 @@
 """The detectors on continuous recordings (`heed corpus streams`), as the runtime would run them.
 
-The frozen ASR runs chunk by chunk (`Encoder.step`, as the runtime's encoder graph) with greedy
-search (or the runtime's modified beam search with LM fusion, `iqd.cache.SearchConfig`: the label
-history is then what the pipeline feeds the IQD after each chunk) and the runtime's endpointer (`runtime.asr.EndpointConfig`, checked after every chunk):
-an endpoint closes a segment and the next one starts with a fresh hypothesis. Each detector is
-reset at every segment start, as the pipeline resets its IQD stream. A reference utterance of
-the timeline is matched to the segment with spoken tokens (not only bare word boundaries) that
-overlaps most of its speech; the decider starts where the runtime's would: at the later of that
-segment's first spoken token and the frame at which the speech-onset gate
-(`runtime.iqd.OnsetGate`, the detector's policy, fresh at the segment's start) opens on the
+The frozen ASR runs through the runtime's own stream (`runtime.asr.AsrStream` on the torch
+backend, `asr.backend.TorchTransducer`): chunk by chunk, the search of `iqd.replay.SearchConfig`
+(greedy, or the modified beam search with LM fusion: the label history is then what the pipeline
+feeds the IQD after each chunk) and the endpointer (`runtime.endpoint.EndpointConfig`, checked
+after every chunk): an endpoint closes a segment and the next one starts with a fresh hypothesis.
+Each detector is reset at every segment start, as the pipeline resets its IQD stream. A
+reference utterance of the timeline is matched to the segment with spoken tokens (not only bare
+word boundaries) that overlaps most of its speech; the decider starts where the runtime's would:
+at the later of that segment's first spoken token and the frame at which the speech-onset gate
+(`runtime.iqd_policy.OnsetGate`, the detector's policy, fresh at the segment's start) opens on the
 segment's fbank frames. Without the gate the first spoken token alone may lie long before the
 utterance, when the ASR hallucinated characters in the noise of the pause. An utterance no
 segment overlaps was missed: it counts as undirected, decided at its speech end + the
 endpointer's trailing silence.
+
+Unlike the shipped pipeline, the recordings are decoded without the voice-activity gate
+(`runtime/vad.py`), and the tail after the last whole chunk is not flushed: the detectors were
+trained and chosen on this view (docs/iqd.md).
 """
 from __future__ import annotations
 
 import json
-import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-import torch
 
-from asr.model import Transducer
-from asr.tokenizer import BLANK_ID
+from asr.model import SUBSAMPLING
 from iqd.evaluate import TRAILING_SILENCE_S, Track, onset_frame
-from runtime.asr import EndpointConfig
-from runtime.iqd import FBANK_PER_FRAME, DecisionPolicy
+from runtime.asr import AsrStream
+from runtime.iqd_policy import DecisionPolicy
 
 
 @dataclass
@@ -45,92 +47,37 @@ class Segment:
         return self.tokens if self.text_tokens is None else self.text_tokens
 
 
-@torch.no_grad()
-def run_asr(model: Transducer, feats: torch.Tensor, endpoint: EndpointConfig = EndpointConfig(),
-            frame_s: float = 0.04, beam=None) -> tuple[np.ndarray, list[Segment]]:
-    """Stream fbank frames (T, n_mels) through the encoder chunk by chunk with greedy search (or
-    `beam`, an `iqd.cache.BeamStream`: the runtime's beam search) and endpointing.
+def run_asr(stream: AsrStream, feats: np.ndarray, history: str = "fed") -> tuple[np.ndarray, list[Segment]]:
+    """fbank frames (T, n_mels) of a recording through `stream` (restarted first), chunk by chunk
+    with endpointing. history "fed": each segment's tokens are those the pipeline feeds its IQD
+    after each chunk; "final": those of the finished segment's best hypothesis.
 
     Returns the projected encoder output (T', J) and the segments (those with tokens and the rest).
     """
-    if beam is not None:
-        return _run_asr_beam(model, feats, beam, endpoint, frame_s)
-    cfg = model.cfg
-    shift, step = cfg.chunk_input_frames, cfg.step_input_frames
-    state = model.encoder.init_state(1)
-    ctx = cfg.context_size
-    outs, segments = [], []
-    seg = Segment(0, 0)
-    hist = [BLANK_ID] * ctx
-    dec = model.decoder(torch.tensor([hist[-ctx:]]))[:, 0]
-    n = 0
-    for k in range(0, max(0, len(feats) - step) // shift + 1):
-        x = feats[k * shift : k * shift + step][None]
-        y, state = model.encoder.step(x, state)
-        enc = model.encoder_proj(y)[0]  # (C, J)
-        outs.append(enc.numpy())
-        for t in range(len(enc)):
-            for _ in range(3):
-                best = int(model.joiner(enc[t : t + 1], dec).argmax(-1))
-                if best == BLANK_ID:
-                    break
-                seg.tokens.append(best)
-                seg.frames.append(n + t)
-                hist.append(best)
-                dec = model.decoder(torch.tensor([hist[-ctx:]]))[:, 0]
-        n += len(enc)
-        last = (seg.frames[-1] + 1 - seg.start) * frame_s * 1000 if seg.frames else None
-        if endpoint.reached((n - seg.start) * frame_s * 1000, last):
-            seg.end = n
-            segments.append(seg)
-            seg = Segment(n, n)
-            hist = [BLANK_ID] * ctx
-            dec = model.decoder(torch.tensor([hist[-ctx:]]))[:, 0]
-    seg.end = n
-    segments.append(seg)
-    return np.concatenate(outs) if outs else np.zeros((0, cfg.joiner_dim), np.float32), segments
+    stream.restart(0)
+    stream.feed_fbank(feats)
+    outs, segments, seg = [], [], Segment(0, 0)
+    while (chunk := stream.decode_chunk()) is not None:
+        outs.append(chunk.encoder_out)
+        tokens, frames = chunk.emitted()
+        seg.tokens += tokens
+        seg.frames += frames
+        if chunk.endpoint:
+            segments.append(_finish(seg, stream, history))
+            stream.new_segment()
+            seg = Segment(stream.segment_start, stream.segment_start)
+    segments.append(_finish(seg, stream, history))
+    enc = np.concatenate(outs) if outs else np.zeros((0, 0), np.float32)
+    return enc, segments
 
 
-@torch.no_grad()
-def _run_asr_beam(model: Transducer, feats: torch.Tensor, beam, endpoint: EndpointConfig,
-                  frame_s: float) -> tuple[np.ndarray, list[Segment]]:
-    """`run_asr` with the runtime's modified beam search: after each chunk the segment gets the
-    tokens the best hypothesis emitted at the chunk's frames (what `runtime.pipeline` feeds the
-    IQD); the endpointer reads the best hypothesis's last token, as `runtime.asr.AsrStream`."""
-    cfg = model.cfg
-    shift, step = cfg.chunk_input_frames, cfg.step_input_frames
-    state = model.encoder.init_state(1)
-    outs, segments = [], []
-    seg = Segment(0, 0)
-    beam.reset()
-    n = 0
-    for k in range(0, max(0, len(feats) - step) // shift + 1):
-        x = feats[k * shift : k * shift + step][None]
-        y, state = model.encoder.step(x, state)
-        enc = model.encoder_proj(y)[0].numpy()  # (C, J)
-        outs.append(enc)
-        toks, frs = beam.chunk(enc, n)
-        seg.tokens += toks
-        seg.frames += frs
-        n += len(enc)
-        last = beam.best.last_emit_frame
-        last_ms = None if last < seg.start else (last + 1 - seg.start) * frame_s * 1000
-        if endpoint.reached((n - seg.start) * frame_s * 1000, last_ms):
-            seg.end = n
-            segments.append(_finish(seg, beam))
-            seg = Segment(n, n)
-            beam.reset()
-    seg.end = n
-    segments.append(_finish(seg, beam))
-    return np.concatenate(outs) if outs else np.zeros((0, cfg.joiner_dim), np.float32), segments
-
-
-def _finish(seg: Segment, beam) -> Segment:
-    """The segment's transcript (the finished beam, re-ranked); history "final": its tokens and
-    frames replace the ones fed chunk by chunk."""
-    best = beam.final()
+def _finish(seg: Segment, stream: AsrStream, history: str) -> Segment:
+    """The segment at its end: its transcript (the finished beam, re-ranked); history "final": its
+    tokens and frames replace the ones fed chunk by chunk."""
+    seg.end = stream.n_enc_frames
+    best = stream.final_hypothesis()
     seg.text_tokens = list(best.tokens)
-    if beam.history == "final":
+    if history == "final":
         seg.tokens, seg.frames = list(best.tokens), list(best.frames)
     return seg
 
@@ -169,7 +116,7 @@ def segment_track(p: np.ndarray, seg: Segment | None, utt: dict[str, Any], frame
     endpoint = (seg.frames[-1] + 1) * frame_s + TRAILING_SILENCE_S
     onset = spoken_frames(seg, silent)[0] - seg.start
     if feats is not None:
-        onset = onset_frame(onset, np.asarray(feats[FBANK_PER_FRAME * seg.start : FBANK_PER_FRAME * seg.end]),
+        onset = onset_frame(onset, np.asarray(feats[SUBSAMPLING * seg.start : SUBSAMPLING * seg.end]),
                             seg.end - seg.start, policy, frame_s)
     return Track(p, onset, endpoint - off, utt["speech_start"] - off, bool(utt["directed"]), frame_s)
 
@@ -194,14 +141,16 @@ def labelled_utterances(timeline: dict[str, Any]) -> list[dict[str, Any]]:
     return [s for s in timeline["segments"] if s.get("speech_start") is not None and s.get("directed") is not None]
 
 
-def decode_recording(model: Transducer, wav: str | Path, beam=None) -> tuple[torch.Tensor, np.ndarray, list[Segment]]:
-    """fbank (T, n_mels), encoder output and endpointed segments (`run_asr`; beam search with
-    `beam`, an `iqd.cache.BeamStream`) of one recording."""
+def decode_recording(stream: AsrStream, wav: str | Path, history: str = "fed") -> tuple[np.ndarray, np.ndarray, list[Segment]]:
+    """fbank (T, n_mels) (training's torchaudio features, `asr.features.fbank`), encoder output and
+    endpointed segments (`run_asr`) of one recording."""
+    import torch
+
     from asr.features import fbank
     from runtime.audio import load_audio
 
-    feats = fbank(torch.from_numpy(load_audio(wav)))
-    enc, segments = run_asr(model, feats, beam=beam)
+    feats = fbank(torch.from_numpy(load_audio(wav))).numpy()
+    enc, segments = run_asr(stream, feats, history)
     return feats, enc, segments
 
 
@@ -227,64 +176,20 @@ def stream_rows(segments: list[Segment], utts: list[dict[str, Any]], frame_s: fl
     return [(s, u) for u, s in zip(utts, match(utts, segments, frame_s, silent)) if s is not None]
 
 
-def cache_stream_split(asr_ckpt: str | Path, corpus: str | Path, cache_dir: str | Path, split: str,
-                       n_streams: int, skip: int = 0, seed: int = 0, min_s: float = 30.0, max_s: float = 60.0,
-                       progress: bool = True, search=None) -> Path:
-    """Continuous recordings of `split` as a cached split `SPLIT-streams` (the `iqd.cache` format),
-    one row per matched utterance: its segment's encoder frames, fbank frames and tokens, as the
-    runtime's IQD stream sees them (the ASR streamed chunk by chunk with the endpointer, `run_asr`),
-    times relative to the segment's start. Utterances sharing a segment share its frames.
+def segment_posteriors(model, feats: np.ndarray, enc: np.ndarray, seg: Segment) -> np.ndarray:
+    """A detector's P(directed) over a segment's frames, reset at its start as the pipeline resets its
+    IQD: the E2E joint network (`iqd.model.E2E_MODELS`) on the segment's encoder frames and label
+    history, the independent detector on the fbank frames they read. feats: the recording's fbank
+    (T, n_mels); enc: its encoder output (T', J) -> (seg.end - seg.start,)."""
+    import torch
 
-    The recordings are joined as `heed corpus streams` joins them, but from `split`'s utterances
-    after the first `skip` with directed labels (train: those the utterance cache left out), and
-    written under CACHE/streams-src/, never into the corpus. A finished split is reused.
-    Returns the index path.
-    """
-    import time
+    from asr.model import SUBSAMPLING, SUBSAMPLING_PAD
+    from iqd.model import E2E_MODELS
 
-    from asr.export import load_checkpoint
-    from asr.tokenizer import Tokenizer
-    from iqd.cache import CachedUtt, SearchConfig, check_reuse, frame_seconds, silent_tokens, write_meta, write_split
-
-    search = search or SearchConfig()
-    cache_dir = Path(cache_dir)
-    name = f"{split}-streams"
-    index_path = cache_dir / f"{name}.index.jsonl"
-    if index_path.exists():
-        check_reuse(cache_dir, name, search)
-        return index_path
-    labelled = [u for line in (Path(corpus) / f"{split}.jsonl").read_text().splitlines() if line.strip()
-                for u in [json.loads(line)] if u.get("directed") is not None and u.get("speech_start") is not None]
-    rest = labelled[skip:]
-    if len({u["directed"] for u in rest}) < 2:  # the utterance cache took (nearly) all: reuse them in new contexts
-        print(f"  {name}: fewer than two classes after the first {skip} utterances; the recordings use all "
-              f"{len(labelled)}", file=sys.stderr)
-        rest = labelled
-    work = join_recordings(corpus, split, rest, cache_dir / "streams-src", n_streams, seed, min_s, max_s)
-    asr, _ = load_checkpoint(asr_ckpt)
-    tok = Tokenizer(Path(asr_ckpt).parent / "tokens.model")
-    write_meta(cache_dir, asr_ckpt, asr, tok)
-    beam = search.stream(asr)
-    silent = set(silent_tokens(tok.pieces()))
-    fs = frame_seconds()
-    encs, fbs, rows = [], [], []
-    enc_off = fb_off = 0
-    t0 = time.monotonic()
-    for k, (wav, tl) in enumerate(load_timelines(work, split)):
-        feats, enc, segments = decode_recording(asr, wav, beam)
-        for seg, u in stream_rows(segments, labelled_utterances(tl), fs, silent):
-            off = seg.start * fs
-            e = enc[seg.start : seg.end]
-            fb = feats[FBANK_PER_FRAME * seg.start : FBANK_PER_FRAME * seg.end + 3].numpy()
-            encs.append(e.astype(np.float16))
-            fbs.append(fb.astype(np.float16))
-            rows.append(CachedUtt(f"{tl['id']}/{u['utt_id']}", bool(u["directed"]), round(u["speech_start"] - off, 3),
-                                  round(u["speech_end"] - off, 3), round((seg.end - seg.start) * fs, 3), enc_off, len(e),
-                                  fb_off, len(fb), list(seg.tokens), [f - seg.start for f in seg.frames],
-                                  tok.decode(seg.transcript), u["text"], u.get("source"), u.get("voice")))
-            enc_off += len(e)
-            fb_off += len(fb)
-        if progress:
-            print(f"  {name}: {k + 1}/{n_streams} recordings, {len(rows)} utterances, {time.monotonic() - t0:.0f} s",
-                  file=sys.stderr, flush=True)
-    return write_split(cache_dir, name, encs, fbs, rows, search)
+    with torch.no_grad():
+        if isinstance(model, E2E_MODELS):
+            e = torch.from_numpy(enc[seg.start : seg.end])[None]
+            frames = torch.tensor([[f - seg.start for f in seg.frames]])
+            return torch.sigmoid(model(e, torch.tensor([seg.tokens]), frames, torch.tensor([len(seg.tokens)])))[0].numpy()
+        x = torch.from_numpy(feats[SUBSAMPLING * seg.start : SUBSAMPLING * seg.end + SUBSAMPLING_PAD])[None]
+        return torch.sigmoid(model(x))[0].numpy()

@@ -1,4 +1,4 @@
-"""`heed train iqd`: the three detectors, trained on the frozen ASR's cache (`iqd.cache`).
+"""`heed train iqd`: the three detectors, trained on the frozen ASR's cache (`iqd/cache.py`, filled by `iqd/replay.py`).
 
 - e2e: the IQ joint network on the cached encoder outputs and label histories;
 - independent: the acoustic GRU on the cached fbank frames;
@@ -28,13 +28,13 @@ import numpy as np
 import torch
 
 from iqd.augment import drop_tokens, time_mask
-from iqd.cache import (ConcatCache, IqdCache, cache_split, frame_seconds, open_splits, open_stream_split, same_search,
-                       split_search)
+from iqd.cache import ConcatCache, IqdCache, frame_seconds, open_splits, open_stream_split, same_search, split_search
 from iqd.evaluate import Track, choose_policy, evaluate_policy, final_scores, onset_and_endpoint, onset_frame
 from iqd.metrics import eer, eer_threshold, fa_fr, latency_stats
 from iqd.model import (E2E_MODELS, N_TOKEN_SLOTS, AcousticDetector, IqdConfig, IqEnsemble, IqJoint, TextClassifier,
                        endpoint_bce, frame_mask, masked_bce)
-from runtime.iqd import DecisionPolicy
+from iqd.replay import cache_split
+from runtime.iqd_policy import DecisionPolicy
 
 KINDS = ("e2e", "independent", "cascade")
 LR_SCHEDULES = ("constant", "cosine")
@@ -57,10 +57,10 @@ class TrainConfig:
     max_median_latency_s: float = 1.4  # the policy search's latency budget
     streams: bool = False  # also train on CACHE/train-streams, choose epoch and policy on dev + dev-streams
     # more training rows: the train splits of other caches of the same ASR and search, e.g. of a corpus
-    # the ASR never trained on, whose label histories have test-like errors (docs/iqd.md)
+    # the ASR never trained on, whose label histories have test-like errors (docs/history/iqd.md)
     extra_train: tuple[str, ...] = ()
     # False: the extra caches replace CACHE's own train split (its recordings, with `streams`, stay): the
-    # ASR's own training audio gives label histories far cleaner than the test's (docs/iqd.md)
+    # ASR's own training audio gives label histories far cleaner than the test's (docs/history/iqd.md)
     main_train: bool = True
     # e2e regularisation (issue 5: the detector overfits its cached training set), training only
     time_masks: int = 0  # spans of encoder frames zeroed per utterance (iqd.augment.time_mask)
@@ -88,13 +88,17 @@ class TrainConfig:
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> "TrainConfig":
-        d = {k: v for k, v in d.items() if k in cls.__dataclass_fields__}
+        """Rebuild from `to_dict()`; an unknown key is an error (a checkpoint saved before a field
+        existed gets its default)."""
+        unknown = set(d) - set(cls.__dataclass_fields__)
+        if unknown:
+            raise ValueError(f"unknown IQD TrainConfig keys: {sorted(unknown)}")
         return cls(**{**d, "extra_train": tuple(d.get("extra_train", ())), "model": IqdConfig.from_dict(d.get("model", {}))})
 
 
 def prepare(cfg: TrainConfig, progress: bool = True) -> tuple[IqdCache | ConcatCache, IqdCache | ConcatCache]:
     """The train (cropped) and dev (whole) caches, filled with cfg.asr where missing; with cfg.streams
-    each with its continuous recordings (which `python -m iqd.cache --streams` must have cached)."""
+    each with its continuous recordings (which `python -m iqd.replay --streams` must have cached)."""
     cache = Path(cfg.cache or Path(cfg.out) / "cache")
     for split, limit, crop in (("train", cfg.train_limit, True), ("dev", cfg.dev_limit, False)):
         if split == "train" and not cfg.main_train:
@@ -118,7 +122,7 @@ def extra_split(extra: str | Path, cache: Path) -> IqdCache:
     """EXTRA's train split, refused unless the same ASR and search made it as CACHE's training rows
     (its train split; without one, its recordings of train, else dev)."""
     if not (Path(extra) / "train.index.jsonl").exists():
-        raise FileNotFoundError(f"{extra}/train.index.jsonl missing: python -m iqd.cache --cache {extra} --split train ...")
+        raise FileNotFoundError(f"{extra}/train.index.jsonl missing: python -m iqd.replay --cache {extra} --split train ...")
     meta = [json.loads((Path(d) / "meta.json").read_text()) for d in (cache, extra)]
     if meta[0]["asr"] != meta[1]["asr"] or meta[0]["enc_dim"] != meta[1]["enc_dim"]:
         raise ValueError(f"{extra} was cached with ASR {meta[1]['asr']}, {cache} with {meta[0]['asr']}")

@@ -173,8 +173,8 @@ class Bundle:
         return p
 
     def endpoint(self):
-        """bundle.json's endpoint entry as a `runtime.asr.EndpointConfig`: known keys, positive milliseconds."""
-        from runtime.asr import EndpointConfig
+        """bundle.json's endpoint entry as a `runtime.endpoint.EndpointConfig`: known keys, positive milliseconds."""
+        from runtime.endpoint import EndpointConfig
 
         entry = self.manifest.get("endpoint", {})
         known = set(EndpointConfig.__dataclass_fields__)

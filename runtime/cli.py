@@ -18,8 +18,12 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "eval": ("runtime.evaluate", "WER, slot F1, IQD EER and latency on a manifest"),
     "bench": ("runtime.bench", "speed, latency and memory figures"),
     "corpus": ("corpus.cli", "make and inspect data: build, streams, import, stats, check"),
-    "train": ("asr.train_cli", "training recipes: asr, tagger, iqd"),
-    "export": ("asr.export_cli", "ONNX export with self-check"),
+}
+# command -> (the packages' modules that each register their part with `add_<command>_parser(sub)`,
+# one-line help, metavar of the part). Each package owns its recipes; none imports another's command line.
+GROUPS: dict[str, tuple[tuple[str, ...], str, str]] = {
+    "train": (("asr.train_cli", "tagging.cli", "iqd.cli"), "training recipes: asr, lm, tagger, iqd", "RECIPE"),
+    "export": (("asr.export_cli", "tagging.cli", "iqd.cli"), "ONNX export with self-check", "WHAT"),
 }
 PLANNED: dict[str, int] = {}
 
@@ -80,14 +84,20 @@ def build_parser(every_command: bool = False) -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
     wanted = sys.argv[1] if len(sys.argv) > 1 else None
-    for name, (module, help_) in COMMANDS.items():
-        owner = _owner(module) if wanted == name or every_command else None
-        if owner is not None:
-            owner.add_parser(sub)
-        else:
+    commands = {**{k: ((m,), h, None) for k, (m, h) in COMMANDS.items()}, **GROUPS}
+    for name, (modules, help_, metavar) in commands.items():
+        owners = [_owner(m) for m in modules] if wanted == name or every_command else [None]
+        if any(o is None for o in owners):
             p = sub.add_parser(name, help=help_, add_help=False)
-            p.set_defaults(func=_unavailable(name, module))
+            p.set_defaults(func=_unavailable(name, modules[0]))
             p.add_argument("rest", nargs=argparse.REMAINDER)
+        elif metavar is None:
+            owners[0].add_parser(sub)
+        else:
+            group = sub.add_parser(name, help=help_).add_subparsers(dest=metavar.lower(), metavar=metavar)
+            group.required = True
+            for owner in owners:
+                getattr(owner, f"add_{name}_parser")(group)
     _formatted(parser)
     return parser
 

@@ -25,7 +25,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterable
 
-from corpus.check import _errors, conditions, sample_per_voice
+from corpus.check import conditions, count_errors, sample_per_voice
 from corpus.manifest import ManifestError, Utterance, audio_path, read_manifest
 from runtime.audio import AudioError, stream_audio
 from runtime.cli import THREADS_HELP, positive_int
@@ -39,7 +39,7 @@ def normalize(text: str) -> str:
 
 def word_errors(ref: str, hyp: str) -> tuple[int, int]:
     """(errors, reference words) after normalization; an empty reference counts insertions only."""
-    return _errors(normalize(ref), normalize(hyp))
+    return count_errors(normalize(ref), normalize(hyp))
 
 
 def pooled_wer(pairs: Iterable[tuple[str, str]]) -> float | None:

@@ -22,11 +22,23 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Sequence
+from typing import NamedTuple, Sequence
 
 import numpy as np
 
 BOUNDARY_ID = 0  # sentence start in a history, sentence end as the predicted token
+
+
+class FusionWeights(NamedTuple):
+    scale: float  # weight of the LM's log-probability of a token
+    bonus: float  # added per emitted token (offsets the LM's length penalty)
+    eos_scale: float  # weight of the LM's end-of-sentence log-probability of a finished segment
+
+
+# Tuned on the dev split for the order-8 character LM (docs/asr.md, "Shallow fusion"): what
+# `heed export lm|bundle --lm` write into bundle.json unless told otherwise, and what the IQD's
+# caches fuse with (iqd/replay.py). A bundle entry without a weight means LmFusion's own default.
+FUSION_DEFAULTS = FusionWeights(scale=0.65, bonus=0.75, eos_scale=0.8)
 
 
 def context_key(tokens: Sequence[int], base: int) -> int:

@@ -33,13 +33,14 @@ streaming pass's. A segment Whisper judges to be no speech gives no words.
 """
 from __future__ import annotations
 
+import copy
 import time
 from pathlib import Path
 from typing import Any, Iterator
 
 import numpy as np
 
-from runtime.asr import AsrStream, TransducerModel
+from runtime.asr import AsrStream, ChunkResult, OnnxTransducer
 from runtime.audio import AudioError, check_rate, to_mono_float
 from runtime.bundle import SCHEMA_VERSION, Bundle, BundleError  # noqa: F401 (BundleError: part of the API)
 from runtime.vad import Audio, End, Start, VadModel
@@ -59,7 +60,7 @@ class Pipeline:
             raise BundleError(f"{bundle.json_path}: no {precision} ASR graphs (it has {', '.join(asr['files'])})")
         files = asr["files"][precision]
         self.bundle = bundle
-        self.asr = TransducerModel(*(bundle.file(files[k]) for k in ("encoder", "decoder", "joiner")),
+        self.asr = OnnxTransducer(*(bundle.file(files[k]) for k in ("encoder", "decoder", "joiner")),
                                    bundle.file(asr["tokens"]), threads=threads)
         bundle.check_agrees(self.asr.fbank.to_dict(), self.asr.shift_frames * self.asr.fbank.frame_shift_ms,
                             bundle.file(files["encoder"]))
@@ -78,8 +79,6 @@ class Pipeline:
 
         self.tagger = self._component("tagger", "the tagger", StreamingTagger.from_dir, precision)
         self.iqd = self._component("iqd", "the intended-query detector", IqdModel.from_dir, precision)
-        # tokens that are only the word boundary do not mark the speech onset for the IQD
-        self.silent_tokens = frozenset(i for i, p in enumerate(self.asr.tokens) if i > 0 and not p.replace("\u2581", ""))
         self.vad = self._load_vad() if vad else None  # None: the ASR decodes all audio
         self._piece_ids: dict[str, int] | None = None
         self.second = self._second_pass() if second_pass else None  # None: finals are the streaming pass's
@@ -104,7 +103,25 @@ class Pipeline:
         if not entry:
             return None
         prec = precision if precision in entry.get("precisions", []) else "fp32"
-        return self.bundle.part(entry["dir"], what, lambda p: from_dir(p, precision=prec, threads=self.threads))
+        part = self.bundle.part(entry["dir"], what, lambda p: from_dir(p, precision=prec, threads=self.threads))
+        self._check_copies(key, entry, part)
+        return part
+
+    def _check_copies(self, key: str, entry: dict[str, Any], part: Any) -> None:
+        """bundle.json's copies of a part's settings (kind, policy, theta) must say what the part's own
+        file says (tagger.json, iqd.json: the runtime reads those): a contradiction is refused, naming
+        both, rather than one of them silently ignored."""
+        from runtime.iqd_policy import DecisionPolicy
+
+        for k in ("kind", "policy", "theta"):
+            if k not in entry or k not in part.manifest:
+                continue
+            copy_, own = entry[k], part.manifest[k]
+            if key == "iqd" and k == "policy":  # a policy saved before the onset gate: compared with its defaults
+                copy_, own = DecisionPolicy.from_dict(copy_).to_dict(), DecisionPolicy.from_dict(own).to_dict()
+            if copy_ != own:
+                raise BundleError(f"{self.bundle.json_path}: {key}.{k} is {entry[k]!r}, but {part.folder}/{key}.json "
+                                  f"says {part.manifest[k]!r}")
 
     def _second_pass(self) -> Any:
         """Whisper's second pass when the bundle has one that is enabled; None otherwise."""
@@ -216,10 +233,9 @@ class Stream:
         self._vad = self.pipe.vad.create_stream(align=self.frame_samples) if self.pipe.vad is not None else None
         self._in_segment = self._vad is None  # the ASR is decoding (always, without a VAD)
         self._tagger = self.pipe.tagger.create_stream() if self.pipe.tagger is not None else None
-        self._iqd = (self.pipe.iqd.create_stream(self.pipe.asr.frame_s, silent_tokens=self.pipe.silent_tokens,
-                                                 fbank_cfg=self.pipe.asr.fbank, pieces=self.pipe.asr.tokens)
-                     if self.pipe.iqd is not None else None)
+        self._iqd = self.pipe.iqd.create_stream(self.pipe.asr) if self.pipe.iqd is not None else None
         self._understood: list[dict[str, Any]] = []  # slots and intent of each closed segment
+        self._partial: dict[str, Any] | None = None  # the open segment's event after its last decoded chunk
         self._resampler = None
         self._rate: int | None = None
         self._events: list[dict[str, Any]] = []
@@ -277,16 +293,21 @@ class Stream:
 
     def _decode(self) -> None:
         """Chunk by chunk, so that an endpoint falls at the same chunk whatever the piece size."""
-        while self.asr.decode(max_chunks=1):
-            if self._iqd is not None:
-                self._feed_iqd()
-            if self.asr.is_endpoint():
-                self._close_segment()
-                continue
-            ev = self._event(final=False)
-            if ev["text"] != self._last_text:
-                self._events.append(ev)
-            self._last_text = ev["text"]
+        while (chunk := self.asr.decode_chunk()) is not None:
+            self._chunk(chunk)
+
+    def _chunk(self, chunk: ChunkResult) -> None:
+        """One decoded chunk: to the IQD, then the segment's end (an endpoint) or a partial."""
+        if self._iqd is not None:
+            self._iqd.accept(chunk)
+        if chunk.endpoint:
+            self._close_segment()
+            return
+        ev = self._event(final=False)
+        self._partial = ev
+        if ev["text"] != self._last_text:
+            self._events.append(ev)
+        self._last_text = ev["text"]
 
     def _resample(self, x: np.ndarray, rate: int) -> np.ndarray:
         if rate <= 0:
@@ -316,17 +337,6 @@ class Stream:
             self.asr.input_finished(decode=False)
             self._decode()
         self._close_segment(last=True)
-
-    def _feed_iqd(self) -> None:
-        """The chunk just decoded, with the tokens the best hypothesis emitted at its frames and its
-        fbank frames (the IQD's speech-onset gate; reset with the IQD stream at every endpoint)."""
-        enc, first = self.asr.last_chunk
-        hyp = self.asr.best
-        by_frame: list[list[int]] = [[] for _ in range(len(enc))]
-        for tok, frame in zip(hyp.tokens, hyp.frames):
-            if first <= frame < first + len(enc):
-                by_frame[frame - first].append(tok)
-        self._iqd.accept(enc, by_frame, first, self.asr.last_chunk_fbank)
 
     def _event(self, final: bool) -> dict[str, Any]:
         r = self.asr.result(final=final) if self._in_segment else {"text": "", "words": []}
@@ -416,6 +426,7 @@ class Stream:
             self._understood.append(ev)
         if ev["words"] or last:
             self._events.append(ev)
+        self._partial = None
         if last:
             return
         self.segment_audio.drop_before(end)
@@ -428,18 +439,27 @@ class Stream:
                 self._iqd.speech_from(self.asr.segment_start)
         self._last_text = ""
 
+    def _empty_partial(self) -> dict[str, Any]:
+        """The open segment before its first decoded chunk: no words."""
+        ev: dict[str, Any] = {"text": "", "words": []}
+        if self._tagger is not None:
+            ev.update(slots=[], intent=None)
+        if self._iqd is not None:
+            ev["directed"] = self._iqd.result()
+        return ev
+
     def events(self) -> Iterator[dict[str, Any]]:
         """The events since the last call, oldest first."""
         out, self._events = self._events, []
         yield from out
 
     def result(self) -> dict[str, Any]:
-        """The whole stream so far: all closed segments plus the open one."""
+        """The whole stream so far: all closed segments plus the open one (as its last partial
+        event said; nothing is decoded, tagged or decided here)."""
         words = [w for seg in self._segments for w in seg]
         understood = list(self._understood)
         if not self._finished and self._in_segment:
-            open_segment = (self._event(final=False) if self._tagger is not None or self._iqd is not None
-                            else self.asr.result())
+            open_segment = copy.deepcopy(self._partial) if self._partial is not None else self._empty_partial()
             words += open_segment["words"]
             understood.append(open_segment)
         out = {"t": round(self.time_s, 3), "final": self._finished, "endpoint": self._finished,

@@ -21,6 +21,7 @@ if TYPE_CHECKING:
     from runtime.lm import LmFusion
 
 BLANK_ID = 0
+MAX_SYMBOLS_PER_FRAME = 3  # greedy search's limit of tokens emitted at one encoder frame
 DecodeFn = Callable[[np.ndarray], np.ndarray]
 JoinFn = Callable[[np.ndarray, np.ndarray], np.ndarray]
 
@@ -75,7 +76,7 @@ class DecoderCache:
 
 def greedy_search(
     enc: np.ndarray, hyp: Hypothesis, decoder: DecoderCache, join: JoinFn, first_frame: int,
-    max_symbols_per_frame: int = 3,
+    max_symbols_per_frame: int = MAX_SYMBOLS_PER_FRAME,
 ) -> Hypothesis:
     """Greedy search over one chunk.
 

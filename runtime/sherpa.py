@@ -40,7 +40,7 @@ from typing import Any
 
 import numpy as np
 
-from runtime.asr import TransducerModel
+from runtime.asr import OnnxTransducer
 from runtime.features import FbankConfig
 
 # Kaldi's frame options that kaldi-native-fbank fixes and sherpa-onnx's API does not expose.
@@ -80,7 +80,7 @@ class SherpaResult:
 class SherpaAsr:
     """One sherpa-onnx `OnlineRecognizer` over a bundle's ASR graphs; streams are made per decode."""
 
-    def __init__(self, model: TransducerModel, encoder: Path, decoder: Path, joiner: Path, tokens: Path,
+    def __init__(self, model: OnnxTransducer, encoder: Path, decoder: Path, joiner: Path, tokens: Path,
                  threads: int = 1, beam: int = 4, **feature_overrides: Any) -> None:
         import sherpa_onnx
 
@@ -97,7 +97,7 @@ class SherpaAsr:
 
     @classmethod
     def from_bundle(cls, path: str | Path, threads: int = 1, beam: int = 4, precision: str = "int8",
-                    model: TransducerModel | None = None, **feature_overrides: Any) -> "SherpaAsr":
+                    model: OnnxTransducer | None = None, **feature_overrides: Any) -> "SherpaAsr":
         """The bundle's ASR files; `model` (our own, already loaded) supplies the metadata if given.
         `feature_overrides` replace our feature options (to measure what each one is worth)."""
         from runtime.pipeline import Bundle
@@ -107,7 +107,7 @@ class SherpaAsr:
         files = [bundle.file(asr["files"][precision][k]) for k in ("encoder", "decoder", "joiner")]
         tokens = bundle.file(asr["tokens"])
         if model is None:
-            model = TransducerModel(*files, tokens, threads=threads)
+            model = OnnxTransducer(*files, tokens, threads=threads)
         return cls(model, *files, tokens, threads=threads, beam=beam, **feature_overrides)
 
     def tail_samples(self, n_samples: int) -> int:

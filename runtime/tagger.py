@@ -37,13 +37,38 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, NamedTuple, Sequence
 
 import numpy as np
 
 SCHEMA_VERSION = 1
 POLICIES = ("arm", "every", "every_k", "never")
 DECODERS = ("argmax", "bio")
+
+
+class TaggerState(NamedTuple):
+    """The unidirectional layers' LSTM state, an array per field (numpy here, torch in
+    tagging/model.py); the names are the uni_step graph's input names, its outputs `next_<name>`."""
+
+    h: Any  # (n_uni_layers, N, uni_dim)
+    c: Any  # (n_uni_layers, N, uni_dim)
+
+
+# The graphs' output names (tagging/export.py writes them); a hybrid's uni_step also returns ARM_OUTPUT.
+TOKEN_OUTPUTS = ("token",)
+UNI_STEP_OUTPUTS = ("u", *(f"next_{f}" for f in TaggerState._fields), "slot_logits", "intent_logits")
+ARM_OUTPUT = "arm_logit"
+BI_OUTPUTS = ("slot_logits", "intent_logits")
+
+
+class UniStep(NamedTuple):
+    """One word through the unidirectional layers (batch 1)."""
+
+    u: np.ndarray  # (1, uni_dim) the layers' output: the word's input to the bidirectional layers
+    state: TaggerState
+    slot_logits: np.ndarray  # (1, n_slots)
+    intent_logits: np.ndarray  # (1, n_intents)
+    arm_logit: np.ndarray | None  # (1,) a hybrid's restart logit; None for a uni-only tagger
 
 
 @dataclass(frozen=True)
@@ -157,6 +182,9 @@ class StreamingTagger:
         self.default_policy = RestartPolicy(p["restart"], p["arm_threshold"] if p["arm_threshold"] is not None else 0.5,
                                             p["every_k"], p["final_restart"])
         self._sess = {part: onnx_session(self.folder / f, threads) for part, f in m["files"][precision].items()}
+        self._uni_outputs = list(UNI_STEP_OUTPUTS)
+        if self.has_uni and ARM_OUTPUT in {o.name for o in self._sess["uni_step"].get_outputs()}:
+            self._uni_outputs.append(ARM_OUTPUT)
 
     @classmethod
     def from_dir(cls, folder: str | Path, precision: str = "fp32", threads: int = 1,
@@ -187,16 +215,22 @@ class StreamingTagger:
         for j, x in enumerate(ids):
             chars[0, j, : len(x)] = x
         word_ids = np.array([[self._word_index.get(w, 1) for w in words]], np.int64)
-        (tok,) = self._sess["token"].run(None, {"word_ids": word_ids, "char_ids": chars})
+        (tok,) = self._sess["token"].run(list(TOKEN_OUTPUTS), {"word_ids": word_ids, "char_ids": chars})
         return tok[0], sum(len(x) for x in ids)
 
-    def uni_step(self, token: np.ndarray, h: np.ndarray, c: np.ndarray) -> list[np.ndarray]:
-        """token (token_dim,), h, c (layers, 1, uni_dim) -> [u, h, c, slot_logits, intent_logits(, arm_logit)], batch 1."""
-        return self._sess["uni_step"].run(None, {"token": token[None], "h": h, "c": c})
+    def init_state(self) -> TaggerState:
+        layers, dim = self.state_shape
+        return TaggerState(np.zeros((layers, 1, dim), np.float32), np.zeros((layers, 1, dim), np.float32))
+
+    def uni_step(self, token: np.ndarray, state: TaggerState) -> UniStep:
+        """token (token_dim,) and the state after the previous word -> this word's `UniStep`."""
+        outs = self._sess["uni_step"].run(self._uni_outputs, {"token": token[None], **state._asdict()})
+        u, h, c, slot, intent = outs[:5]
+        return UniStep(u, TaggerState(h, c), slot, intent, outs[5] if len(outs) > 5 else None)
 
     def bi(self, bi_input: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """bi_input (T, d) -> slot logits (T, n_slots), intent logits (n_intents,)."""
-        slot, intent = self._sess["bi"].run(None, {"bi_input": bi_input[None]})
+        slot, intent = self._sess["bi"].run(list(BI_OUTPUTS), {"bi_input": bi_input[None]})
         return slot[0], intent[0]
 
 
@@ -216,18 +250,13 @@ class TaggerStream:
     def reset(self) -> None:
         """Forget the utterance (the stats keep counting)."""
         self.words: list[str] = []
-        self._states: list[tuple[np.ndarray, np.ndarray]] = []  # after each word
+        self._states: list[TaggerState] = []  # after each word
         self._bi_inputs: list[np.ndarray] = []  # u_t (hybrid) or the token vector (bi), per word
         self._shown: list[int] = []  # slot id shown per word
         self._uni_intents: list[tuple[int, float]] = []  # the unidirectional intent after each word
         self._intent: tuple[int, float] | None = None
         self._since_restart = 0
         self._restarted_words: list[str] | None = None  # the words of the last restart
-
-    def _initial_state(self) -> tuple[np.ndarray, np.ndarray]:
-        layers, dim = self.model.state_shape
-        z = np.zeros((layers, 1, dim), np.float32)
-        return z, z.copy()
 
     def _rollback(self, words: list[str]) -> int:
         keep = 0
@@ -267,17 +296,16 @@ class TaggerStream:
             self.stats.n_letters += n_letters
             for token in tokens:
                 if self.model.has_uni:
-                    h, c = self._states[-1] if self._states else self._initial_state()
-                    outs = self.model.uni_step(token, h, c)
+                    step = self.model.uni_step(token, self._states[-1] if self._states else self.model.init_state())
                     self.stats.n_uni_steps += 1
-                    self._states.append((outs[1], outs[2]))
-                    self._bi_inputs.append(outs[0][0])
-                    self._shown.append(self._label_next(outs[3][0]))
-                    p = _softmax(outs[4][0])
+                    self._states.append(step.state)
+                    self._bi_inputs.append(step.u[0])
+                    self._shown.append(self._label_next(step.slot_logits[0]))
+                    p = _softmax(step.intent_logits[0])
                     self._intent = (int(p.argmax()), float(p.max()))
                     self._uni_intents.append(self._intent)
-                    if len(outs) > 5:
-                        probs.append(float(1 / (1 + np.exp(-outs[5][0]))))
+                    if step.arm_logit is not None:
+                        probs.append(float(1 / (1 + np.exp(-step.arm_logit[0]))))
                 else:
                     self._bi_inputs.append(token)
                     self._shown.append(0)

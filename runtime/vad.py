@@ -129,7 +129,7 @@ class VadModel:
         feed = {"input": x, "state": h}
         if self._sr is not None:
             feed["sr"] = self._sr
-        p, h = self.session.run(None, feed)
+        p, h = self.session.run(["output", "stateN"], feed)
         return float(p[0, 0]), (h, x[0, -self.context:])
 
     def probabilities(self, samples: np.ndarray) -> np.ndarray:

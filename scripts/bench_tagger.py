@@ -36,13 +36,10 @@ import sys
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-
-from runtime.tagger import RestartPolicy, StreamingTagger  # noqa: E402
-from tagging import flops  # noqa: E402
-from tagging.data import Example, atis_train_dev, load_atis, load_conll2003, load_corpus  # noqa: E402
-from tagging.metrics import (hindsight_exact_matches, intent_accuracy, slot_f1, slot_value_f1,  # noqa: E402
+from runtime.tagger import RestartPolicy, StreamingTagger
+from tagging import flops
+from tagging.data import Example, atis_train_dev, load_atis, load_conll2003, load_corpus
+from tagging.metrics import (hindsight_exact_matches, intent_accuracy, slot_f1, slot_value_f1,
                              streaming_scores)
 
 THRESHOLDS = (0.0, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95, 0.99, 1.0)

@@ -29,7 +29,6 @@ from pathlib import Path
 import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
 
 
 def faster_whisper_hyps(paths: list[Path]) -> tuple[list[str], float]:
@@ -84,7 +83,7 @@ def latency(bundle: str, real_dir: Path, reps: int = 10) -> dict:
     """Compute after the endpoint (second pass + rescoring) for segments of exactly 1, 3 and 8 s of real
     speech, through the pipeline on one thread: the VAD and the endpointer are set aside so that the
     end of input closes each one as one segment."""
-    from runtime.asr import EndpointConfig
+    from runtime.endpoint import EndpointConfig
     from corpus.manifest import audio_path, read_manifest
     from runtime.audio import load_audio
     from runtime.pipeline import Pipeline

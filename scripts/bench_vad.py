@@ -40,16 +40,13 @@ from typing import Any
 
 import numpy as np
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-
-from corpus.augment import make_noise  # noqa: E402
-from corpus.manifest import Utterance, audio_path, read_manifest  # noqa: E402
-from runtime.audio import load_audio  # noqa: E402
-from runtime.evaluate import evaluate, pooled_wer, select  # noqa: E402
-from runtime.pipeline import Pipeline  # noqa: E402
-from runtime.transcribe import stream_file  # noqa: E402
-from runtime.vad import VadConfig, VadGate, VadModel  # noqa: E402
+from corpus.augment import make_noise
+from corpus.manifest import Utterance, audio_path, read_manifest
+from runtime.audio import load_audio
+from runtime.evaluate import evaluate, pooled_wer, select
+from runtime.pipeline import Pipeline
+from runtime.transcribe import stream_file
+from runtime.vad import VadConfig, VadGate, VadModel
 
 SR = 16000
 NOISES = [("digital silence", "zero", None), ("white noise", "white", -60.0), ("white noise", "white", -40.0),

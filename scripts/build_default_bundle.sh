@@ -18,9 +18,6 @@ CORPUS=${CORPUS:-data/c14k}
 REAL=${REAL:-data/real}  # heed corpus import realspeech --out data/real
 OUT=${OUT:-models/default}
 LM_ORDER=${LM_ORDER:-8}
-LM_SCALE=${LM_SCALE:-0.65}
-LM_BONUS=${LM_BONUS:-0.75}
-LM_EOS_SCALE=${LM_EOS_SCALE:-0.8}
 heed=.venv/bin/heed
 py=.venv/bin/python
 
@@ -30,7 +27,8 @@ bundle_args=(--asr "$ASR-export" --tagger "$TAGGER/export" --out "$OUT" --precis
 if [[ -n "$IQD" ]]; then bundle_args+=(--iqd "$IQD"); fi
 if [[ "$LM_ORDER" != 0 ]]; then
   $heed train lm --corpus "$CORPUS" --tokens "$ASR-export/tokens.txt" --order "$LM_ORDER" --out "$ASR-export/lm.npz"
-  bundle_args+=(--lm "$ASR-export/lm.npz" --lm-scale "$LM_SCALE" --lm-bonus "$LM_BONUS" --lm-eos-scale "$LM_EOS_SCALE")
+  bundle_args+=(--lm "$ASR-export/lm.npz" ${LM_SCALE:+--lm-scale "$LM_SCALE"} ${LM_BONUS:+--lm-bonus "$LM_BONUS"}
+                ${LM_EOS_SCALE:+--lm-eos-scale "$LM_EOS_SCALE"})
 fi
 # silero-vad's ONNX graph (MIT) gates the ASR; pinned to the wheel whose sha256 bundle.json records
 VAD_WHEEL=${VAD_WHEEL:-exp/silero_vad-6.2.3-py3-none-any.whl}

@@ -1,12 +1,12 @@
 #!/usr/bin/env python
-"""How the IQD speech-onset gate's defaults (runtime/iqd.py: ONSET_*) were chosen on dev (docs/iqd.md).
+"""How the IQD speech-onset gate's defaults (runtime/iqd_policy.py: ONSET_*) were chosen on dev (docs/iqd.md).
 
     OMP_NUM_THREADS=1 .venv/bin/python scripts/choose_onset_gate.py --asr exp/iqd/asr/final.pt --corpus data/c14k \
         --cache exp/iqd/cache --e2e exp/iqd/e2e --independent exp/iqd/independent --work /tmp/onset-gate
 
 Dev streams: the corpus's dev utterances joined as `heed corpus streams` joins the test split
 (seed 0, 30-60 s), written under WORK (never into the corpus), and streamed through the frozen ASR
-as `scripts/bench_iqd.py` streams the test recordings (the ASR's output is cached in WORK). For
+as `iqd/bench.py` streams the test recordings (the ASR's output is cached in WORK). For
 every gate setting of the grid, each detector with its own dev-chosen policy and theta is scored
 on the dev streams and on the cached dev utterances. The rule: the lowest E2E EER on the dev
 streams, then the lowest E2E EER on the dev utterances. Prints one JSON line per setting, then the
@@ -25,15 +25,12 @@ from pathlib import Path
 import numpy as np
 import torch
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-
-from iqd.cache import IqdCache, frame_seconds  # noqa: E402
-from iqd.evaluate import evaluate_policy  # noqa: E402
-from iqd.model import E2E_MODELS  # noqa: E402
-from iqd.streams import decode_recording, join_recordings, labelled_utterances, load_timelines, match, segment_track  # noqa: E402
-from iqd.train import load_detector, posteriors, tracks_of  # noqa: E402
-from runtime.iqd import FBANK_PER_FRAME, DecisionPolicy  # noqa: E402
+from iqd.cache import IqdCache, frame_seconds
+from iqd.evaluate import evaluate_policy
+from iqd.streams import (decode_recording, join_recordings, labelled_utterances, load_timelines, match,
+                         segment_posteriors, segment_track)
+from iqd.train import load_detector, posteriors, tracks_of
+from runtime.iqd_policy import DecisionPolicy
 
 
 def dev_streams(args) -> list[tuple[dict, np.ndarray, np.ndarray, list]]:
@@ -42,28 +39,18 @@ def dev_streams(args) -> list[tuple[dict, np.ndarray, np.ndarray, list]]:
     cached = work / "asr_dev_streams.pkl"
     if cached.exists():
         return pickle.loads(cached.read_bytes())
-    from asr.export import load_checkpoint
+    from asr.backend import TorchTransducer
+    from iqd.replay import SearchConfig
 
     manifest = (Path(args.corpus) / "dev.jsonl").read_text().splitlines()
     join_recordings(args.corpus, "dev", [json.loads(line) for line in manifest if line.strip()], work, args.n_streams)
-    asr, _ = load_checkpoint(args.asr)
+    stream = SearchConfig().stream(TorchTransducer.from_checkpoint(args.asr))  # greedy search
     out = []
     for wav, tl in load_timelines(work, "dev")[: args.n_streams]:
-        feats, enc, segments = decode_recording(asr, wav)
-        out.append((tl, feats.numpy(), enc, segments))
+        feats, enc, segments = decode_recording(stream, wav)
+        out.append((tl, feats, enc, segments))
     cached.write_bytes(pickle.dumps(out))
     return out
-
-
-@torch.no_grad()
-def segment_posteriors(model, feats: np.ndarray, enc: np.ndarray, seg) -> np.ndarray:
-    """P(directed) over a segment's frames, the detector reset at its start (as bench_iqd.py)."""
-    if isinstance(model, E2E_MODELS):
-        e = torch.from_numpy(enc[seg.start : seg.end])[None]
-        frames = torch.tensor([[f - seg.start for f in seg.frames]])
-        return torch.sigmoid(model(e, torch.tensor([seg.tokens]), frames, torch.tensor([len(seg.tokens)])))[0].numpy()
-    x = torch.from_numpy(feats[FBANK_PER_FRAME * seg.start : FBANK_PER_FRAME * seg.end + 3])[None]
-    return torch.sigmoid(model(x))[0].numpy()
 
 
 def main() -> int:

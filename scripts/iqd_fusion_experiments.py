@@ -9,13 +9,13 @@ policy chosen on dev (utterances + recordings) at every weight, as `heed train i
     # more training audio the ASR never heard: a fresh corpus's train split cached as EXTRA/train,
     # the joint network and the cascade retrained on train + EXTRA/train + train-streams
     heed corpus build --out data/iqd-fresh --size 5000 --seed 23
-    python -m iqd.cache --asr exp/iqd11/asr9.pt --corpus data/iqd-fresh --cache exp/iqd12/cache --split train \
+    python -m iqd.replay --asr exp/iqd11/asr9.pt --corpus data/iqd-fresh --cache exp/iqd12/cache --split train \
         --limit 4000 --crop --search beam --lm exp/bundle-lm/asr/lm.npz
     OMP_NUM_THREADS=1 python scripts/iqd_fusion_experiments.py --exp exp/iqd11 --corpus data/c14k \
         extra-train --extra exp/iqd12/cache
 
     # the text of the finished best hypothesis instead of the fed tokens (dev utterances only)
-    python -m iqd.cache --asr exp/iqd11/asr9.pt --corpus data/c14k --cache exp/iqd11-final/cache --split dev \
+    python -m iqd.replay --asr exp/iqd11/asr9.pt --corpus data/c14k --cache exp/iqd11-final/cache --split dev \
         --search beam --lm exp/bundle-lm/asr/lm.npz --history final
     OMP_NUM_THREADS=1 python scripts/iqd_fusion_experiments.py --exp exp/iqd11 --corpus data/c14k \
         final-history --final exp/iqd11-final/cache
@@ -34,17 +34,13 @@ from pathlib import Path
 
 import torch
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-sys.path.insert(0, str(ROOT / "scripts"))
-
-import iqd.train as T  # noqa: E402
-from iqd.cache import IqdCache, open_splits  # noqa: E402
-from iqd.evaluate import choose_policy, evaluate_policy  # noqa: E402
-from iqd.fusion import cache_pieces, from_cascade, fuse_tracks  # noqa: E402
-from iqd.metrics import eer  # noqa: E402
-from iqd.model import TextClassifier  # noqa: E402
-from runtime.iqd import DecisionPolicy  # noqa: E402
+import iqd.train as T
+from iqd.cache import IqdCache, open_splits
+from iqd.evaluate import choose_policy, evaluate_policy
+from iqd.fusion import cache_pieces, from_cascade, fuse_tracks
+from iqd.metrics import eer
+from iqd.model import TextClassifier
+from runtime.iqd_policy import DecisionPolicy
 
 WEIGHTS = (0.0, 0.3, 0.4, 0.5)
 

@@ -15,16 +15,11 @@ import json
 import sys
 from pathlib import Path
 
-import numpy as np
 import torch
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-sys.path.insert(0, str(ROOT / "scripts"))
-
-from bench_iqd import _endpoints, _policy, cascade_system, frame_system  # noqa: E402
-from iqd.cache import check_searches, open_splits  # noqa: E402
-from iqd.train import load_detector, posteriors, tracks_of  # noqa: E402
+from iqd.bench import cascade_system, detector_policy, endpoints, frame_system
+from iqd.cache import check_searches, open_splits
+from iqd.train import load_detector, posteriors, tracks_of
 
 
 def main() -> int:
@@ -43,9 +38,9 @@ def main() -> int:
         labels = [u.directed for u in data.utts]
         if ckpt["kind"] == "cascade":
             scores = model.predict([u.hyp for u in data.utts]).numpy()
-            r = cascade_system(scores, labels, _endpoints(data), [u.speech_start for u in data.utts], ckpt["theta"])
+            r = cascade_system(scores, labels, endpoints(data), [u.speech_start for u in data.utts], ckpt["theta"])
         else:
-            r = frame_system(model, ckpt, tracks_of(data, posteriors(model, data), _policy(ckpt)))
+            r = frame_system(model, ckpt, tracks_of(data, posteriors(model, data), detector_policy(ckpt)))
         r = {k: v for k, v in r.items() if k not in ("curve", "latency_eer")}
         out[d] = r
         print(f"{d} on {args.cache} {data.split} ({len(labels)}): EER {100 * r['eer']:.1f}% endpoint EER "

@@ -1,7 +1,7 @@
 #!/usr/bin/env python
 """What the words alone allow an intended-query detector: the EER of a text classifier on the
 *reference* transcripts of the test split, on their first k words and whole, next to the
-cascade on the ASR's final transcripts (docs/iqd.md, "What bounds the EER").
+cascade on the ASR's final transcripts (docs/history/iqd.md, "What bounds the EER").
 
     OMP_NUM_THREADS=1 .venv/bin/python scripts/iqd_text_ceiling.py --corpus data/c14k \
         --cascade exp/iqd11/cascade --cache exp/iqd11/cache
@@ -21,13 +21,10 @@ from pathlib import Path
 
 import torch
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-
-from corpus.manifest import read_manifest  # noqa: E402
-from iqd.metrics import eer  # noqa: E402
-from iqd.model import IqdConfig, TextClassifier  # noqa: E402
-from iqd.train import load_detector  # noqa: E402
+from corpus.manifest import read_manifest
+from iqd.metrics import eer
+from iqd.model import IqdConfig, TextClassifier
+from iqd.train import load_detector
 
 
 def prefix_classifier(corpus: Path, epochs: int = 3, seed: int = 0) -> TextClassifier:

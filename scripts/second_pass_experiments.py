@@ -23,9 +23,6 @@ from pathlib import Path
 
 import numpy as np
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-
 
 def load_sets(real: Path, corpus: Path, n_synth: int) -> dict[str, list[tuple[np.ndarray, str]]]:
     from corpus.manifest import audio_path, read_manifest

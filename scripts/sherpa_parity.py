@@ -26,16 +26,15 @@ import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
 
-import numpy as np  # noqa: E402
+import numpy as np
 
-from corpus.check import sample_per_voice  # noqa: E402
-from corpus.manifest import audio_path, read_manifest  # noqa: E402
-from runtime.asr import AsrStream, TransducerModel  # noqa: E402
-from runtime.audio import load_audio  # noqa: E402
-from runtime.evaluate import pooled_wer  # noqa: E402
-from runtime.sherpa import SherpaAsr, sherpa_version  # noqa: E402
+from corpus.check import sample_per_voice
+from corpus.manifest import audio_path, read_manifest
+from runtime.asr import AsrStream, TransducerModel
+from runtime.audio import load_audio
+from runtime.evaluate import pooled_wer
+from runtime.sherpa import SherpaAsr, sherpa_version
 
 # sherpa-onnx feature variants (beam search): its defaults, then one of our frame options at a time
 VARIANTS = {
@@ -74,7 +73,8 @@ def ours_as_sherpa(model: TransducerModel, x, beam: int, tail: int, n_chunks: in
     `GetMostProbable(true)`: divided by the tokens plus the context_size leading blanks)."""
     s = AsrStream(model, beam=beam, max_symbols_per_frame=1)
     s.feed(np.concatenate([x, np.zeros(tail, np.float32)]))
-    s.decode(max_chunks=n_chunks)
+    for _ in range(n_chunks):
+        s.decode_chunk()
     best = max(s.hyps, key=lambda h: h.log_prob / (len(h.tokens) + model.context_size)) if beam > 1 else s.best
     return " ".join(w["word"] for w in model.words(best))
 

@@ -20,7 +20,7 @@
 # beam search, what the shipped pipeline feeds its IQD; or greedy), BEAM (4), LM (the character
 # n-gram LM fused into the beam search, default the default bundle's models/default/asr/lm.npz (the
 # LM depends only on the training text and the tokens, not on the ASR checkpoint) when it exists; LM= for
-# none), LM_SCALE / LM_BONUS / LM_EOS_SCALE (default 0.65 / 0.75 / 0.8, the bundle's), TRAIN_SEARCH
+# none), LM_SCALE / LM_BONUS / LM_EOS_SCALE (default: runtime.lm.FUSION_DEFAULTS, the bundle's), TRAIN_SEARCH
 # (the search of the training splits, default SEARCH; another one mixes searches, with a warning).
 # FRESH: corpora the ASR never heard, as SEED:SIZE words (e.g. "23:5000 29:12000 31:20000"): each is
 # built (heed corpus build --seed SEED --size SIZE, into FRESH_DIR/seed-SEED, default EXPDIR/fresh),
@@ -49,7 +49,6 @@ FRESH_DIR=${FRESH_DIR:-$EXP/fresh}
 SEARCH=${SEARCH:-beam}
 TRAIN_SEARCH=${TRAIN_SEARCH:-$SEARCH}
 BEAM=${BEAM:-4}
-LM_SCALE=${LM_SCALE:-0.65} LM_BONUS=${LM_BONUS:-0.75} LM_EOS_SCALE=${LM_EOS_SCALE:-0.8}
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 if [ -z "${LM+set}" ]; then
     LM=""
@@ -79,9 +78,9 @@ spawn() {  # run "$@" in the background, at most JOBS at a time (a failed job en
     if [ "$RUNNING" -ge "$JOBS" ]; then wait -n; RUNNING=$((RUNNING - 1)); fi
 }
 drain() { while [ "$RUNNING" -gt 0 ]; do wait -n; RUNNING=$((RUNNING - 1)); done; }
-search_args() {  # the iqd.cache flags of search $1
+search_args() {  # the iqd.replay flags of search $1
     if [ "$1" = beam ]; then
-        echo "--search beam --beam $BEAM ${LM:+--lm $LM --lm-scale $LM_SCALE --lm-bonus $LM_BONUS --lm-eos-scale $LM_EOS_SCALE}"
+        echo "--search beam --beam $BEAM ${LM:+--lm $LM ${LM_SCALE:+--lm-scale $LM_SCALE} ${LM_BONUS:+--lm-bonus $LM_BONUS} ${LM_EOS_SCALE:+--lm-eos-scale $LM_EOS_SCALE}}"
     else
         echo "--search greedy"
     fi
@@ -99,7 +98,7 @@ log "search: dev/test: $EVAL_S; train: $TRAIN_S"
 #    the detectors train on both kinds and their policies are chosen on both (docs/iqd.md).
 log "cache: train ($TRAIN_LIMIT), dev, test; recordings: train ($TRAIN_STREAMS), dev ($DEV_STREAMS)"
 # shellcheck disable=SC2086  # the search flags split into words
-run_cache() { "$PY" -m iqd.cache --asr "$ASR" --corpus "$CORPUS" --cache "$CACHE" "$@"; }
+run_cache() { "$PY" -m iqd.replay --asr "$ASR" --corpus "$CORPUS" --cache "$CACHE" "$@"; }
 # shellcheck disable=SC2086
 if [ "$JOBS" -ge 2 ]; then
     { run_cache --split train --limit "$TRAIN_LIMIT" --crop $TRAIN_S; run_cache --split dev --streams "$DEV_STREAMS" $EVAL_S; } &
@@ -131,7 +130,7 @@ if [ -n "$FRESH" ]; then
             $HEED corpus build --out "$dir" --size "$2" --seed "$1" --workers 1 --quiet
         fi
         # shellcheck disable=SC2086
-        "$PY" -m iqd.cache --asr "$ASR" --corpus "$dir" --cache "$dir/cache" --split train \
+        "$PY" -m iqd.replay --asr "$ASR" --corpus "$dir" --cache "$dir/cache" --split train \
             --limit "$(wc -l < "$dir/train.jsonl")" --crop $TRAIN_S
     }
     for f in $FRESH; do
@@ -145,7 +144,7 @@ fi
 # 2. The detectors, each within MINUTES of training. The E2E and the cascade also on the recordings
 #    (--streams); the independent detector on utterances only: on the recordings' long fbank rows it
 #    got through 4 epochs in 5 minutes and stayed at chance (dev EER 49.8%, 37.5% without them).
-#    The E2E's regularisation is TrainConfig's defaults (iqd/train.py: the weight average, docs/iqd.md);
+#    The E2E's regularisation is TrainConfig's defaults (iqd/train.py: the weight average, docs/history/iqd.md);
 #    the independent baseline stays as it was measured, without the weight average.
 train() {  # $1 kind, $2 output folder under EXP, the rest passed on
     $HEED train iqd --kind "$1" --corpus "$CORPUS" --cache "$CACHE" --out "$EXP/$2" --max-minutes "$MINUTES" --quiet \

@@ -17,12 +17,9 @@ import argparse
 import json
 import os
 import platform
-import sys
 import time
 from collections import defaultdict
 from pathlib import Path
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # this checkout's packages, not an installed copy
 
 
 def main() -> int:

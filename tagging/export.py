@@ -38,6 +38,7 @@ from torch import nn
 
 from asr.export import add_metadata, quantize_int8
 from tagging.data import Example, Tables, encode
+from runtime.tagger import ARM_OUTPUT, BI_OUTPUTS, TOKEN_OUTPUTS, UNI_STEP_OUTPUTS, TaggerState
 from tagging.model import Tagger
 
 SCHEMA_VERSION = 1
@@ -84,9 +85,7 @@ class _UniStep(nn.Module):
         self.model = model
 
     def forward(self, token, h, c):
-        from tagging.model import State
-
-        u, state = self.model.step(token, State(h, c))
+        u, state = self.model.step(token, TaggerState(h, c))
         slot, intent = self.model.uni_heads(u)
         outs = (u, state.h, state.c, slot, intent)
         if self.model.cfg.kind == "hybrid":
@@ -101,6 +100,11 @@ class _Bi(nn.Module):
 
     def forward(self, bi_input):
         return self.model.bi_forward(bi_input)
+
+
+def _uni_outputs(model: Tagger) -> list[str]:
+    """uni_step's output names: a hybrid's step also gives the ARM's restart logit."""
+    return [*UNI_STEP_OUTPUTS, *([ARM_OUTPUT] if model.cfg.kind == "hybrid" else [])]
 
 
 def _export(module: nn.Module, args: tuple, path: Path, inputs: list[str], outputs: list[str], dynamic: dict) -> None:
@@ -151,7 +155,7 @@ def check_parity(model: Tagger, tables: Tables, examples: Sequence[Example], out
         for e in examples:
             b = encode(tables, [e])
             t_tok = model.tokens(torch.from_numpy(b.word_ids), torch.from_numpy(b.char_ids))
-            (o_tok,) = sess["token"].run(None, {"word_ids": b.word_ids, "char_ids": b.char_ids})
+            (o_tok,) = sess["token"].run(list(TOKEN_OUTPUTS), {"word_ids": b.word_ids, "char_ids": b.char_ids})
             diff("token", t_tok, o_tok)
             bi_in_t, bi_in_o = t_tok[0], o_tok[0]
             if "uni_step" in sess:
@@ -160,7 +164,7 @@ def check_parity(model: Tagger, tables: Tables, examples: Sequence[Example], out
                 us_t, us_o = [], []
                 for t in range(len(e.words)):
                     t_outs = _UniStep(model)(t_tok[:, t], *state)
-                    o_outs = sess["uni_step"].run(None, {"token": o_tok[:, t], "h": h, "c": c})
+                    o_outs = sess["uni_step"].run(_uni_outputs(model), {"token": o_tok[:, t], "h": h, "c": c})
                     for name, a, o in zip(("u", "h", "c", "uni_slot", "uni_intent", "arm"), t_outs, o_outs):
                         diff(name, a, o)
                     agree += int(t_outs[3].argmax(-1) == o_outs[3].argmax(-1))
@@ -172,7 +176,7 @@ def check_parity(model: Tagger, tables: Tables, examples: Sequence[Example], out
             if "bi" in sess:
                 for t in range(1, len(e.words) + 1):
                     t_slot, t_int = model.bi_forward(bi_in_t[None, :t])
-                    o_slot, o_int = sess["bi"].run(None, {"bi_input": bi_in_o[None, :t]})
+                    o_slot, o_int = sess["bi"].run(list(BI_OUTPUTS), {"bi_input": bi_in_o[None, :t]})
                     diff("bi_slot", t_slot, o_slot)
                     diff("bi_intent", t_int, o_int)
                     agree += int((t_slot.argmax(-1).numpy() == o_slot.argmax(-1)).sum())
@@ -229,18 +233,18 @@ def export_tagger(model: Tagger, tables: Tables, out_dir: str | Path, check_exam
     with torch.no_grad():
         tok = model.tokens(torch.from_numpy(b.word_ids), torch.from_numpy(b.char_ids))
         _export(_Token(model), (torch.from_numpy(b.word_ids), torch.from_numpy(b.char_ids)), out / "token.onnx",
-                ["word_ids", "char_ids"], ["token"],
+                ["word_ids", "char_ids"], list(TOKEN_OUTPUTS),
                 {"word_ids": {0: "N", 1: "T"}, "char_ids": {0: "N", 1: "T", 2: "C"}, "token": {0: "N", 1: "T"}})
         bi_input = tok
         if "uni_step" in parts:
             st = model.init_state(1)
-            names = ["u", "next_h", "next_c", "slot_logits", "intent_logits"] + (["arm_logit"] if cfg.kind == "hybrid" else [])
-            _export(_UniStep(model), (tok[:, 0], *st), out / "uni_step.onnx", ["token", "h", "c"], names,
+            names = _uni_outputs(model)
+            _export(_UniStep(model), (tok[:, 0], *st), out / "uni_step.onnx", ["token", *TaggerState._fields], names,
                     {"token": {0: "N"}, "h": {1: "N"}, "c": {1: "N"}, **{n: {0: "N"} for n in names if n not in ("next_h", "next_c")},
                      "next_h": {1: "N"}, "next_c": {1: "N"}})
             bi_input = model.uni_forward(tok)
         if "bi" in parts:
-            _export(_Bi(model), (bi_input,), out / "bi.onnx", ["bi_input"], ["slot_logits", "intent_logits"],
+            _export(_Bi(model), (bi_input,), out / "bi.onnx", ["bi_input"], list(BI_OUTPUTS),
                     {"bi_input": {0: "N", 1: "T"}, "slot_logits": {0: "N", 1: "T"}, "intent_logits": {0: "N"}})
     meta = {"schema_version": str(SCHEMA_VERSION), "model_config": json.dumps(cfg.to_dict()), "kind": cfg.kind}
     for p in parts:
@@ -263,7 +267,7 @@ def export_tagger(model: Tagger, tables: Tables, out_dir: str | Path, check_exam
         "files": files,
         "tables": {name: f"{name}.txt" for name in ("words", "chars", "slots", "intents")},
         "max_word_chars": tables.max_word_chars,
-        "state": {"names": ["h", "c"], "shape": [cfg.n_uni_layers, cfg.uni_dim]} if "uni_step" in parts else None,
+        "state": {"names": list(TaggerState._fields), "shape": [cfg.n_uni_layers, cfg.uni_dim]} if "uni_step" in parts else None,
         "policy": {"restart": {"hybrid": "arm", "bi": "every", "uni": "never"}[cfg.kind],
                    "arm_threshold": arm["threshold"] if arm else None, "every_k": 4, "final_restart": "bi" in parts},
         # runtime.tagger keeps labels valid BIO (Viterbi on restarts): +0.7 slot F1 on ATIS test

@@ -18,7 +18,7 @@ One class covers every row of the benchmark, by `TaggerConfig.kind`:
   baseline); its bidirectional layers read the token vectors.
 - "uni" (`n_bi_layers` = 0): unidirectional only; never relabels.
 
-Streaming state is explicit (STYLE.md): `init_state(n) -> State`, `step(x, state) -> (u, State)`;
+Streaming state is explicit (STYLE.md): `init_state(n) -> TaggerState`, `step(x, state) -> (u, TaggerState)`;
 `step` applied token by token reproduces `uni(x)` over the whole sequence, which
 tests/tagging/test_model.py checks.
 """
@@ -26,12 +26,14 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
-from typing import Any, Mapping, NamedTuple
+from typing import Any, Mapping
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
+
+from runtime.tagger import TaggerState  # the state is named once, on the runtime side
 
 
 @dataclass(frozen=True)
@@ -84,13 +86,6 @@ KINDS: dict[str, TaggerConfig] = {
 }
 
 
-class State(NamedTuple):
-    """The unidirectional layers' LSTM state; names are the ONNX input names."""
-
-    h: torch.Tensor  # (n_uni_layers, N, uni_dim)
-    c: torch.Tensor  # (n_uni_layers, N, uni_dim)
-
-
 class TokenEncoder(nn.Module):
     """Word embedding + character CNN: (N, T) word ids, (N, T, C) char ids -> (N, T, token_dim)."""
 
@@ -134,14 +129,14 @@ class Tagger(nn.Module):
 
     # ------------------------------------------------------------ unidirectional path
 
-    def init_state(self, n: int = 1) -> State:
+    def init_state(self, n: int = 1) -> TaggerState:
         z = torch.zeros(self.cfg.n_uni_layers, n, self.cfg.uni_dim)
-        return State(z, z.clone())
+        return TaggerState(z, z.clone())
 
-    def step(self, x: torch.Tensor, state: State) -> tuple[torch.Tensor, State]:
+    def step(self, x: torch.Tensor, state: TaggerState) -> tuple[torch.Tensor, TaggerState]:
         """One token. x: (N, token_dim) -> u: (N, uni_dim) and the next state."""
         u, (h, c) = self.uni(x[:, None], (state.h, state.c))
-        return u[:, 0], State(h, c)
+        return u[:, 0], TaggerState(h, c)
 
     def uni_forward(self, x: torch.Tensor) -> torch.Tensor:
         """x: (N, T, token_dim) -> u: (N, T, uni_dim); causal, so padding after a sequence is harmless."""

@@ -62,7 +62,7 @@ def test_streaming_step_equals_full_utterance_under_the_chunk_mask(left_chunks: 
     stream = torch.cat(outs, dim=1)
     assert stream.shape == full.shape == (2, n_chunks * cfg.chunk_frames, cfg.d_model)
     assert torch.allclose(stream, full, atol=1e-5), float((stream - full).abs().max())
-    assert int(state.processed_frames[0]) == n_chunks * cfg.chunk_frames
+    assert int(state.processed_frames[0]) == n_chunks * cfg.chunk_input_frames  # fbank frames, as in ONNX
 
 
 def test_log_mel_floor_raises_digital_silence_before_normalisation() -> None:

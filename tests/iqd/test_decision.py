@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from iqd.evaluate import Track, sweep
-from runtime.iqd import DecisionPolicy, Decider, decide, smooth
+from runtime.iqd_policy import DecisionPolicy, Decider, decide, smooth
 
 FRAME_S = 0.04
 
@@ -109,11 +109,30 @@ def test_policy_chosen_on_synthetic_dev_separates_and_respects_the_latency_budge
 
 
 def test_onset_skips_bare_word_boundaries() -> None:
-    from iqd.cache import silent_tokens
     from iqd.evaluate import onset_and_endpoint
+    from runtime.asr import silent_token_ids
 
-    assert silent_tokens(["<blk>", "<unk>", "\u2581", "a", "\u2581b"]) == [2]
+    assert silent_token_ids(["<blk>", "<unk>", "\u2581", "a", "\u2581b"]) == [2]
     # a character model emits the word boundary (id 2) in the leading silence: that is not the onset
     onset, endpoint = onset_and_endpoint([0, 20, 21, 30], 0.7, 1.5, 0.04, [2, 7, 8, 2], {2})
     assert onset == 20 and endpoint == pytest.approx(31 * 0.04 + 0.8)
     assert onset_and_endpoint([0], 0.7, 1.5, 0.04, [2], {2}) == (17, pytest.approx(2.3))  # nothing spoken
+
+
+def test_configs_refuse_unknown_keys_and_give_missing_ones_their_defaults() -> None:
+    """A stale or mistyped key in a checkpoint, iqd.json or SPLIT.search.json is an error naming it;
+    a key saved before its field existed is absent and takes the field's default."""
+    from iqd.model import IqdConfig
+    from iqd.replay import SearchConfig
+    from iqd.train import TrainConfig
+
+    for cls, good in ((DecisionPolicy, DecisionPolicy().to_dict()), (IqdConfig, IqdConfig().to_dict()),
+                      (TrainConfig, TrainConfig().to_dict())):
+        assert cls.from_dict(good) == cls()
+        with pytest.raises(ValueError, match="smothing_ms"):
+            cls.from_dict({**good, "smothing_ms": 1.0})
+    # a policy saved before the speech-onset gate: tests/runtime/test_iqd_gate.py
+    beam = SearchConfig("beam", lm="lm.npz")
+    assert SearchConfig.from_describe(beam.describe()) == beam
+    with pytest.raises(ValueError, match="width"):
+        SearchConfig.from_describe({**beam.describe(), "width": 4})

@@ -1,4 +1,4 @@
-"""The E2E detector reading its label history as text too (iqd/fusion.py, runtime.iqd.HistoryText):
+"""The E2E detector reading its label history as text too (iqd/fusion.py, runtime.iqd_text.HistoryText):
 the numpy scorer against torch, the text read from the onset on, the fusion, the dev choice of its
 weight, the export and the runtime stream against the offline tracks."""
 from __future__ import annotations
@@ -14,7 +14,7 @@ import torch
 from iqd.cache import IqdCache
 from iqd.export import export_iqd
 from iqd.train import load_detector
-from runtime.iqd import HistoryText, pieces_text, text_features
+from runtime.iqd_text import HistoryText, pieces_text, text_features
 
 
 def test_numpy_scorer_equals_the_cascade_classifier(iqd_runs: dict[str, Path]) -> None:
@@ -148,7 +148,8 @@ def test_fusion_of_two_seeds_is_one_graph_the_runtime_steps(iqd_runs: dict[str, 
 
 def _stream_equals_offline(model, ckpt: dict, export: Path, cache_dir: Path) -> None:
     from iqd.fusion import cache_pieces, cache_tracks
-    from runtime.iqd import FBANK_PER_FRAME, IqdModel
+    from runtime.asr import ChunkResult
+    from runtime.iqd import IqdModel, IqdStream
 
     iqd = IqdModel.from_dir(export, precision="fp32")
     assert iqd.text is not None and iqd.text.weight == ckpt["text"]["weight"]
@@ -156,14 +157,15 @@ def _stream_equals_offline(model, ckpt: dict, export: Path, cache_dir: Path) -> 
     pieces = cache_pieces(cache)
     tracks = cache_tracks(model, ckpt, cache)
     with pytest.raises(ValueError, match="pieces"):
-        iqd.create_stream(0.04)
+        IqdStream(iqd, 0.04, iqd.policy)
+    sub = 4  # fbank frames per encoder frame of the cache's ASR
     compared = 0
     for i, (u, tr) in enumerate(zip(cache.utts, tracks)):
         enc, fb = cache.enc(i), cache.fbank(i)
-        stream = iqd.create_stream(0.04, pieces=pieces)
+        stream = IqdStream(iqd, 0.04, iqd.policy, pieces=pieces)
         for t in range(u.n_enc):
-            tokens = [tok for tok, f in zip(u.tokens, u.token_frames) if f == t]
-            stream.accept(enc[t : t + 1], [tokens], t, fb[FBANK_PER_FRAME * t : FBANK_PER_FRAME * (t + 1)])
+            tokens = tuple(tok for tok, f in zip(u.tokens, u.token_frames) if f == t)
+            stream.accept(ChunkResult(enc[t : t + 1], t, fb[sub * t : sub * (t + 1)], (tokens,), False))
             if t >= tr.onset:
                 assert stream.onset
                 assert stream.probability == pytest.approx(float(tr.p[t]), abs=1e-3)

@@ -25,19 +25,21 @@ def test_match_takes_the_first_segment_starting_inside_the_speech() -> None:
 
 def test_streamed_asr_is_the_whole_utterance_asr_and_segments_tile_the_recording(overfit_asr: Path,
                                                                                  four_utts: Path) -> None:
-    from asr.export import load_checkpoint
+    from asr.backend import TorchTransducer
     from asr.features import fbank
     from asr.tokenizer import Tokenizer
-    from iqd.cache import encode_batch
+    from iqd.replay import SearchConfig, replay_utterance
     from runtime.audio import load_audio
 
-    model, _ = load_checkpoint(overfit_asr / "last.pt")
+    asr = TorchTransducer.from_checkpoint(overfit_asr / "last.pt")
+    stream = SearchConfig().stream(asr)  # greedy
     tok = Tokenizer(overfit_asr / "tokens.model")
     a, b = load_audio(four_utts / "wav" / "u0.wav"), load_audio(four_utts / "wav" / "u1.wav")
     gap = np.random.default_rng(0).normal(0, 1e-4, 24000).astype(np.float32)  # 1.5 s: the endpointer closes u0
-    enc, segments = run_asr(model, fbank(torch.from_numpy(np.concatenate([a, gap, b, gap]))))
-    whole_enc, whole_tokens, whole_frames, _ = encode_batch(model, [fbank(torch.from_numpy(a))])[0]
-    n = len(whole_enc) - model.cfg.chunk_frames  # the whole-utterance pass ends early; compare full chunks
+    enc, segments = run_asr(stream, fbank(torch.from_numpy(np.concatenate([a, gap, b, gap]))).numpy())
+    whole_enc = asr.encode([fbank(torch.from_numpy(a))])[0]
+    whole_tokens, whole_frames, _ = replay_utterance(stream, whole_enc)
+    n = len(whole_enc) - asr.chunk_frames  # the whole-utterance pass ends early; compare full chunks
     assert np.abs(enc[:n] - whole_enc[:n]).max() < 1e-4
     # streamed and whole-utterance greedy search agree; the text itself only within a bound (rounding)
     assert segments[0].tokens == whole_tokens and cer([FOUR_SENTENCES[0]], [tok.decode(whole_tokens)]) <= 0.1
@@ -50,7 +52,8 @@ def test_streamed_asr_is_the_whole_utterance_asr_and_segments_tile_the_recording
 def test_segment_onset_waits_for_the_speech_onset_gate() -> None:
     """A segment whose first spoken token lies in the quiet pause: the decider starts where the gate
     opens on the segment's own fbank frames (fresh gate at the segment start), as in the runtime."""
-    from runtime.iqd import FBANK_PER_FRAME, DecisionPolicy, frame_energy_db, gate_onset
+    from asr.model import SUBSAMPLING as FBANK_PER_FRAME
+    from runtime.iqd_policy import DecisionPolicy, frame_energy_db, gate_onset
 
     n_mels, fs = 80, 0.04
     loud_from = 130  # encoder frame of the recording where the speech (a loud stretch) begins
@@ -61,7 +64,7 @@ def test_segment_onset_waits_for_the_speech_onset_gate() -> None:
     utt = {"speech_start": loud_from * fs, "speech_end": 7.5, "directed": True}
     pol = DecisionPolicy()
     tr = segment_track(np.full(100, 0.5), seg, utt, fs, feats=fb, policy=pol)
-    gate = gate_onset(frame_energy_db(fb[100 * FBANK_PER_FRAME :], 100), pol, fs)
+    gate = gate_onset(frame_energy_db(fb[100 * FBANK_PER_FRAME :], FBANK_PER_FRAME, 100), pol, fs)
     assert 30 <= gate <= 30 + pol.frames(pol.onset_min_ms, fs * 1000) and tr.onset == gate
     assert segment_track(np.full(100, 0.5), seg, utt, fs).onset == 5  # without fbank: the first token
     off = segment_track(np.full(100, 0.5), seg, utt, fs, feats=fb, policy=DecisionPolicy(onset_min_ms=0.0))
@@ -74,13 +77,14 @@ def test_cached_recordings_are_what_the_stream_benchmark_sees(overfit_asr: Path,
                                                                tmp_path: Path) -> None:
     """A `SPLIT-streams` cache row gives the same track as scoring the recording's segment directly
     (bench_iqd.py), and training reads it beside the utterances."""
-    from asr.export import load_checkpoint
+    from asr.backend import TorchTransducer
     from asr.features import fbank
     from iqd.cache import ConcatCache, IqdCache, frame_seconds, open_splits
-    from iqd.streams import cache_stream_split, load_timelines, stream_rows
+    from iqd.replay import SearchConfig, cache_stream_split
+    from iqd.streams import load_timelines, stream_rows
     from iqd.train import loss_frames
     from runtime.audio import load_audio
-    from runtime.iqd import DecisionPolicy
+    from runtime.iqd_policy import DecisionPolicy
 
     cache_stream_split(overfit_asr / "last.pt", iqd_corpus, tmp_path, "dev", 2, skip=1, min_s=6.0, max_s=12.0,
                        progress=False)
@@ -89,15 +93,15 @@ def test_cached_recordings_are_what_the_stream_benchmark_sees(overfit_asr: Path,
     cache_stream_split(overfit_asr / "last.pt", iqd_corpus, tmp_path / "all", "dev", 1, skip=3, min_s=6.0,
                        max_s=12.0, progress=False)  # one utterance left, one class: all four are used
     assert len(IqdCache(tmp_path / "all", "dev-streams")) >= 2
-    asr, _ = load_checkpoint(overfit_asr / "last.pt")
+    stream = SearchConfig().stream(TorchTransducer.from_checkpoint(overfit_asr / "last.pt"))
     fs, policy = frame_seconds(), DecisionPolicy()
     expected = []
     for wav, tl in load_timelines(tmp_path / "streams-src", "dev"):
-        feats = fbank(torch.from_numpy(load_audio(wav)))
-        enc, segments = run_asr(asr, feats)
+        feats = fbank(torch.from_numpy(load_audio(wav))).numpy()
+        enc, segments = run_asr(stream, feats)
         for seg, u in stream_rows(segments, tl["segments"], fs, rows.silent_tokens):
             expected.append(segment_track(np.arange(seg.end - seg.start) / 100, seg, u, fs, rows.silent_tokens,
-                                          feats.numpy(), policy))
+                                          feats, policy))
             assert np.allclose(enc[seg.start : seg.end], rows.enc(len(expected) - 1), atol=2e-3)
     from iqd.train import tracks_of
 

@@ -97,17 +97,18 @@ def test_pipeline_fills_directed_on_partials_and_finals(iqd_bundle: Path, four_u
 def test_pipeline_directed_is_the_torch_model_step_by_step(iqd_bundle: Path, iqd_runs: dict[str, Path],
                                                            four_utts: Path) -> None:
     """The runtime's fp32 IQD stream gives the torch step's probabilities on the same chunks."""
-    from runtime.iqd import IqdModel
+    from runtime.asr import ChunkResult
+    from runtime.iqd import IqdModel, IqdStream
 
     model, _ = load_detector(iqd_runs["e2e"] / "model.pt")
     iqd = IqdModel.from_dir(iqd_bundle / "iqd", precision="fp32")
     rng = np.random.default_rng(0)
     enc = rng.normal(size=(40, model.cfg.enc_dim)).astype(np.float32)
     by_frame = [[int(rng.integers(1, model.cfg.vocab_size))] if t % 5 == 2 else [] for t in range(40)]
-    stream = iqd.create_stream(0.04, dataclasses.replace(iqd.policy, onset_min_ms=0.0))  # no fbank here: no gate
+    stream = IqdStream(iqd, 0.04, dataclasses.replace(iqd.policy, onset_min_ms=0.0))  # no fbank here: no gate
     state = model.init_state(1)
     for t in range(40):
-        stream.accept(enc[t : t + 1], by_frame[t : t + 1], t)
+        stream.accept(ChunkResult(enc[t : t + 1], t, None, (tuple(by_frame[t]),), False))
         with torch.no_grad():
             p, state = model.step(torch.from_numpy(enc[t : t + 1]), torch.tensor([(by_frame[t] + [0, 0, 0])[:3]]), state)
         assert stream.probability == pytest.approx(float(p), abs=1e-4)

@@ -103,6 +103,12 @@ CASES = [
      "iqd.json: no 'policy' entry"),
     ("truncated iqd graph", "iqd/iqd.int8.onnx", lambda: _half("iqd/iqd.int8.onnx"), "iqd.int8.onnx: not a valid ONNX"),
     ("truncated text.npz", "iqd/text.npz", lambda: _half("iqd/text.npz"), "text.npz: not a valid .npz"),
+    ("the IQD policy against iqd.json", "bundle.json",
+     lambda: _json_edit("bundle.json", lambda m: m["iqd"]["policy"].update(on_threshold=0.99)), "iqd.policy is"),
+    ("the IQD theta against iqd.json", "bundle.json", lambda: _json_edit("bundle.json", lambda m: m["iqd"].update(theta=0.9)),
+     "iqd.theta is 0.9"),
+    ("the tagger policy against tagger.json", "bundle.json",
+     lambda: _json_edit("bundle.json", lambda m: m["tagger"]["policy"].update(arm_threshold=0.1)), "tagger.policy is"),
 ]
 
 

@@ -65,3 +65,25 @@ def test_examples_are_transcribed_close_to_their_references() -> None:
     refs = [e["text"] for e in EXAMPLES]
     hyps = [e["expected"]["text"] for e in EXAMPLES]
     assert jiwer.wer(refs, hyps) <= 0.35
+
+
+def test_result_reads_the_stream_without_changing_it() -> None:
+    """Stream.result() mid-stream is the closed segments plus the open one as its last partial event
+    said: asking after every piece changes no event, no tag, no decision and no later result."""
+    pipe = Pipeline.from_bundle(BUNDLE, threads=1, second_pass=False)
+    x = load_audio(BUNDLE / "examples" / EXAMPLES[0]["audio"])
+    quiet, asked = pipe.create_stream(), pipe.create_stream()
+    events: dict[str, list] = {"quiet": [], "asked": []}
+    answers = []
+    for i in range(0, len(x), 1600):
+        for name, s in (("quiet", quiet), ("asked", asked)):
+            s.accept_waveform(x[i : i + 1600], 16000)
+            events[name] += list(s.events())
+        answers.append((asked.result(), asked.result()))
+    assert all(a == b for a, b in answers), "result() is the same when asked twice"
+    assert any(a["words"] for a, _ in answers) and any("directed" in a for a, _ in answers)
+    for s in (quiet, asked):
+        s.input_finished()
+    assert events["quiet"] + list(quiet.events()) == events["asked"] + list(asked.events())
+    assert quiet.result() == asked.result()
+    assert quiet._tagger.stats == asked._tagger.stats  # the tagger was not stepped by result()

@@ -1,4 +1,4 @@
-"""The IQD's speech-onset gate (runtime/iqd.py: OnsetGate) on synthetic audio, and the decider it holds back."""
+"""The IQD's speech-onset gate (runtime/iqd_policy.py: OnsetGate) on synthetic audio, and the decider it holds back."""
 from __future__ import annotations
 
 import dataclasses
@@ -6,11 +6,13 @@ import dataclasses
 import numpy as np
 import pytest
 
+from runtime.asr import ChunkResult
 from runtime.features import fbank
-from runtime.iqd import (FBANK_PER_FRAME, DecisionPolicy, IqdStream, OnsetGate, band_bins, frame_energy_db,
-                         gate_onset)
+from runtime.iqd import IqdStream
+from runtime.iqd_policy import DecisionPolicy, OnsetGate, band_bins, frame_energy_db, gate_onset
 
 RATE, FRAME_S = 16000, 0.04
+FBANK_PER_FRAME = 4  # the fbank frames of an encoder frame (a chunk's fbank says so: 4 n frames for n)
 POLICY = DecisionPolicy(on_threshold=0.7, off_threshold=0.3, min_on_ms=120.0, min_off_ms=120.0, smoothing_ms=0.0)
 
 
@@ -35,7 +37,7 @@ def _frames_of(samples: np.ndarray) -> np.ndarray:
 @pytest.mark.parametrize("tone", [True, False], ids=["tone", "noise-burst"])
 def test_gate_opens_at_the_burst_within_onset_min_ms(tone: bool) -> None:
     fb = _frames_of(_noise_then_burst(tone=tone))
-    energy = frame_energy_db(fb)
+    energy = frame_energy_db(fb, FBANK_PER_FRAME)
     assert energy.shape == (len(fb) // FBANK_PER_FRAME,)
     assert energy[60:].mean() - energy[:45].mean() > 20  # -20 vs -60 dBFS (the pre-emphasis weighs the tone down)
     onset = gate_onset(energy, POLICY, FRAME_S)
@@ -50,14 +52,14 @@ def test_the_speech_band_finds_a_low_tone_in_loud_white_noise() -> None:
     n = band_bins(POLICY.onset_band_hz)
     assert 30 < n < 60 and band_bins(0.0) == 80
     burst = int(2.0 / FRAME_S)
-    assert gate_onset(frame_energy_db(fb), POLICY, FRAME_S) == len(fb) // FBANK_PER_FRAME  # all bands: never
-    assert burst <= gate_onset(frame_energy_db(fb, n_bins=n), POLICY, FRAME_S) <= burst + 3
+    assert gate_onset(frame_energy_db(fb, FBANK_PER_FRAME), POLICY, FRAME_S) == len(fb) // FBANK_PER_FRAME  # all bands: never
+    assert burst <= gate_onset(frame_energy_db(fb, FBANK_PER_FRAME, n_bins=n), POLICY, FRAME_S) <= burst + 3
 
 
 def test_gate_stays_closed_on_stationary_noise_of_any_level() -> None:
     for level in (-70.0, -50.0, -30.0):
         fb = _frames_of(_noise_then_burst(noise_s=3.0, burst_s=0.0, noise_dbfs=level, seed=int(-level)))
-        assert gate_onset(frame_energy_db(fb), POLICY, FRAME_S) == len(fb) // FBANK_PER_FRAME, level
+        assert gate_onset(frame_energy_db(fb, FBANK_PER_FRAME), POLICY, FRAME_S) == len(fb) // FBANK_PER_FRAME, level
 
 
 def test_gate_needs_onset_min_ms_above_the_margin() -> None:
@@ -93,14 +95,18 @@ class _StubModel:
         return self.p, {"n": state["n"] + 1}
 
 
+def _chunk(by_frame: list[list[int]], first: int, fb: np.ndarray | None = None) -> ChunkResult:
+    """An ASR chunk of len(by_frame) encoder frames (zeros) from stream frame `first`."""
+    return ChunkResult(np.zeros((len(by_frame), 4), np.float32), first, fb, tuple(map(tuple, by_frame)), False)
+
+
 def _stream_chunks(stream: IqdStream, fb: np.ndarray, tokens_at: dict[int, list[int]], chunk: int = 8) -> None:
     """Feed the stream as the pipeline does: chunks of `chunk` encoder frames with their fbank frames."""
     n = len(fb) // FBANK_PER_FRAME
     for first in range(0, n, chunk):
         k = min(chunk, n - first)
         by_frame = [tokens_at.get(first + i, []) for i in range(k)]
-        stream.accept(np.zeros((k, 4), np.float32), by_frame, first,
-                      fb[FBANK_PER_FRAME * first : FBANK_PER_FRAME * (first + k)])
+        stream.accept(_chunk(by_frame, first, fb[FBANK_PER_FRAME * first : FBANK_PER_FRAME * (first + k)]))
 
 
 def test_decider_does_not_start_before_the_gate() -> None:
@@ -112,7 +118,7 @@ def test_decider_does_not_start_before_the_gate() -> None:
     assert stream.decider.smoothed is None and stream.decider.decision is None
     stream.reset()
     _stream_chunks(stream, fb, {5: [7, 8]})
-    opened = gate_onset(frame_energy_db(fb, n_bins=band_bins(POLICY.onset_band_hz)), POLICY, FRAME_S)
+    opened = gate_onset(frame_energy_db(fb, FBANK_PER_FRAME, n_bins=band_bins(POLICY.onset_band_hz)), POLICY, FRAME_S)
     assert stream.gate.opened_at == opened  # chunked in the runtime = whole in the offline evaluation
     n_off = POLICY.frames(POLICY.min_off_ms, FRAME_S * 1000)
     assert stream.decider.decision == "undirected"
@@ -125,7 +131,7 @@ def test_without_a_spoken_token_the_gate_alone_does_not_start_the_decider() -> N
     _stream_chunks(stream, fb, {3: [1], 60: [1]})  # only bare word boundaries
     assert stream.gate.open and not stream.spoken and stream.decider.smoothed is None
     _stream_chunks(stream, fb[-8 * FBANK_PER_FRAME :], {})  # (more of the burst; no token yet)
-    stream.accept(np.zeros((1, 4), np.float32), [[9]], 80, fb[:FBANK_PER_FRAME])
+    stream.accept(_chunk([[9]], 80, fb[:FBANK_PER_FRAME]))
     assert stream.onset and stream.decider.smoothed == pytest.approx(0.9)
 
 
@@ -135,17 +141,17 @@ def test_a_vads_speech_start_replaces_the_energy_gate() -> None:
     stream.speech_from(30)
     # spoken at frame 5, long before the VAD's start: the decider waits; no fbank is needed
     for first in range(0, 40, 8):
-        stream.accept(np.zeros((8, 4), np.float32), [[7] if first + i == 5 else [] for i in range(8)], first)
+        stream.accept(_chunk([[7] if first + i == 5 else [] for i in range(8)], first))
         assert stream.onset == (first + 7 >= 30)
     assert stream.gate.floor_db is None, "the energy gate is not run"
     n_off = POLICY.frames(POLICY.min_off_ms, FRAME_S * 1000)
-    stream.accept(np.zeros((8, 4), np.float32), [[]] * 8, 40)
+    stream.accept(_chunk([[]] * 8, 40))
     assert stream.decider.decision == "undirected"
     assert stream.decider.decided_at == pytest.approx((30 + n_off) * FRAME_S)
     stream.reset()
     assert stream.speech_frame is None, "set per segment"
     with pytest.raises(ValueError, match="fbank"):
-        stream.accept(np.zeros((2, 4), np.float32), [[9], []], 0)
+        stream.accept(_chunk([[9], []], 0))
 
 
 def test_reset_clears_the_gate_state() -> None:
@@ -162,9 +168,9 @@ def test_reset_clears_the_gate_state() -> None:
 def test_gate_needs_fbank_unless_the_policy_has_none() -> None:
     stream = IqdStream(_StubModel(0.9), FRAME_S, POLICY)
     with pytest.raises(ValueError, match="fbank"):
-        stream.accept(np.zeros((2, 4), np.float32), [[9], []], 0)
+        stream.accept(_chunk([[9], []], 0))
     off = IqdStream(_StubModel(0.9), FRAME_S, dataclasses.replace(POLICY, onset_min_ms=0.0))
-    off.accept(np.zeros((2, 4), np.float32), [[9], []], 0)
+    off.accept(_chunk([[9], []], 0))
     assert off.onset and off.decider.smoothed == pytest.approx(0.9)  # the first spoken token alone
 
 

@@ -20,38 +20,6 @@ def _utts(four_utts: Path):
     return [(four_utts / u.audio, u.text) for u in read_manifest(four_utts / "dev.jsonl")]
 
 
-class TorchTwin:
-    """The checkpoint behind a bundle, dressed as runtime.asr.TransducerModel: the reference the
-    ONNX runtime must reproduce, with the same streaming, padding and search code around it."""
-
-    def __init__(self, onnx_model, checkpoint: Path) -> None:
-        import torch
-
-        from asr.export import _DecoderStep, _EncoderStep, _JoinerStep, load_checkpoint
-
-        model, _ = load_checkpoint(checkpoint)
-        self.torch = torch
-        self.enc, self.dec, self.jn = _EncoderStep(model), _DecoderStep(model), _JoinerStep(model)
-        for k in ("n_layers", "step_frames", "shift_frames", "chunk_frames", "left_context", "d_model",
-                  "conv_kernel", "context_size", "vocab_size", "fbank", "frame_s", "tokens"):
-            setattr(self, k, getattr(onnx_model, k))
-        self.init_state, self.words = onnx_model.init_state, onnx_model.words
-
-    def run_encoder(self, x, state):
-        t = self.torch
-        with t.no_grad():
-            out, attn, conv = self.enc(t.from_numpy(x[None].copy()), *(t.from_numpy(s) for s in state))
-        return out[0].numpy(), [attn.numpy(), conv.numpy(), state[2] + self.shift_frames]
-
-    def decode(self, contexts):
-        with self.torch.no_grad():
-            return self.dec(self.torch.from_numpy(contexts)).numpy()
-
-    def join(self, enc, dec):
-        with self.torch.no_grad():
-            return self.jn(self.torch.from_numpy(enc), self.torch.from_numpy(dec)).numpy()
-
-
 def _decode(model, samples: np.ndarray, beam: int) -> list[dict]:
     from runtime.asr import AsrStream
 
@@ -64,8 +32,12 @@ def _decode(model, samples: np.ndarray, beam: int) -> list[dict]:
 
 @pytest.mark.parametrize("beam", [1, 4])
 def test_onnx_runtime_reproduces_the_torch_model(tiny_bundle: Path, overfit_asr: Path, four_utts: Path, beam: int) -> None:
+    from asr.backend import TorchTransducer
+
     pipe = Pipeline.from_bundle(tiny_bundle, precision="fp32")
-    twin = TorchTwin(pipe.asr, overfit_asr / "last.pt")
+    # the checkpoint behind the bundle, driven by the same streaming, padding and search code
+    twin = TorchTransducer.from_checkpoint(overfit_asr / "last.pt")
+    assert twin.tokens == pipe.asr.tokens and twin.fbank == pipe.asr.fbank
     for path, _ in _utts(four_utts):
         x = load_audio(path)
         ours, ref = _decode(pipe.asr, x, beam), _decode(twin, x, beam)
@@ -270,7 +242,7 @@ def test_endpoint_after_trailing_silence_splits_segments(tiny_bundle: Path, four
 
 
 def test_endpoint_rules_in_milliseconds() -> None:
-    from runtime.asr import EndpointConfig
+    from runtime.endpoint import EndpointConfig
 
     cfg = EndpointConfig(trailing_silence_ms=800, silence_without_speech_ms=5000, max_utterance_ms=20000)
     assert not cfg.reached(now_ms=1000, last_token_ms=500)
