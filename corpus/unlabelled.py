@@ -98,7 +98,7 @@ SOURCES: tuple[Source, ...] = (
 
 def import_unlabelled(out_dir: Path, *, from_dir: Path | None = None, cache: Path | None = None) -> list[dict]:
     """Write <out>/train.jsonl and <out>/sources.json; one summary per source (`error` set when it failed)."""
-    from corpus.importers import write_import
+    from corpus.manifest import write_import
 
     out_dir = Path(out_dir).resolve()
     cache = Path(cache).resolve() if cache else out_dir / "cache"

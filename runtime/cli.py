@@ -63,6 +63,10 @@ def positive_float(text: str) -> float:
 
 
 # `--threads` of the runtime commands, one text for all of them
+NO_SECOND_PASS_HELP = ("finals from the streaming pass alone: leave out the bundle's Whisper second pass (faster, "
+                       "much worse on real speech; partials then come from the streaming pass too)")
+STREAM_PARTIALS_HELP = ("partials from the streaming pass alone: Whisper's decoder does not read the open segment "
+                        "(bundle.json `partials`; faster, much worse on real speech); finals still from the second pass")
 THREADS_HELP = ("onnxruntime threads per graph; on a 2-core machine 2 threads made a stream 3 to 6 times slower "
                 "than 1 (heed bench --threads 2: the graphs are small, threading costs more than it gains); "
                 "run more streams instead")

@@ -22,7 +22,7 @@ from typing import Any
 
 import numpy as np
 
-from runtime.cli import THREADS_HELP, positive_float, positive_int
+from runtime.cli import NO_SECOND_PASS_HELP, STREAM_PARTIALS_HELP, THREADS_HELP, positive_float, positive_int
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
@@ -38,7 +38,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--plain", action="store_true", help="one line per change instead of the live view")
     p.add_argument("--threads", type=positive_int, default=1, help=THREADS_HELP)
     p.add_argument("--no-vad", action="store_true", help="decode all audio: leave out the bundle's voice-activity detector (silence and noise then reach the ASR)")
-    p.add_argument("--no-second-pass", action="store_true", help="finals from the streaming pass alone: leave out the bundle's Whisper second pass (faster, much worse on real speech)")
+    p.add_argument("--no-second-pass", action="store_true", help=NO_SECOND_PASS_HELP)
+    p.add_argument("--stream-partials", action="store_true", help=STREAM_PARTIALS_HELP)
     p.set_defaults(func=run)
 
 
@@ -116,7 +117,8 @@ def run(args: argparse.Namespace) -> int:
         save_format = check_save_path(args.save) if args.save else None
         device = pick_device(args.device)
         pipe = Pipeline.from_bundle(args.bundle, threads=args.threads, vad=not args.no_vad,
-                                      second_pass=not args.no_second_pass)
+                                      second_pass=not args.no_second_pass,
+                                      heard_partials=not args.stream_partials)
     except (MicError, BundleError, FileNotFoundError) as e:
         print(f"heed mic: {e}", file=sys.stderr)
         return 1

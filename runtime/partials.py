@@ -51,9 +51,9 @@ class PartialsConfig:
     """How often the decoder reads the segment and what it reads after it."""
 
     update_chunks: int = 2  # decoder updates every this many 320 ms chunks
-    # seconds of silence the student encodes after the segment so far before the fill takes over
-    # (the second pass encodes 2 s of zeros; docs/partials.md measures 0, 1 and 2)
-    pad_s: float = 1.0
+    # seconds of silence the encoder reads after the segment so far before the fill takes over
+    # (the second pass reads 2 s; docs/partials.md measures 1 and 2)
+    pad_s: float = 2.0
     agreement: int = 2  # LocalAgreement-n: words common to the last n hypotheses are committed
     max_segment_s: float = 28.0  # a segment is ended (and the next started) when it reaches this
 
@@ -228,6 +228,11 @@ class PartialDecoder:
 
     def __init__(self, second: SecondPass) -> None:
         self.second = second
+        # right after committed words, a token may not continue the last of them ("thy" + "self"):
+        # only a new word, punctuation or the end of text may follow
+        continues = [i < second.eot and not t.startswith("Ġ") and any(c.isalnum() for c in t)
+                     for i, t in enumerate(second.vocab)]
+        self.after_committed = second.suppress | np.array(continues + [False] * (len(second.suppress) - len(continues)))
 
     def update(self, cross: list[np.ndarray], duration_s: float, previous: list[int], committed: int) -> Hypothesis:
         """The hypothesis for the segment so far: `previous` is fed in one call (after the prompt),
@@ -242,7 +247,7 @@ class PartialDecoder:
         no_speech = float(_softmax(logits[0, 0])[sp.no_speech])
         keep = committed
         for j in range(committed, len(previous)):
-            lp = np.where(sp.suppress_first if j == 0 else sp.suppress, -np.inf, logits[0, 1 + j])
+            lp = np.where(self._mask(j, committed), -np.inf, logits[0, 1 + j])
             if int(np.argmax(lp)) != previous[j]:
                 break
             keep = j + 1
@@ -251,7 +256,7 @@ class PartialDecoder:
         last = logits[0, 1 + keep]
         calls = 1
         while len(tokens) < max_tokens:
-            lp = _log_softmax(np.where(sp.suppress_first if not tokens else sp.suppress, -np.inf, last))
+            lp = _log_softmax(np.where(self._mask(len(tokens), committed), -np.inf, last))
             tok = int(np.argmax(lp))
             if tok == sp.eot:
                 break
@@ -262,6 +267,12 @@ class PartialDecoder:
             last = logits[0, -1]
             calls += 1
         return Hypothesis(tokens, no_speech, calls)
+
+    def _mask(self, position: int, committed: int) -> np.ndarray:
+        """Tokens suppressed at this text position."""
+        if position == 0:
+            return self.second.suppress_first
+        return self.after_committed if position == committed else self.second.suppress
 
 
 # ---------------------------------------------------------------- one stream
@@ -289,47 +300,138 @@ class SegmentResult:
     events: list[PartialEvent] = field(default_factory=list)
 
 
-class Partials:
-    """The shared part: the student's graph, the second pass's decoder, the config."""
+class StudentReader:
+    """A segment read by the streaming student: each 320 ms chunk's cross keys/values computed once
+    and kept; a read adds `pad_s` of silence from a copy of the state."""
 
-    def __init__(self, second: SecondPass, student: str | Path | StudentEncoder, config: PartialsConfig | None = None,
-                 threads: int = 1, precision: str = "int8", vad: Any = None) -> None:
+    def __init__(self, encoder: StudentEncoder, filters: np.ndarray, pad_s: float) -> None:
+        self.encoder, self.pad_s = encoder, pad_s
+        self.chunk_mel = 2 * encoder.chunk_frames
+        self.mel = MelStream(filters)
+        self.reset()
+
+    def reset(self) -> None:
+        self.mel.reset()
+        self.state = self.encoder.init_state()
+        self.pending = np.zeros((self.encoder.n_mels, 0), np.float32)
+        self.cross: list[list[np.ndarray]] = []  # per chunk, per layer k, v
+        self.frames = 0  # encoder frames of the segment
+
+    def accept(self, samples: np.ndarray) -> int:
+        """More of the segment -> how many chunks it completed."""
+        self.pending = np.concatenate([self.pending, self.mel.accept(samples)], axis=1)
+        n = 0
+        while self.pending.shape[1] >= self.chunk_mel:
+            self._encode(self.pending[:, : self.chunk_mel])
+            self.pending = self.pending[:, self.chunk_mel :]
+            n += 1
+        return n
+
+    def _encode(self, mel: np.ndarray) -> None:
+        kv, _, self.state = self.encoder.step(mel, self.state)
+        self.cross.append(kv)
+        self.frames += mel.shape[1] // 2
+
+    def finish(self) -> None:
+        """The segment's end: its last frames (the audio's end padded with zeros)."""
+        rest = np.concatenate([self.pending, self.mel.flush()], axis=1)
+        rest = rest[:, : min(rest.shape[1] // 2 * 2, 2 * (self.encoder.n_audio_ctx - self.frames))]
+        for i in range(0, rest.shape[1], self.chunk_mel):
+            self._encode(rest[:, i : i + self.chunk_mel])
+        self.pending = rest[:, :0]
+
+    def read(self) -> list[np.ndarray]:
+        """The segment's cross keys/values so far, then `pad_s` of silence as the student reads it."""
+        parts = list(self.cross)
+        enc = self.encoder
+        pad = min(int(round(self.pad_s * 100)) // 2 * 2, 2 * (enc.n_audio_ctx - self.frames))
+        state = self.state
+        while pad > 0:
+            n = min(pad, self.chunk_mel)
+            kv, _, state = enc.step(np.full((enc.n_mels, n), LOG_FLOOR, np.float32), state)
+            parts.append(kv)
+            pad -= n
+        if not parts:
+            return []
+        return [np.concatenate([p[i] for p in parts], axis=3 if i % 2 == 0 else 2) for i in range(len(parts[0]))]
+
+
+class WhisperReader:
+    """A segment read by Whisper's own encoder (the second pass's graph), the whole segment so far
+    at every read: full context, no new model; its cost grows with the segment."""
+
+    def __init__(self, second: SecondPass, pad_s: float, chunk_samples: int = 5120) -> None:
+        self.second, self.pad_s, self.chunk_samples = second, pad_s, chunk_samples
+        self.reset()
+
+    def reset(self) -> None:
+        self.samples: list[np.ndarray] = []
+        self.n = 0
+
+    def accept(self, samples: np.ndarray) -> int:
+        before = self.n // self.chunk_samples
+        self.samples.append(samples)
+        self.n += len(samples)
+        return self.n // self.chunk_samples - before
+
+    def finish(self) -> None:
+        pass
+
+    def read(self) -> list[np.ndarray]:
+        if not self.n:
+            return []
+        self.samples = [np.concatenate(self.samples)]
+        return self.second.encode(self.samples[0], self.pad_s)[0]
+
+
+class Partials:
+    """The shared part: the encoder that reads segments (the streaming student, or Whisper's own
+    encoder when no student is given), the second pass's decoder, the config and the VAD."""
+
+    def __init__(self, second: SecondPass, student: str | Path | StudentEncoder | None = None,
+                 config: PartialsConfig | None = None, threads: int = 1, precision: str = "int8",
+                 vad: Any = None) -> None:
         """vad: a `runtime.vad.VadModel`; with it a stream decodes only what the gate passes on and
         its segments end where the gate ends speech (without it the caller ends them)."""
         self.second, self.vad = second, vad
-        self.encoder = student if isinstance(student, StudentEncoder) else StudentEncoder(student, threads, precision)
+        self.encoder = None
+        if student is not None:
+            self.encoder = student if isinstance(student, StudentEncoder) else StudentEncoder(student, threads, precision)
+            if self.encoder.n_mels != second.filters.shape[0]:
+                raise PartialsError(f"the student reads {self.encoder.n_mels} mel bins, the second pass's filters "
+                                    f"{second.filters.shape[0]}")
         self.config = config or PartialsConfig()
-        if self.encoder.n_mels != second.filters.shape[0]:
-            raise PartialsError(f"the student reads {self.encoder.n_mels} mel bins, the second pass's filters "
-                                f"{second.filters.shape[0]}")
         self.decoder = PartialDecoder(second)
         self.starts_word = [t.startswith("Ġ") for t in second.vocab]
+
+    @property
+    def encoder_name(self) -> str:
+        return "student" if self.encoder is not None else "whisper"
+
+    def reader(self) -> StudentReader | WhisperReader:
+        if self.encoder is None:
+            return WhisperReader(self.second, self.config.pad_s)
+        return StudentReader(self.encoder, self.second.filters, self.config.pad_s)
 
     def stream(self) -> "PartialStream":
         return PartialStream(self)
 
 
 class PartialStream:
-    """One audio stream cut in segments: the student's state, the segment's cross keys/values, the
-    hypothesis and the commit policy (the module docstring shows the use)."""
+    """One audio stream cut in segments: the segment's reader, the hypothesis and the commit policy
+    (the module docstring shows the use)."""
 
     def __init__(self, owner: Partials) -> None:
         self.owner, self.cfg = owner, owner.config
-        enc = owner.encoder
-        self.chunk_mel = 2 * enc.chunk_frames
-        self.mel = MelStream(owner.second.filters)
+        self.reader = owner.reader()
         self.policy = LocalAgreement(owner.starts_word, self.cfg.agreement)
         self.vad = owner.vad.create_stream() if owner.vad is not None else None
         self.time_s = 0.0  # audio received by the stream, over all segments
         self._new_segment()
 
     def _new_segment(self) -> None:
-        self.mel.reset()
+        self.reader.reset()
         self.policy.reset()
-        self.state = self.owner.encoder.init_state()
-        self.pending = np.zeros((self.owner.encoder.n_mels, 0), np.float32)
-        self.cross: list[list[np.ndarray]] = []  # per chunk, per layer k, v
-        self.frames = 0  # encoder frames of the segment
         self.chunks_since_update = 0
         self.tokens: list[int] = []
         self.events: list[PartialEvent] = []
@@ -358,6 +460,15 @@ class PartialStream:
             out.append(self.end_segment())
         return out
 
+    def feed_segment(self, samples: np.ndarray) -> list[PartialEvent | SegmentResult]:
+        """More audio of the segment the caller keeps (the pipeline: its VAD and endpointer say where
+        segments end, `discard_segment` starts the next), past any VAD of this stream's own."""
+        return self._accept(np.asarray(samples, np.float32).reshape(-1))
+
+    def discard_segment(self) -> None:
+        """The caller ended the segment and reads its final itself (the second pass): start the next."""
+        self._new_segment()
+
     def _gate_event(self, ev: Any) -> list[PartialEvent | SegmentResult]:
         from runtime.vad import End, Start
 
@@ -377,50 +488,26 @@ class PartialStream:
             part, samples = samples[:room], samples[room:]
             self.segment_samples += len(part)
             self.time_s += len(part) / SAMPLE_RATE
-            self.pending = np.concatenate([self.pending, self.mel.accept(part)], axis=1)
-            while self.pending.shape[1] >= self.chunk_mel:
-                self._encode(self.pending[:, : self.chunk_mel])
-                self.pending = self.pending[:, self.chunk_mel :]
-                self.chunks_since_update += 1
-                if self.chunks_since_update >= self.cfg.update_chunks:
-                    out.append(self._update())
+            self.chunks_since_update += self.reader.accept(part)
+            if self.chunks_since_update >= self.cfg.update_chunks:
+                out.append(self._update())
             if self.segment_samples >= max_samples:
                 out.append(self.end_segment())  # positions run out: the segment ends, the next starts at 0
         return out
 
-    def _encode(self, mel: np.ndarray) -> None:
-        kv, _, self.state = self.owner.encoder.step(mel, self.state)
-        self.cross.append(kv)
-        self.frames += mel.shape[1] // 2
-
-    def _segment_cross(self) -> list[np.ndarray]:
-        """The segment's cross keys/values so far, then `pad_s` of silence as the student reads it
-        (from a copy of the state: the segment goes on from where it was)."""
-        parts = list(self.cross)
-        enc = self.owner.encoder
-        pad = min(int(round(self.cfg.pad_s * 100)) // 2 * 2, 2 * (enc.n_audio_ctx - self.frames))
-        state = self.state
-        while pad > 0:
-            n = min(pad, self.chunk_mel)
-            kv, _, state = enc.step(np.full((enc.n_mels, n), LOG_FLOOR, np.float32), state)
-            parts.append(kv)
-            pad -= n
-        if not parts:
-            return []
-        return [np.concatenate([p[i] for p in parts], axis=3 if i % 2 == 0 else 2) for i in range(len(parts[0]))]
+    def _decode(self) -> tuple[list[int], int]:
+        sp = self.owner.second
+        committed = len(self.policy.committed)
+        hyp = self.owner.decoder.update(self.reader.read(), self.segment_samples / SAMPLE_RATE, self.tokens, committed)
+        if hyp.no_speech_prob > sp.options.no_speech_threshold and not committed:
+            return [], hyp.decoder_calls  # nothing heard yet
+        return hyp.tokens, hyp.decoder_calls
 
     def _update(self) -> PartialEvent:
         self.chunks_since_update = 0
-        sp = self.owner.second
-        cross = self._segment_cross()
-        committed = len(self.policy.committed)
-        hyp = self.owner.decoder.update(cross, self.segment_samples / SAMPLE_RATE, self.tokens, committed)
-        tokens = hyp.tokens
-        if hyp.no_speech_prob > sp.options.no_speech_threshold and not committed:
-            tokens = []  # nothing heard yet
-        self.tokens = tokens
-        self.policy.update(tokens)
-        event = self._event(tokens, hyp.decoder_calls)
+        self.tokens, calls = self._decode()
+        self.policy.update(self.tokens)
+        event = self._event(self.tokens, calls)
         self.events.append(event)
         return event
 
@@ -437,21 +524,12 @@ class PartialStream:
     def end_segment(self) -> SegmentResult:
         """The segment ends (an endpoint): its last hypothesis over all of its audio; the stream
         starts a new segment at position 0."""
-        rest = np.concatenate([self.pending, self.mel.flush()], axis=1)
-        rest = rest[:, : rest.shape[1] // 2 * 2]
-        room = 2 * (self.owner.encoder.n_audio_ctx - self.frames)
-        rest = rest[:, :room]
-        for i in range(0, rest.shape[1], self.chunk_mel):
-            self._encode(rest[:, i : i + self.chunk_mel])
-        committed = len(self.policy.committed)
         fixed_words = self._event(self.tokens, 0).committed
         result = SegmentResult("", "", fixed_words, round(self.time_s, 3), self.events)
-        if self.cross:
-            hyp = self.owner.decoder.update(self._segment_cross(), self.segment_samples / SAMPLE_RATE, self.tokens,
-                                            committed)
-            sp = self.owner.second
-            tokens = [] if hyp.no_speech_prob > sp.options.no_speech_threshold and not committed else hyp.tokens
-            last = self._event(tokens, hyp.decoder_calls)
+        if self.segment_samples:
+            self.reader.finish()
+            tokens, calls = self._decode()
+            last = self._event(tokens, calls)
             result = SegmentResult(last.text, last.written, fixed_words, round(self.time_s, 3), self.events)
         self._new_segment()
         return result

@@ -186,9 +186,10 @@ def measure_set(partials: Any, clips: list[tuple[str, str, np.ndarray]], times: 
 
 
 def main(argv: list[str] | None = None) -> int:
-    """scripts/bench_partials.py: partials of the streaming student on the real dev set (and a
-    sample of the synthetic test split's held-out voices), beside the second pass (Whisper with
-    the whole segment) and PocketSphinx on the same files; words on non-speech."""
+    """scripts/bench_partials.py: partials (Whisper's decoder over the streaming student's states,
+    or over Whisper's encoder re-reading the segment) on the real dev set and a sample of the
+    synthetic test split's held-out voices, beside the second pass (Whisper with the whole
+    segment) and PocketSphinx on the same files; words on non-speech."""
     import argparse
     import json
     import os
@@ -204,13 +205,13 @@ def main(argv: list[str] | None = None) -> int:
     from runtime.whisper import SecondPass, to_spoken
 
     ap = argparse.ArgumentParser(description=main.__doc__)
-    ap.add_argument("--student", required=True, help="folder of `heed export student`")
+    ap.add_argument("--student", default="", help="folder of `heed export student` (for encoder=student configs)")
     ap.add_argument("--whisper", default="models/default/whisper", help="the second pass's folder (its decoder)")
     ap.add_argument("--real", default="data/real", help="folder of `heed corpus import realspeech`")
     ap.add_argument("--corpus", default="", help="a synthetic corpus with a test split (held-out voices)")
     ap.add_argument("--per-voice", type=int, default=5)
-    ap.add_argument("--configs", default="update_chunks=2,pad_s=1.0",
-                    help="';'-separated PartialsConfig settings to compare (k=v,k=v); the first is the reference")
+    ap.add_argument("--configs", default="encoder=whisper,update_chunks=2",
+                    help="';'-separated settings to compare: encoder=whisper|student and PartialsConfig's (k=v,k=v)")
     ap.add_argument("--precision", default="int8", choices=("fp32", "int8"))
     ap.add_argument("--bundle", default="models/default", help="whose VAD gates the audio (bundle.json `vad`)")
     ap.add_argument("--no-vad", action="store_true", help="decode everything; segments end at the clips' ends")
@@ -237,9 +238,13 @@ def main(argv: list[str] | None = None) -> int:
         "command": "scripts/bench_partials.py " + " ".join(sys.argv[1:] if argv is None else argv),
         "aligned_clips": sum(t is not None for t in times.values()), "vad": vad is not None, "configs": {}}
     for spec in args.configs.split(";"):
-        cfg = PartialsConfig.from_dict({k: float(v) if "." in v else int(v)
-                                        for k, v in (kv.split("=") for kv in spec.split(",") if kv)})
-        partials = Partials(second, args.student, cfg, threads=1, precision=args.precision, vad=vad)
+        settings = dict(kv.split("=") for kv in spec.split(",") if kv)
+        encoder = settings.pop("encoder", "whisper")
+        if encoder not in ("whisper", "student") or (encoder == "student" and not args.student):
+            ap.error(f"{spec}: encoder=whisper, or encoder=student with --student")
+        cfg = PartialsConfig.from_dict({k: float(v) if "." in v else int(v) for k, v in settings.items()})
+        partials = Partials(second, args.student if encoder == "student" else None, cfg, threads=1,
+                            precision=args.precision, vad=vad)
         row = {"real_dev": measure_set(partials, real, times)}
         print(f"{spec}: real dev partial WER {row['real_dev']['wer']:.3f}", file=sys.stderr, flush=True)
         if args.corpus:

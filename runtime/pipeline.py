@@ -52,7 +52,7 @@ class Pipeline:
     """Everything loaded from one bundle; immutable and shared by all streams."""
 
     def __init__(self, bundle: Bundle, threads: int = 1, precision: str = "int8", vad: bool = True,
-                 second_pass: bool = True) -> None:
+                 second_pass: bool = True, heard_partials: bool = True) -> None:
         if isinstance(threads, bool) or not isinstance(threads, int) or threads < 1:
             raise ValueError(f"threads must be a whole number of at least 1, got {threads!r}")
         asr = bundle.manifest["asr"]
@@ -82,6 +82,8 @@ class Pipeline:
         self.vad = self._load_vad() if vad else None  # None: the ASR decodes all audio
         self._piece_ids: dict[str, int] | None = None
         self.second = self._second_pass() if second_pass else None  # None: finals are the streaming pass's
+        # partials read by Whisper's decoder (runtime/partials.py); None: the streaming pass's
+        self.partials = self._partials() if heard_partials and self.second is not None else None
 
     def _load_vad(self) -> VadModel | None:
         """The voice-activity detector of bundle.json's `vad` entry; None when the bundle has none."""
@@ -151,6 +153,27 @@ class Pipeline:
         second.fill()  # once per pipeline, so that no stream's first final pays for it
         return second
 
+    def _partials(self) -> Any:
+        """Partials read by Whisper's decoder when bundle.json has a `partials` entry that is enabled."""
+        from runtime.partials import Partials, PartialsConfig, PartialsError
+
+        entry = self.bundle.manifest.get("partials")
+        if not entry or not entry.get("enabled", True):
+            return None
+        settings = {k: v for k, v in entry.items() if k not in ("enabled", "reader", "dir")}
+        reader = entry.get("reader", "whisper")
+        if reader not in ("whisper", "student") or (reader == "student" and not isinstance(entry.get("dir"), str)):
+            raise BundleError(f"{self.bundle.json_path}: partials.reader is {reader!r}: 'whisper', or 'student' "
+                              "with a dir of `heed export student`")
+        try:
+            config = PartialsConfig.from_dict(settings)
+        except (PartialsError, TypeError) as e:
+            raise BundleError(f"{self.bundle.json_path}: partials: {e}") from None
+        if reader == "whisper":
+            return Partials(self.second, None, config)
+        return self.bundle.part(entry["dir"], "the streaming student",
+                                lambda p: Partials(self.second, p, config, threads=self.threads))
+
     def text_lm_score(self, text: str) -> float:
         """The streaming pass's character LM's log-probability of a spoken-form text (0 without an LM)."""
         if self.lm is None:
@@ -163,10 +186,12 @@ class Pipeline:
 
     @classmethod
     def from_bundle(cls, path: str | Path | None = None, threads: int = 1, precision: str = "int8",
-                    vad: bool = True, second_pass: bool = True) -> "Pipeline":
+                    vad: bool = True, second_pass: bool = True, heard_partials: bool = True) -> "Pipeline":
         """vad=False: leave out the bundle's voice-activity detector (the ASR then decodes all audio);
-        second_pass=False: the streaming pass's finals even where the bundle has a second pass."""
-        return cls(Bundle.load(path or DEFAULT_BUNDLE), threads, precision, vad, second_pass)
+        second_pass=False: the streaming pass's finals even where the bundle has a second pass;
+        heard_partials=False: the streaming pass's partials even where the bundle has Whisper read
+        them (bundle.json `partials`; they need the second pass)."""
+        return cls(Bundle.load(path or DEFAULT_BUNDLE), threads, precision, vad, second_pass, heard_partials)
 
     def create_stream(self, beam: int | None = None) -> "Stream":
         if beam is None:
@@ -232,6 +257,8 @@ class Stream:
         self.segment_audio.reset(0)
         self._vad = self.pipe.vad.create_stream(align=self.frame_samples) if self.pipe.vad is not None else None
         self._in_segment = self._vad is None  # the ASR is decoding (always, without a VAD)
+        self._heard = self.pipe.partials.stream() if self.pipe.partials is not None else None
+        self._heard_last: Any = None  # the open segment's last PartialEvent from Whisper's reading
         self._tagger = self.pipe.tagger.create_stream() if self.pipe.tagger is not None else None
         self._iqd = self.pipe.iqd.create_stream(self.pipe.asr) if self.pipe.iqd is not None else None
         self._understood: list[dict[str, Any]] = []  # slots and intent of each closed segment
@@ -288,6 +315,12 @@ class Stream:
 
     def _feed(self, x: np.ndarray) -> None:
         self.segment_audio.append(x)
+        if self._heard is not None:
+            from runtime.partials import PartialEvent
+
+            for ev in self._heard.feed_segment(x):
+                if isinstance(ev, PartialEvent):
+                    self._heard_last = ev
         self.asr.feed(x)
         self._decode()
 
@@ -340,6 +373,8 @@ class Stream:
 
     def _event(self, final: bool) -> dict[str, Any]:
         r = self.asr.result(final=final) if self._in_segment else {"text": "", "words": []}
+        if not final and self._heard is not None:
+            r = self._heard_partial(r)
         ev = {"t": round(self.time_s, 3), "final": final, "endpoint": final, **r}
         if final and self.pipe.second is not None and self._in_segment:
             ev.update(self._second_pass(r["words"]))
@@ -350,6 +385,19 @@ class Stream:
                 self._iqd.force(self.time_s)  # the endpoint decides what is still undecided
             ev["directed"] = self._iqd.result()
         return ev
+
+    def _heard_partial(self, r: dict[str, Any]) -> dict[str, Any]:
+        """The open segment's partial as Whisper's decoder last read it (no words before its first
+        reading), timed by alignment to the streaming pass's words; `committed` leading words will
+        not change until the final."""
+        from runtime.whisper import align_words
+
+        h = self._heard_last
+        if h is None or not h.text:
+            return {"text": "", "words": [], "committed": 0}
+        a = self.asr
+        words = align_words(r["words"], h.text.split(), a.segment_start * a.model.frame_s, a.time_s)
+        return {"text": h.text, "words": words, "committed": h.committed}
 
     def _second_pass(self, words: list[dict[str, Any]]) -> dict[str, Any]:
         """Whisper's reading of the segment that ends now: its words (spoken form, timed by
@@ -431,6 +479,9 @@ class Stream:
             return
         self.segment_audio.drop_before(end)
         self.asr.new_segment()
+        if self._heard is not None:
+            self._heard.discard_segment()
+            self._heard_last = None
         if self._tagger is not None:
             self._tagger.reset()  # each segment is its own query
         if self._iqd is not None:

@@ -15,7 +15,7 @@ from typing import Any, Iterable, Iterator
 import numpy as np
 
 from runtime.audio import AudioError, stream_audio
-from runtime.cli import THREADS_HELP, positive_float, positive_int
+from runtime.cli import NO_SECOND_PASS_HELP, STREAM_PARTIALS_HELP, THREADS_HELP, positive_float, positive_int
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
@@ -28,7 +28,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--beam", type=positive_int, help="beam width (1 = greedy); default from the bundle")
     p.add_argument("--piece-ms", type=positive_float, default=100.0, help="audio fed per call, as a microphone would")
     p.add_argument("--no-vad", action="store_true", help="decode all audio: leave out the bundle's voice-activity detector (silence and noise then reach the ASR)")
-    p.add_argument("--no-second-pass", action="store_true", help="finals from the streaming pass alone: leave out the bundle's Whisper second pass (faster, much worse on real speech)")
+    p.add_argument("--no-second-pass", action="store_true", help=NO_SECOND_PASS_HELP)
+    p.add_argument("--stream-partials", action="store_true", help=STREAM_PARTIALS_HELP)
     p.set_defaults(func=run)
 
 
@@ -65,7 +66,8 @@ def run(args: argparse.Namespace) -> int:
 
     try:
         pipe = Pipeline.from_bundle(args.bundle, threads=args.threads, vad=not args.no_vad,
-                                      second_pass=not args.no_second_pass)
+                                      second_pass=not args.no_second_pass,
+                                      heard_partials=not args.stream_partials)
     except (BundleError, FileNotFoundError) as e:
         print(f"heed transcribe: {e}", file=sys.stderr)
         return 1

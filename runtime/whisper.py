@@ -216,10 +216,11 @@ class SecondPass:
         mel = np.full((1, self.filters.shape[0], 2 * self.n_audio_ctx), self.meta["fill_value"], np.float32)
         return self.encoder.run(None, {"mel": mel})
 
-    def encode(self, samples: np.ndarray) -> tuple[list[np.ndarray], int]:
+    def encode(self, samples: np.ndarray, pad_s: float | None = None) -> tuple[list[np.ndarray], int]:
         """A segment -> its cross keys/values (per layer k, v, ...: (1, h, d, S), (1, h, S, d)) and S;
-        the decoder reads the fill's positions after them."""
-        n_pad = int(round(self.options.pad_s * SAMPLE_RATE))
+        the decoder reads the fill's positions after them. pad_s: zeros encoded after the segment
+        (the options' pad_s by default)."""
+        n_pad = int(round((self.options.pad_s if pad_s is None else pad_s) * SAMPLE_RATE))
         max_samples = 2 * self.n_audio_ctx * HOP - n_pad
         if len(samples) > max_samples:
             raise SecondPassError(f"a segment of {len(samples) / SAMPLE_RATE:.1f} s is longer than the "

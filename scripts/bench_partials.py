@@ -1,8 +1,8 @@
 #!/usr/bin/env python
-"""Partials of the streaming student (issue 25): see runtime/partials_eval.py.
+"""Partials (issue 25): see runtime/partials_eval.py.
 
-    OMP_NUM_THREADS=1 .venv/bin/python scripts/bench_partials.py --student exp/student/onnx \\
-        --configs "update_chunks=2,pad_s=1.0;update_chunks=2,pad_s=0.0" --out docs/partials_bench
+    OMP_NUM_THREADS=1 .venv/bin/python scripts/bench_partials.py --student exp/student/onnx --corpus data/c14k \\
+        --configs "encoder=whisper,update_chunks=2;encoder=student,update_chunks=2,pad_s=2.0" --out docs/partials_bench
 """
 from runtime.partials_eval import main
 

@@ -105,3 +105,68 @@ def test_reusing_the_previous_hypothesis_gives_the_fresh_greedy_result(second: S
     # committed tokens are kept even where the decoder would now choose otherwise
     forced = dec.update(cross, len(x) / 16000, wrong, 4)
     assert forced.tokens[:4] == wrong[:4]
+
+
+def test_nothing_may_continue_the_last_committed_word(second: SecondPass) -> None:
+    dec = PartialDecoder(second)
+    self_id, space_self = second.vocab.index("self"), second.vocab.index("Ġself")
+    comma = second.vocab.index(",")
+    assert dec._mask(1, 1)[self_id] and not dec._mask(1, 1)[space_self] and not dec._mask(1, 1)[comma]
+    assert not dec._mask(2, 1)[self_id]  # after the committed words' next word, anything goes
+    assert not dec._mask(1, 1)[second.eot]
+
+
+class _FakeStudent:
+    """A student graph stand-in that checks what it is given: positions within 1,500 per segment."""
+
+    def __init__(self) -> None:
+        self.offsets: list[int] = []
+
+    def run(self, names, feeds):
+        n = feeds["mel"].shape[2] // 2
+        off = int(feeds["offset"][0])
+        assert off + n <= 1500, f"position {off + n} past the student's 1,500"
+        self.offsets.append(off)
+        cross = [np.zeros((1, 6, 64, n) if i % 2 == 0 else (1, 6, n, 64), np.float32) for i in range(8)]
+        empty = np.zeros((4, 1, 0, 384), np.float32)
+        return [*cross, np.zeros((1, n, 384), np.float32), feeds["mel_max"], feeds["mel_cache"], feeds["conv_cache"],
+                empty, empty, feeds["offset"] + n]
+
+
+def test_positions_restart_at_every_segment_over_an_hour(second: SecondPass, tmp_path: Path) -> None:
+    import json
+
+    from runtime.partials import Partials, SegmentResult, StudentEncoder
+
+    (tmp_path / "student.json").write_text(json.dumps({
+        "schema_version": 1, "chunk_frames": 16, "n_audio_ctx": 1500, "mel_max_init": -1.0, "n_mels": 80,
+        "n_audio_layer": 4, "n_text_layer": 4, "n_state": 384, "files": {"int8": "student.int8.onnx"}}))
+    (tmp_path / "student.int8.onnx").write_bytes(b"")
+    fake = _FakeStudent()
+    # no decoder updates inside segments (update_chunks beyond a segment): the hour is about positions
+    stream = Partials(second, StudentEncoder(tmp_path, session=fake), PartialsConfig(update_chunks=10**6)).stream()
+    ends = 0
+    block = np.zeros(16000 * 60, np.float32)
+    for _ in range(60):
+        ends += sum(isinstance(e, SegmentResult) for e in stream.accept_waveform(block))
+    assert ends == 3600 // 28  # every 28 s the segment ends and the next starts at position 0
+    assert max(fake.offsets) < 1500 and fake.offsets.count(0) >= ends
+    assert stream.time_s == pytest.approx(3600.0)
+
+
+def test_a_bundle_with_a_bad_partials_entry_is_refused(tmp_path: Path) -> None:
+    import json
+    import shutil
+
+    from runtime.pipeline import BundleError, Pipeline
+
+    if not (WHISPER / "whisper.json").is_file():
+        pytest.skip("models/default/whisper is made by scripts/setup")
+    bundle = tmp_path / "b"
+    shutil.copytree(ROOT / "models" / "default", bundle)
+    manifest = json.loads((bundle / "bundle.json").read_text())
+    for bad, match in (({"reader": "conformer"}, "reader"), ({"update_every": 2}, "update_every"),
+                       ({"reader": "student"}, "student")):
+        (bundle / "bundle.json").write_text(json.dumps({**manifest, "partials": bad}))
+        with pytest.raises(BundleError, match=match):
+            Pipeline.from_bundle(bundle)

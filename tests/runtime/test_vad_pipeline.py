@@ -236,15 +236,15 @@ def test_no_vad_flag_reaches_the_pipeline(command: str, four_utts: Path, monkeyp
 
     asked = []
 
-    def from_bundle(path=None, threads=1, precision="int8", vad=True, second_pass=True):
-        asked.append((vad, second_pass))
+    def from_bundle(path=None, threads=1, precision="int8", vad=True, second_pass=True, heard_partials=True):
+        asked.append((vad, second_pass, heard_partials))
         raise BundleError("stop here")
 
     monkeypatch.setattr(P, "from_bundle", staticmethod(from_bundle))
     monkeypatch.setattr(runtime.mic, "pick_device", lambda device: {"name": "x", "default_samplerate": 16000})
     target = {"transcribe": [str(BUNDLE / "examples" / "01-assistant.wav")], "eval": [str(four_utts / "dev.jsonl")]}
-    for flag in ([], ["--no-vad"], ["--no-second-pass"]):
+    for flag in ([], ["--no-vad"], ["--no-second-pass"], ["--stream-partials"]):
         monkeypatch.setattr(sys, "argv", ["heed", command, *target.get(command, []), *flag])
         args = cli.build_parser().parse_args(sys.argv[1:])
         assert args.func(args) == 1
-    assert asked == [(True, True), (False, True), (True, False)]
+    assert asked == [(True, True, True), (False, True, True), (True, False, True), (True, True, False)]
