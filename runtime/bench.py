@@ -32,7 +32,7 @@ from typing import Any
 
 import numpy as np
 
-from runtime.cli import THREADS_HELP, positive_float, positive_int
+from runtime.cli import STREAM_PARTIALS_HELP, THREADS_HELP, positive_float, positive_int
 
 PIECE = 1600  # 100 ms at 16 kHz, as a microphone delivers it
 TAIL_S = 1.5
@@ -47,6 +47,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--seconds", type=positive_float, default=30.0, help="audio per stream in each concurrency run")
     p.add_argument("--threads", type=positive_int, default=1, help=THREADS_HELP)
     p.add_argument("--hour", action="store_true", help="also feed one stream an hour of audio and watch memory")
+    p.add_argument("--stream-partials", action="store_true", help=STREAM_PARTIALS_HELP)
     p.add_argument("--out", help="also write OUT.json and OUT.md (default: print the markdown only)")
     p.set_defaults(func=run)
 
@@ -213,7 +214,7 @@ def run(args: argparse.Namespace) -> int:
         print(f"heed bench: --streams wants positive counts like 1,2,4,8, got {args.streams!r}", file=sys.stderr)
         return 1
     try:
-        pipe = Pipeline.from_bundle(bundle, threads=args.threads)
+        pipe = Pipeline.from_bundle(bundle, threads=args.threads, heard_partials=not args.stream_partials)
         clips = _clips(pipe, bundle, args.audio)
     except (BundleError, AudioError, FileNotFoundError, ValueError) as e:
         print(f"heed bench: {e}", file=sys.stderr)
@@ -224,7 +225,7 @@ def run(args: argparse.Namespace) -> int:
     one_events, chunk_ms, _ = _feed(pipe, _loop(clips, args.seconds, pipe.sample_rate))
     result: dict[str, Any] = {
         "machine": f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}",
-        "bundle": str(bundle), "threads_per_session": args.threads,
+        "bundle": str(bundle), "threads_per_session": args.threads, "heard_partials": pipe.partials is not None,
         "chunk_ms": {"p50": _pct(chunk_ms, 50), "p95": _pct(chunk_ms, 95),
                      "n": len(chunk_ms), "chunk_audio_ms": pipe.bundle.manifest["asr"].get("chunk_ms")},
         "latency": latencies(pipe, clips),
@@ -261,7 +262,8 @@ def _ms(v: float | None) -> str:
 def to_markdown(r: dict[str, Any]) -> str:
     lat = r["latency"]
     lines = [f"# heed bench ({r['bundle']})", "",
-             f"Machine: {r['machine']}; onnxruntime threads per session: {r['threads_per_session']}.", "",
+             f"Machine: {r['machine']}; onnxruntime threads per session: {r['threads_per_session']}; partials "
+             f"{'read by Whisper (bundle.json partials)' if r.get('heard_partials') else 'from the streaming pass'}.", "",
              "| concurrent streams | audio per stream | wall time | real-time factor | keeps up |",
              "|---:|---:|---:|---:|:---:|"]
     lines += [f"| {c['streams']} | {c['audio_s_per_stream']:.1f} s | {c['wall_s']:.2f} s | {c['rtf']:.3f} | "

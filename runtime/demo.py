@@ -1,7 +1,8 @@
 """`heed demo`: stream the bundle's example recordings through it, with a live view.
 
 Each example is fed in 100 ms pieces at the pace a microphone would deliver it (`--fast` feeds
-as fast as the CPU allows). The view shows the partial hypothesis as it changes, each word's
+as fast as the CPU allows). The view shows the partial hypothesis as it changes (the words it
+committed, which will not change until the final, in brackets), each word's
 slot tag, the intent and the directedness decision when the bundle has a tagger and an IQD, and
 the final result of each recording next to what was said. On a terminal the view redraws in
 place (rich); otherwise, or with `--plain`, it prints one line per change, which is what the
@@ -85,9 +86,15 @@ class View:
 
 
 def describe(ev: dict[str, Any]) -> str:
-    """One line for an event: words (with their slot tags), which pass wrote a final, intent, slots,
-    directedness."""
-    words = " ".join(w["word"] + (f"/{w['tag']}" if w.get("tag") not in (None, "O") else "") for w in ev.get("words", []))
+    """One line for an event: words (with their slot tags; a partial's committed words in brackets),
+    which pass wrote a final, intent, slots, directedness."""
+    shown = [w["word"] + (f"/{w['tag']}" if w.get("tag") not in (None, "O") else "") for w in ev.get("words", [])]
+    n = ev.get("committed") or 0
+    if 0 < n < len(shown):  # the words that will not change until the final, in brackets
+        shown = [f"[{' '.join(shown[:n])}]"] + shown[n:]
+    elif n and n == len(shown):
+        shown = [f"[{' '.join(shown)}]"]
+    words = " ".join(shown)
     parts = [words or "(nothing yet)"]
     if ev.get("pass") == "second" and ev.get("written"):
         parts.append(f"Whisper: {ev['written']!r}")
