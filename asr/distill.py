@@ -347,23 +347,20 @@ def student_reader(student: Student, whisper: Whisper, folder: Path, fill: str =
     fill_module = _Encoder(whisper) if fill == "teacher" else _StudentFill(student, whisper)
 
     class StudentReader(SecondPass):
-        def encode(self, samples: np.ndarray) -> tuple[list[np.ndarray], int]:
-            n_pad = int(round(self.options.pad_s * SAMPLE_RATE))
+        def encode(self, samples: np.ndarray, pad_s: float | None = None) -> tuple[list[np.ndarray], int]:
+            n_pad = int(round((self.options.pad_s if pad_s is None else pad_s) * SAMPLE_RATE))
             if len(samples) > self.max_samples:
                 raise SecondPassError(f"a segment of {len(samples) / SAMPLE_RATE:.1f} s is longer than the encoder reads")
             mel = log_mel_power(torch.from_numpy(np.asarray(samples, np.float32)), n_pad)
             with torch.no_grad():
                 states = student(mel[None, :, : mel.shape[1] // 2 * 2])
                 own = [t.numpy() for kv in whisper.cross_kv(states) for t in kv]
-            s = states.shape[1]
-            cross = []
-            for i, (a, f) in enumerate(zip(own, self.fill())):
-                rest = f[:, :, :, s:] if i % 2 == 0 else f[:, :, s:]  # keys (1, h, d, S), values (1, h, S, d)
-                cross.append(np.ascontiguousarray(np.concatenate([a, rest], axis=3 if i % 2 == 0 else 2)))
-            return cross, s
+            # the decoder reads the fill's positions after these itself (the second pass's graph)
+            return own, states.shape[1]
 
     return StudentReader(folder, sessions=(TorchSession(fill_module, ["mel"]),
-                                           TorchSession(_Decoder(whisper), ["tokens", *names["self"], *names["cross"]])))
+                                           TorchSession(_Decoder(whisper), ["tokens", *names["self"], *names["cross"],
+                                                                            *names["fill"]])))
 
 
 def teacher_reader(whisper: Whisper, folder: Path):
@@ -374,7 +371,8 @@ def teacher_reader(whisper: Whisper, folder: Path):
 
     names = state_names(whisper.dims.n_text_layer)
     return SecondPass(folder, sessions=(TorchSession(_Encoder(whisper), ["mel"]),
-                                        TorchSession(_Decoder(whisper), ["tokens", *names["self"], *names["cross"]])))
+                                        TorchSession(_Decoder(whisper), ["tokens", *names["self"], *names["cross"],
+                                                                         *names["fill"]])))
 
 
 def dev_wer(reader: Any, dev: list[tuple[str, str, np.ndarray]]) -> dict[str, Any]:
