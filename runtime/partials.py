@@ -28,14 +28,13 @@ them in the final.
 from __future__ import annotations
 
 import json
-import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Sequence
 
 import numpy as np
 
-from runtime.whisper import HOP, N_FFT, SAMPLE_RATE, SecondPass, _log_softmax, _looping, _softmax, hann_window, to_spoken
+from runtime.whisper import HOP, N_FFT, SAMPLE_RATE, SecondPass, hann_window, to_spoken
 
 STATE_NAMES = ("mel_max", "mel_cache", "conv_cache", "key_cache", "value_cache", "offset")
 LOG_FLOOR = -10.0  # log10 of the power clamp, Whisper's 1e-10
@@ -237,42 +236,10 @@ class PartialDecoder:
     def update(self, cross: list[np.ndarray], duration_s: float, previous: list[int], committed: int) -> Hypothesis:
         """The hypothesis for the segment so far: `previous` is fed in one call (after the prompt),
         kept up to the first token (after the `committed` first) that greedy search would no
-        longer choose, and continued greedily from there."""
-        sp = self.second
-        opts = sp.options
-        max_tokens = max(opts.min_tokens, int(math.ceil(duration_s * opts.max_tokens_per_s)), committed)
-        previous = previous[:max_tokens]
-        seq = np.array([[*sp.prompt[0], *previous]], np.int64)
-        logits, state = sp._step(seq, sp.init_state(), cross)
-        no_speech = float(_softmax(logits[0, 0])[sp.no_speech])
-        keep = committed
-        for j in range(committed, len(previous)):
-            lp = np.where(self._mask(j, committed), -np.inf, logits[0, 1 + j])
-            if int(np.argmax(lp)) != previous[j]:
-                break
-            keep = j + 1
-        tokens = list(previous[:keep])
-        state = [s[:, :, : 2 + keep] for s in state]
-        last = logits[0, 1 + keep]
-        calls = 1
-        while len(tokens) < max_tokens:
-            lp = _log_softmax(np.where(self._mask(len(tokens), committed), -np.inf, last))
-            tok = int(np.argmax(lp))
-            if tok == sp.eot:
-                break
-            tokens.append(tok)
-            if _looping(tokens, opts.max_repeats):
-                break
-            logits, state = sp._step(np.array([[tok]], np.int64), state, cross)
-            last = logits[0, -1]
-            calls += 1
+        longer choose, and continued greedily from there (`SecondPass.continue_greedy`)."""
+        tokens, no_speech, _, calls = self.second.continue_greedy(cross, duration_s, previous, committed,
+                                                                  self.after_committed)
         return Hypothesis(tokens, no_speech, calls)
-
-    def _mask(self, position: int, committed: int) -> np.ndarray:
-        """Tokens suppressed at this text position."""
-        if position == 0:
-            return self.second.suppress_first
-        return self.after_committed if position == committed else self.second.suppress
 
 
 # ---------------------------------------------------------------- one stream

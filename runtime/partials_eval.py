@@ -20,6 +20,7 @@ from typing import Any
 
 import numpy as np
 
+from runtime.evaluate import non_speech_cases
 from runtime.partials import PartialStream, SegmentResult
 from runtime.whisper import SAMPLE_RATE, cut_at_pauses
 
@@ -134,22 +135,6 @@ def align_words_pocketsphinx(samples: np.ndarray, words: list[str]) -> list[tupl
 
 
 # ---------------------------------------------------------------- the benchmark (scripts/bench_partials.py)
-
-
-def non_speech_cases(seed: int = 0) -> dict[str, np.ndarray]:
-    """5 s of digital silence, 5 s of white noise at -60 dBFS and 30 s of room noise (pink noise at
-    -45 dBFS with a 50 Hz hum and a few soft clicks): what must give no words."""
-    rng = np.random.default_rng(seed)
-    n = 30 * SAMPLE_RATE
-    pink = np.cumsum(rng.normal(size=n)).astype(np.float32)
-    pink = np.diff(np.concatenate([[0], pink])) * 0.02 + np.convolve(rng.normal(size=n), np.ones(8) / 8, "same")
-    pink = pink / np.sqrt(np.mean(pink ** 2)) * 10 ** (-45 / 20)
-    room = pink + 10 ** (-50 / 20) * np.sin(2 * np.pi * 50 * np.arange(n) / SAMPLE_RATE)
-    for t in rng.integers(0, n - 100, 6):
-        room[t : t + 80] += 10 ** (-30 / 20) * np.hanning(80)
-    return {"silence_5s": np.zeros(5 * SAMPLE_RATE, np.float32),
-            "white_noise_-60dBFS_5s": (rng.normal(size=5 * SAMPLE_RATE) * 10 ** (-60 / 20)).astype(np.float32),
-            "room_noise_30s": room.astype(np.float32)}
 
 
 def _median(xs: list[float]) -> float | None:

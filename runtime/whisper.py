@@ -255,15 +255,39 @@ class SecondPass:
 
     def greedy(self, cross: list[np.ndarray], duration_s: float) -> tuple[list[int], float, float]:
         """Greedy decoding -> (text tokens, no-speech probability, average log-probability)."""
+        return self.continue_greedy(cross, duration_s)[:3]
+
+    def continue_greedy(self, cross: list[np.ndarray], duration_s: float, previous: list[int] | tuple[int, ...] = (),
+                        committed: int = 0, after_committed: np.ndarray | None = None
+                        ) -> tuple[list[int], float, float, int]:
+        """Greedy decoding that starts from a previous hypothesis (the partials' reuse of their last
+        reading; with none, plain greedy decoding). `previous` is fed after the prompt in one call and
+        kept up to the first token, after its first `committed` (always kept), that greedy search would
+        no longer choose; the search goes on from there. `after_committed`: the tokens suppressed right
+        after the committed ones. -> (text tokens, no-speech probability, average log-probability,
+        decoder calls)."""
         opts = self.options
-        max_tokens = max(opts.min_tokens, int(np.ceil(duration_s * opts.max_tokens_per_s)))
-        logits, state = self._step(self.prompt, self.init_state(), cross)
+        max_tokens = max(opts.min_tokens, int(np.ceil(duration_s * opts.max_tokens_per_s)), committed)
+        previous = list(previous)[:max_tokens]
+        logits, state = self._step(np.array([[*self.prompt[0], *previous]], np.int64), self.init_state(), cross)
         no_speech = float(_softmax(logits[0, 0])[self.no_speech])  # at the start of transcript
-        tokens: list[int] = []
-        total = 0.0
-        last = logits[0, -1]
-        for i in range(max_tokens):
-            lp = _log_softmax(np.where(self.suppress_first if i == 0 else self.suppress, -np.inf, last))
+
+        def suppressed(position: int) -> np.ndarray:
+            if position == 0:
+                return self.suppress_first
+            return after_committed if position == committed and after_committed is not None else self.suppress
+
+        total, keep = 0.0, 0
+        for j, tok in enumerate(previous):
+            lp = _log_softmax(np.where(suppressed(j), -np.inf, logits[0, 1 + j]))
+            if j >= committed and int(np.argmax(lp)) != tok:
+                break
+            total, keep = total + float(lp[tok]), j + 1
+        tokens = previous[:keep]
+        state = [s[:, :, : 2 + keep] for s in state]  # the cache of the prompt and the kept tokens
+        last, calls = logits[0, 1 + keep], 1
+        while len(tokens) < max_tokens:
+            lp = _log_softmax(np.where(suppressed(len(tokens)), -np.inf, last))
             tok = int(np.argmax(lp))
             total += float(lp[tok])
             if tok == self.eot:
@@ -272,8 +296,8 @@ class SecondPass:
             if _looping(tokens, opts.max_repeats):
                 break
             logits, state = self._step(np.array([[tok]], np.int64), state, cross)
-            last = logits[0, -1]
-        return tokens, no_speech, total / (len(tokens) + 1)
+            last, calls = logits[0, -1], calls + 1
+        return tokens, no_speech, total / (len(tokens) + 1), calls
 
     def score(self, cross: list[np.ndarray], texts: list[str]) -> list[float]:
         """Whisper's log-probability of each text as the segment's transcript (teacher-forced after

@@ -111,19 +111,10 @@ def latency(bundle: str, real_dir: Path, reps: int = 10) -> dict:
 def non_speech(bundle: str) -> dict:
     """Words emitted (partials and finals) on 5 s of digital silence, 5 s of white noise at -60 dBFS and
     30 s of room noise (pink noise at -45 dBFS with a 50 Hz hum and a few soft clicks)."""
+    from runtime.evaluate import non_speech_cases
     from runtime.pipeline import Pipeline
 
-    rng = np.random.default_rng(0)
-    n = 30 * 16000
-    pink = np.cumsum(rng.normal(size=n)).astype(np.float32)
-    pink = np.diff(np.concatenate([[0], pink])) * 0.02 + np.convolve(rng.normal(size=n), np.ones(8) / 8, "same")
-    pink = pink / np.sqrt(np.mean(pink ** 2)) * 10 ** (-45 / 20)
-    room = pink + 10 ** (-50 / 20) * np.sin(2 * np.pi * 50 * np.arange(n) / 16000)
-    for t in rng.integers(0, n - 100, 6):
-        room[t : t + 80] += 10 ** (-30 / 20) * np.hanning(80)
-    cases = {"silence_5s": np.zeros(5 * 16000, np.float32),
-             "white_noise_-60dBFS_5s": (rng.normal(size=5 * 16000) * 10 ** (-60 / 20)).astype(np.float32),
-             "room_noise_30s": room.astype(np.float32)}
+    cases = non_speech_cases()
     pipe = Pipeline.from_bundle(bundle, threads=1)
     out = {}
     for name, x in cases.items():

@@ -111,9 +111,10 @@ def test_nothing_may_continue_the_last_committed_word(second: SecondPass) -> Non
     dec = PartialDecoder(second)
     self_id, space_self = second.vocab.index("self"), second.vocab.index("Ġself")
     comma = second.vocab.index(",")
-    assert dec._mask(1, 1)[self_id] and not dec._mask(1, 1)[space_self] and not dec._mask(1, 1)[comma]
-    assert not dec._mask(2, 1)[self_id]  # after the committed words' next word, anything goes
-    assert not dec._mask(1, 1)[second.eot]
+    after = dec.after_committed
+    assert after[self_id] and not after[space_self] and not after[comma] and not after[second.eot]
+    assert not second.suppress[self_id]  # elsewhere "self" may continue a word
+    assert (after >= second.suppress).all()  # and what is always suppressed stays so
 
 
 class _FakeStudent:
