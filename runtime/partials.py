@@ -50,6 +50,8 @@ class PartialsConfig:
     """How often the decoder reads the segment and what it reads after it."""
 
     update_chunks: int = 2  # decoder updates every this many 320 ms chunks
+    # ... and every this many until the segment's first word is committed (0: update_chunks)
+    first_update_chunks: int = 0
     # seconds of silence the encoder reads after the segment so far before the fill takes over
     # (the second pass reads 2 s; docs/partials.md measures 1 and 2)
     pad_s: float = 2.0
@@ -57,7 +59,8 @@ class PartialsConfig:
     max_segment_s: float = 28.0  # a segment is ended (and the next started) when it reaches this
 
     def __post_init__(self) -> None:
-        if self.update_chunks < 1 or self.agreement < 1 or self.pad_s < 0 or not 0 < self.max_segment_s <= 28.0:
+        if self.update_chunks < 1 or self.first_update_chunks < 0 or self.agreement < 1 or self.pad_s < 0 or \
+                not 0 < self.max_segment_s <= 28.0:
             raise PartialsError(f"invalid partials config {self}: update_chunks and agreement >= 1, pad_s >= 0, "
                                 "0 < max_segment_s <= 28")
 
@@ -456,7 +459,9 @@ class PartialStream:
             self.segment_samples += len(part)
             self.time_s += len(part) / SAMPLE_RATE
             self.chunks_since_update += self.reader.accept(part)
-            if self.chunks_since_update >= self.cfg.update_chunks:
+            every = self.cfg.first_update_chunks if self.cfg.first_update_chunks and not self.policy.committed \
+                else self.cfg.update_chunks
+            if self.chunks_since_update >= every:
                 out.append(self._update())
             if self.segment_samples >= max_samples:
                 out.append(self.end_segment())  # positions run out: the segment ends, the next starts at 0

@@ -146,9 +146,11 @@ def partials_sentence(bundle_meta: dict) -> str:
     if not p or not p.get("enabled", True):
         return ""
     every = 320 * int(p.get("update_chunks", 2))
-    reader = "its own encoder re-reading the open segment" if p.get("reader", "whisper") == "whisper" else \
-        f"the streaming student's states (`{p.get('dir')}/`)"
-    return (f" The same decoder writes the partials: every {every} ms it reads {reader}, reusing its previous "
+    first = int(p.get("first_update_chunks", 0))
+    start = f" (every {320 * first} ms until it has committed a word)" if first and first != p.get("update_chunks", 2) else ""
+    reader = "the open segment again with its own encoder" if p.get("reader", "whisper") == "whisper" else \
+        f"the streaming student's states of the open segment (`{p.get('dir')}/`)"
+    return (f" The same decoder writes the partials: every {every} ms{start} it reads {reader}, reusing its previous "
             f"hypothesis, and commits the words its last {p.get('agreement', 2)} readings agree on "
             "([docs/partials.md](../../docs/partials.md)).")
 

@@ -79,4 +79,6 @@ def test_second_pass_paragraph_names_source_licence_and_pin(tmp_path):
     assert "partials" not in text  # the bundle has no partials entry
     meta["partials"] = {"reader": "whisper", "update_chunks": 2, "agreement": 2}
     text = card.second_pass_paragraph(tmp_path, meta)[0]
-    assert "every 640 ms" in text and "last 2 readings" in text and "docs/partials.md" in text
+    assert "every 640 ms it reads" in text and "last 2 readings" in text and "docs/partials.md" in text
+    meta["partials"]["first_update_chunks"] = 1
+    assert "every 640 ms (every 320 ms until it has committed a word)" in card.second_pass_paragraph(tmp_path, meta)[0]

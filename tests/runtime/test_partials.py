@@ -82,6 +82,8 @@ def test_config_is_strict() -> None:
         PartialsConfig(update_chunks=0)
     with pytest.raises(PartialsError):
         PartialsConfig(max_segment_s=40.0)
+    with pytest.raises(PartialsError):
+        PartialsConfig(first_update_chunks=-1)
 
 
 @pytest.fixture(scope="module")
