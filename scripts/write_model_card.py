@@ -291,7 +291,7 @@ def main() -> int:
              "**Limitations.** The streaming ASR, the tagger and the IQD were trained on synthetic speech only, on "
              "one CPU, for a short time: the directedness decision and the endpoints do not hear real people "
              "(streaming WER 89% on the real dev set). The partials and the finals come from Whisper tiny.en, which "
-             "does (partials 10.4%, finals 9.5% there; [docs/partials.md](../../docs/partials.md), "
+             "does (partials 10.4%, finals 10.0% there; [docs/partials.md](../../docs/partials.md), "
              "[docs/second_pass_bench.md](../../docs/second_pass_bench.md)); on the synthetic voices held out of "
              "training its partials are worse than the streaming pass's (57%). Expect higher error rates on accents, "
              "far-field microphones and vocabulary outside travel and assistant requests. "
