@@ -408,9 +408,7 @@ class Stream:
 
         a, pipe, rate = self.asr, self.pipe, self.pipe.sample_rate
         start_s, end_s = pipe.segment_policy.span(a.segment_start * a.model.frame_s, a.time_s, words)
-        previous = self._heard.tokens if self._heard is not None else ()  # Whisper's last partial reading
-        result, cross = pipe.second.read(self.segment_audio.between(round(start_s * rate), round(end_s * rate)),
-                                         previous)
+        result, cross = pipe.second.read(self.segment_audio.between(round(start_s * rate), round(end_s * rate)))
         t0 = time.perf_counter()
         log: dict[str, Any] = {"whisper": result.text, "reason": result.reason, "t": round(a.time_s, 3),
                                "audio_s": round(end_s - start_s, 3)}

@@ -332,14 +332,8 @@ class SecondPass:
         """The longest segment the encoder reads at once (30 s less the padding)."""
         return 2 * self.n_audio_ctx * HOP - int(round(self.options.pad_s * SAMPLE_RATE))
 
-    def read(self, samples: np.ndarray, previous: list[int] | tuple[int, ...] = ()
-             ) -> tuple[SecondPassResult, list[np.ndarray] | None]:
+    def read(self, samples: np.ndarray) -> tuple[SecondPassResult, list[np.ndarray] | None]:
         """One segment -> the result and the segment's cross keys/values (to score other texts with).
-        `previous`: a hypothesis to start from (the partials' last reading): the tokens of it that
-        greedy search would choose again are checked in one decoder call instead of decoded one by
-        one (`continue_greedy`). The result is greedy search's up to the int8 decoder's dynamic
-        quantization, which scales activations per call: near-ties can fall the other way
-        (docs/partials.md).
 
         A segment longer than the encoder reads is cut at its quietest moments (`cut_at_pauses`)
         and its pieces read one after the other; their texts are joined and there are no cross
@@ -359,7 +353,7 @@ class SecondPass:
         t0 = time.perf_counter()
         cross, _ = self.encode(np.asarray(samples, np.float32))
         t1 = time.perf_counter()
-        tokens, no_speech, avg_lp, _ = self.continue_greedy(cross, len(samples) / SAMPLE_RATE, previous)
+        tokens, no_speech, avg_lp = self.greedy(cross, len(samples) / SAMPLE_RATE)
         t2 = time.perf_counter()
         text = self.decode_text(tokens)
         ratio = compression_ratio(text)
