@@ -22,7 +22,7 @@ import numpy as np
 import torch
 
 from asr.features import fbank
-from corpus.manifest import Utterance, audio_path, read_manifest
+from runtime.manifest import Utterance, audio_path, read_manifest
 from runtime.audio import read_audio
 from runtime.features import FbankConfig
 

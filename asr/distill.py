@@ -135,7 +135,7 @@ def lr_at(step: int, cfg: DistillConfig) -> float:
 
 def load_pool(manifest: str | Path) -> list[np.ndarray]:
     """Every clip of a manifest as int16 (to keep an hour of audio in ~100 MB), texts ignored."""
-    from corpus.manifest import audio_path, read_manifest
+    from runtime.manifest import audio_path, read_manifest
     from runtime.audio import load_audio
 
     out = []
@@ -398,7 +398,7 @@ def dev_wer(reader: Any, dev: list[tuple[str, str, np.ndarray]]) -> dict[str, An
 
 
 def load_dev(manifest: str | Path, limit: int = 0) -> list[tuple[str, str, np.ndarray]]:
-    from corpus.manifest import audio_path, read_manifest
+    from runtime.manifest import audio_path, read_manifest
     from runtime.audio import load_audio
 
     utts = read_manifest(manifest)

@@ -162,7 +162,7 @@ def check_parity(
     """
     import onnxruntime as ort
 
-    from corpus.check import count_errors
+    from runtime.scoring import count_errors
     from runtime.search import DecoderCache, Hypothesis, greedy_search
 
     bounds = bounds or BOUNDS["int8" if suffix == ".int8" else "fp32"]

@@ -125,7 +125,7 @@ def training_texts(corpus: Path, sources: bool = True) -> list[str]:
     """The corpus's training transcripts, and for a corpus built by `heed corpus build` (it has a
     build.json) the training split of its text sources, without any text that is a dev or test
     transcript or in the sources' dev or test split."""
-    from corpus.manifest import read_manifest
+    from runtime.manifest import read_manifest
 
     texts = [u.text for u in read_manifest(corpus / "train.jsonl")]
     held = {u.text for split in ("dev", "test") if (corpus / f"{split}.jsonl").exists()

@@ -25,7 +25,7 @@ from asr.data import FeatureCache, build_cache, collate, duration_batches, featu
 from asr.backend import TorchTransducer, decode_utterances
 from asr.model import ConformerConfig, Transducer
 from asr.tokenizer import Tokenizer, train_tokenizer
-from corpus.manifest import read_manifest
+from runtime.manifest import read_manifest
 
 
 @dataclass(frozen=True)

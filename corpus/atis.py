@@ -6,7 +6,7 @@ The package ships the slot/intent corpus as two text files inside module `slot_Z
     i:O want:O to:O fly:O from:O baltimore:B-fromloc.city_name ... <=> atis_flight
 
 Written tokens ("838", "bwi", "st.", "d9s") are turned into spoken words by
-corpus.verbalize, read according to their slot tag, and the tags are stretched over the new
+runtime.verbalize, read according to their slot tag, and the tags are stretched over the new
 words. Multi-intent labels ("atis_flight;atis_airfare") are kept as written.
 """
 from __future__ import annotations
@@ -14,7 +14,7 @@ from __future__ import annotations
 from importlib import resources
 
 from corpus.sentence import Sentence
-from corpus.verbalize import verbalize_token
+from runtime.verbalize import verbalize_token
 
 PARTS = {"train": "train_dev", "test": "test"}
 SEPARATOR = " <=> "

@@ -27,7 +27,7 @@ from pathlib import Path
 
 import numpy as np
 
-from corpus.manifest import SPLITS, Utterance, read_manifest, write_manifest
+from runtime.manifest import SPLITS, Utterance, read_manifest, write_manifest
 from corpus.sentence import Sentence
 
 SAMPLE_RATE = 16000

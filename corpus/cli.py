@@ -57,7 +57,7 @@ def _guarded(func):
 
 def user_errors() -> tuple[type[BaseException], ...]:
     from corpus.build import BuildError
-    from corpus.manifest import ManifestError
+    from runtime.manifest import ManifestError
     from corpus.sentence import SpokenFormError
     from corpus.tts import MissingEngineError, SynthesisError
 

@@ -30,7 +30,7 @@ from pathlib import Path
 
 import soundfile as sf
 
-from corpus.manifest import SPLITS, CorpusImportError, Utterance, write_import  # noqa: F401 (write_import: part of the API)
+from runtime.manifest import SPLITS, CorpusImportError, Utterance, write_import  # noqa: F401 (write_import: part of the API)
 from corpus.sentence import SpokenFormError, check_spoken
 
 FORMATS = ("auto", "seqio", "conll")

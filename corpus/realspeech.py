@@ -17,7 +17,7 @@ Choices:
   `61-70968-0000` (a LibriVox reader who may also read in the dev set) and its
   `multilingual_ipa*` clips (third-party podcast speech, internal use only).
 - The text is taken from the package itself (transcription files, test sources, XHTML, SVG);
-  it is put in spoken form by corpus.verbalize.spoken_form and checked by check_spoken.
+  it is put in spoken form by runtime.verbalize.spoken_form and checked by check_spoken.
 - `speaker` is a recording group: clips that may share one person. Groups of different
   packages are never the same recording session, but nobody can prove they are different
   people (DATA.md's caveat on the LibriVox readers); `voice` repeats it so that `heed eval`
@@ -47,9 +47,9 @@ import numpy as np
 import soundfile as sf
 import soxr
 
-from corpus.manifest import Utterance
+from runtime.manifest import Utterance
 from corpus.sentence import SpokenFormError, check_spoken
-from corpus.verbalize import spoken_form
+from runtime.verbalize import spoken_form
 
 SAMPLE_RATE = 16000
 ROLES = ("dev", "train")
@@ -537,7 +537,7 @@ def import_realspeech(out_dir: Path, *, from_dir: Path | None = None, cache: Pat
     A role's manifest holds the sources of that role that succeeded; a failed source has its
     `error` set and leaves no manifest line.
     """
-    from corpus.manifest import write_import
+    from runtime.manifest import write_import
 
     out_dir = Path(out_dir).resolve()
     cache = Path(cache).resolve() if cache else out_dir / "cache"

@@ -6,10 +6,10 @@ part of the word, as in LibriSpeech transcripts.
 """
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 
-WORD_RE = re.compile(r"^[a-z]+(?:'[a-z]+)*$")
+from runtime.verbalize import WORD_RE
+
 
 
 class SpokenFormError(ValueError):

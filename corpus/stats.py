@@ -18,7 +18,7 @@ from itertools import combinations
 from pathlib import Path
 from typing import Any
 
-from corpus.manifest import SPLITS, ManifestError, Utterance, read_manifest
+from runtime.manifest import SPLITS, ManifestError, Utterance, read_manifest
 
 UNKNOWN = "(none)"
 

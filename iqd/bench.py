@@ -34,7 +34,7 @@ import torch
 from iqd.cache import IqdCache, check_searches, frame_seconds, split_search
 from iqd.evaluate import THETAS, TRAILING_SILENCE_S, evaluate_policy, score_at_delay
 from iqd.fusion import cache_tracks, fuse_tracks, history_text
-from iqd.metrics import det_curve, eer, fa_fr, latency_stats
+from runtime.detection_metrics import det_curve, eer, fa_fr, latency_stats
 from iqd.replay import SearchConfig, add_search_args, cache_split, search_from_args
 from iqd.train import load_detector, posteriors, tracks_of
 from runtime.iqd_policy import DecisionPolicy

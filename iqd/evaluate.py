@@ -20,7 +20,7 @@ from typing import Sequence
 
 import numpy as np
 
-from iqd.metrics import decision_curve, eer, fa_fr, latency_stats
+from runtime.detection_metrics import decision_curve, eer, fa_fr, latency_stats
 from asr.model import SUBSAMPLING
 from runtime.endpoint import EndpointConfig
 from runtime.iqd_policy import DecisionPolicy, band_bins, frame_energy_db, gate_onset, smooth

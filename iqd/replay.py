@@ -36,7 +36,7 @@ import torch
 
 from asr.backend import TorchTransducer
 from asr.features import fbank
-from corpus.manifest import audio_path, read_manifest
+from runtime.manifest import audio_path, read_manifest
 from iqd.cache import CachedUtt, check_reuse, frame_seconds, write_meta, write_split
 from runtime.asr import AsrStream
 from runtime.audio import read_audio

@@ -30,7 +30,7 @@ import torch
 from iqd.augment import drop_tokens, time_mask
 from iqd.cache import ConcatCache, IqdCache, frame_seconds, open_splits, open_stream_split, same_search, split_search
 from iqd.evaluate import Track, choose_policy, evaluate_policy, final_scores, onset_and_endpoint, onset_frame
-from iqd.metrics import eer, eer_threshold, fa_fr, latency_stats
+from runtime.detection_metrics import eer, eer_threshold, fa_fr, latency_stats
 from iqd.model import (E2E_MODELS, N_TOKEN_SLOTS, AcousticDetector, IqdConfig, IqEnsemble, IqJoint, TextClassifier,
                        endpoint_bce, frame_mask, masked_bce)
 from iqd.replay import cache_split
@@ -304,7 +304,7 @@ def _fit_frames(cfg: TrainConfig, model: torch.nn.Module, train_set: IqdCache, d
 
 def cascade_texts(cfg: TrainConfig, train_set: IqdCache) -> tuple[list[str], list[bool]]:
     """Reference texts of every training utterance, plus the ASR's transcripts of the cached ones."""
-    from corpus.manifest import read_manifest
+    from runtime.manifest import read_manifest
 
     texts, labels = [], []
     for u in read_manifest(Path(cfg.corpus) / "train.jsonl"):

@@ -10,7 +10,7 @@ space; runs of spaces collapse. Our corpus's references are already in spoken fo
 words), so for heed's output this changes nothing; it matters for imported data.
 WER is pooled: total word errors (jiwer) over total reference words, per group and overall.
 With a tagger in the bundle, on utterances whose manifest has slot tags: slot F1 over (slot, value)
-pairs of the final result against the reference (`tagging.metrics.slot_value_f1`: a slot counts
+pairs of the final result against the reference (`runtime.tag_metrics.slot_value_f1`: a slot counts
 when the recognised words of the same slot equal the reference's, wherever they are), and intent
 accuracy on utterances with a reference intent. This scores the whole chain: ASR errors cost slots.
 """
@@ -25,8 +25,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterable
 
-from corpus.check import conditions, count_errors, sample_per_voice
-from corpus.manifest import ManifestError, Utterance, audio_path, read_manifest
+from runtime.scoring import conditions, count_errors, sample_per_voice
+from runtime.manifest import ManifestError, Utterance, audio_path, read_manifest
 from runtime.audio import AudioError, stream_audio
 from runtime.cli import NO_SECOND_PASS_HELP, STREAM_PARTIALS_HELP, THREADS_HELP, positive_int
 
@@ -176,7 +176,7 @@ def iqd_metrics(results: list[UttResult]) -> dict[str, Any] | None:
     """Intended-query detection on the utterances with a `directed` label: EER of the final probability,
     false accepts / rejects of the decisions, and their latency (decided_at - speech_start).
     None when the bundle has no IQD or the manifest no labels of both classes."""
-    from iqd.metrics import eer, fa_fr, latency_stats  # numpy only
+    from runtime.detection_metrics import eer, fa_fr, latency_stats  # numpy only
 
     rs = _iqd_scored(results)
     if not rs:
@@ -203,7 +203,7 @@ def _iqd_timed(rs: list[UttResult]) -> list[UttResult]:
 def understanding(results: list[UttResult]) -> dict[str, Any] | None:
     """Slot F1 over (slot, value) pairs and intent accuracy of the final results, on the utterances
     that have reference tags (and intents); None when the bundle gave no tags."""
-    from tagging.metrics import intent_accuracy, slot_value_f1  # pure python, no torch
+    from runtime.tag_metrics import intent_accuracy, slot_value_f1  # pure python, no torch
 
     tagged = [r for r in results if r.ref_tags is not None and r.hyp_tags is not None]
     if not tagged:
@@ -274,7 +274,7 @@ def write_plots(report: EvalReport, out: Path) -> list[Path]:
         plt.close(fig)
     rs = _iqd_scored(report.results)
     if rs:
-        from iqd.metrics import det_curve  # numpy only
+        from runtime.detection_metrics import det_curve  # numpy only
 
         fa, fr, _ = det_curve([r.directed_hyp["probability"] for r in rs], [r.directed for r in rs])
         fig, ax = plt.subplots(figsize=(4.5, 4.5))

@@ -170,11 +170,12 @@ def measure_set(partials: Any, clips: list[tuple[str, str, np.ndarray]], times: 
             "clips": rows}
 
 
-def main(argv: list[str] | None = None) -> int:
+def main(argv: list[str] | None = None, heldout_voices: frozenset[str] = frozenset()) -> int:
     """scripts/bench_partials.py: partials (Whisper's decoder over the streaming student's states,
     or over Whisper's encoder re-reading the segment) on the real dev set and a sample of the
     synthetic test split's held-out voices, beside the second pass (Whisper with the whole
-    segment) and PocketSphinx on the same files; words on non-speech."""
+    segment) and PocketSphinx on the same files; words on non-speech. heldout_voices: the
+    corpus's voices held out of training (the script passes corpus.tts's)."""
     import argparse
     import json
     import os
@@ -182,7 +183,7 @@ def main(argv: list[str] | None = None) -> int:
     import sys
     from pathlib import Path
 
-    from corpus.manifest import audio_path, read_manifest
+    from runtime.manifest import audio_path, read_manifest
     from runtime.audio import load_audio
     from runtime.bench import write_report
     from runtime.evaluate import pooled_wer
@@ -233,11 +234,10 @@ def main(argv: list[str] | None = None) -> int:
         row = {"real_dev": measure_set(partials, real, times)}
         print(f"{spec}: real dev partial WER {row['real_dev']['wer']:.3f}", file=sys.stderr, flush=True)
         if args.corpus:
-            from corpus.tts import VOICES
             from runtime.evaluate import select
 
             test = Path(args.corpus) / "test.jsonl"
-            held = [u for u in select(read_manifest(test), None, args.per_voice) if VOICES[u.voice].heldout]
+            held = [u for u in select(read_manifest(test), None, args.per_voice) if u.voice in heldout_voices]
             row["held_out_voices"] = measure_set(partials, [(u.id, u.text, load_audio(audio_path(test, u)))
                                                             for u in held], {})
         row["non_speech_words"] = {}

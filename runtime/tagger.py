@@ -366,7 +366,7 @@ def slot_spans(words: Sequence[str], tags: Sequence[str], starts: Sequence[float
         raise ValueError(f"{len(words)} words but {len(tags)} tags")
     if (starts is None) != (ends is None) or (starts is not None and not len(starts) == len(ends) == len(words)):
         raise ValueError("give starts and ends together, one per word")
-    from tagging.metrics import spans  # pure python; no torch behind it
+    from runtime.tag_metrics import spans  # pure python; no torch behind it
 
     out = []
     for slot, i, j in spans(tags):

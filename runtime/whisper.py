@@ -443,7 +443,7 @@ class RescoreConfig:
 
 def to_spoken(written: str) -> str:
     """Whisper's written form -> heed's spoken form ("Set an alarm for 7:02." -> "set an alarm for seven oh two")."""
-    from corpus.verbalize import spoken_from_written
+    from runtime.verbalize import spoken_from_written
 
     return spoken_from_written(written)
 

@@ -44,7 +44,7 @@ def main() -> int:
     ap.add_argument("--final-only", action="store_true", help='write {"id", "text"} of the final result only')
     ap.add_argument("--out", required=True)
     args = ap.parse_args()
-    from corpus.manifest import audio_path, read_manifest
+    from runtime.manifest import audio_path, read_manifest
     from runtime.audio import load_audio
     from runtime.pipeline import Pipeline
     from runtime.transcribe import stream_file

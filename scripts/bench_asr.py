@@ -36,7 +36,7 @@ def main() -> int:
     ap.add_argument("--out", default="docs/asr_bench")
     args = ap.parse_args()
 
-    from corpus.manifest import audio_path, read_manifest
+    from runtime.manifest import audio_path, read_manifest
     from runtime.audio import load_audio
     from runtime.evaluate import evaluate, pooled_wer, select
     from runtime.pipeline import Pipeline
@@ -84,7 +84,7 @@ def main() -> int:
 
     if not args.no_whisper:
         from corpus.check import transcribe_files
-        from corpus.verbalize import spoken_form
+        from runtime.verbalize import spoken_form
 
         import json
 

@@ -11,7 +11,7 @@ ASR's growing partial hypothesis would be; the last prefix is marked final. Per 
 - GFLOPs over the whole test set, analytic (tagging/flops.py: matrix products and convolutions,
   2 FLOPs per multiply-add) from the work the stream counted, including the final restart;
 - offline slot F1 and intent accuracy of the final results;
-- streaming exact match, edit overhead, correction time, relative correctness (tagging/metrics.py),
+- streaming exact match, edit overhead, correction time, relative correctness (runtime/tag_metrics.py),
   with one- and two-word delays;
 - ms per word: wall time of all `update` calls over the number of words.
 
@@ -39,7 +39,7 @@ from pathlib import Path
 from runtime.tagger import RestartPolicy, StreamingTagger
 from tagging import flops
 from tagging.data import Example, atis_train_dev, load_atis, load_conll2003, load_corpus
-from tagging.metrics import (hindsight_exact_matches, intent_accuracy, slot_f1, slot_value_f1,
+from runtime.tag_metrics import (hindsight_exact_matches, intent_accuracy, slot_f1, slot_value_f1,
                              streaming_scores)
 
 THRESHOLDS = (0.0, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95, 0.99, 1.0)
@@ -55,7 +55,7 @@ def run(tagger: StreamingTagger, policy: RestartPolicy, examples: list[Example],
 
     partials: per example, the word sequences to feed in order (an ASR's partial hypotheses,
     the last one final); None feeds the gold prefixes. With partials, the final tags are scored
-    by (slot, value) pairs (tagging.metrics.slot_value_f1) and streaming EM is left out (there
+    by (slot, value) pairs (runtime.tag_metrics.slot_value_f1) and streaming EM is left out (there
     are no gold tags for words the ASR got wrong).
     """
     runs, finals, intents = [], [], []

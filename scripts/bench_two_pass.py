@@ -46,7 +46,7 @@ def faster_whisper_hyps(paths: list[Path]) -> tuple[list[str], float]:
 
 
 def wer_sets(bundle: str, sets: dict[str, tuple[Path, list]], heldout: set[str]) -> dict:
-    from corpus.manifest import audio_path
+    from runtime.manifest import audio_path
     from runtime.evaluate import evaluate, pooled_wer
     from runtime.pipeline import Pipeline
     from runtime.whisper import RescoreConfig, to_spoken
@@ -84,7 +84,7 @@ def latency(bundle: str, real_dir: Path, reps: int = 10) -> dict:
     speech, through the pipeline on one thread: the VAD and the endpointer are set aside so that the
     end of input closes each one as one segment."""
     from runtime.endpoint import EndpointConfig
-    from corpus.manifest import audio_path, read_manifest
+    from runtime.manifest import audio_path, read_manifest
     from runtime.audio import load_audio
     from runtime.pipeline import Pipeline
 
@@ -150,7 +150,7 @@ def main() -> int:
     ap.add_argument("--update", action="store_true", help="keep OUT.json's other sections; rerun only --sections")
     args = ap.parse_args()
 
-    from corpus.manifest import read_manifest
+    from runtime.manifest import read_manifest
     from corpus.tts import VOICES
     from runtime.evaluate import select
 

@@ -41,7 +41,7 @@ from typing import Any
 import numpy as np
 
 from corpus.augment import make_noise
-from corpus.manifest import Utterance, audio_path, read_manifest
+from runtime.manifest import Utterance, audio_path, read_manifest
 from runtime.audio import load_audio
 from runtime.evaluate import evaluate, pooled_wer, select
 from runtime.pipeline import Pipeline
@@ -265,7 +265,7 @@ def stream_rows(pipes: list[tuple[str, Pipeline]], streams: Path) -> list[dict[s
     noise): each final event with words goes to the reference utterance whose speech its words
     overlap most (none: words in a pause); an utterance's hypothesis is its events' words, its IQD
     result the one of its event that overlaps most (no event: missed, undirected)."""
-    from iqd.metrics import eer, fa_fr, latency_stats
+    from runtime.detection_metrics import eer, fa_fr, latency_stats
 
     index = [json.loads(line) for line in (streams).read_text().splitlines() if line.strip()]
     rows = []

@@ -38,7 +38,7 @@ import iqd.train as T
 from iqd.cache import IqdCache, open_splits
 from iqd.evaluate import choose_policy, evaluate_policy
 from iqd.fusion import cache_pieces, from_cascade, fuse_tracks
-from iqd.metrics import eer
+from runtime.detection_metrics import eer
 from iqd.model import TextClassifier
 from runtime.iqd_policy import DecisionPolicy
 

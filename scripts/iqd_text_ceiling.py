@@ -21,8 +21,8 @@ from pathlib import Path
 
 import torch
 
-from corpus.manifest import read_manifest
-from iqd.metrics import eer
+from runtime.manifest import read_manifest
+from runtime.detection_metrics import eer
 from iqd.model import IqdConfig, TextClassifier
 from iqd.train import load_detector
 

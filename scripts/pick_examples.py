@@ -61,8 +61,8 @@ def score(u, got: dict[str, Any]) -> tuple[int, float, int]:
 
 
 def candidates(manifest: Path, max_seconds: float):
-    from corpus.check import is_clean
-    from corpus.manifest import read_manifest
+    from runtime.scoring import is_clean
+    from runtime.manifest import read_manifest
     from corpus.tts import VOICES
 
     heldout = {v for v, voice in VOICES.items() if voice.heldout}
@@ -84,7 +84,7 @@ def main() -> int:
     args = ap.parse_args()
     import jiwer
 
-    from corpus.manifest import audio_path, read_manifest, write_manifest
+    from runtime.manifest import audio_path, read_manifest, write_manifest
 
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)

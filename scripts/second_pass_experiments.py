@@ -25,7 +25,7 @@ import numpy as np
 
 
 def load_sets(real: Path, corpus: Path, n_synth: int) -> dict[str, list[tuple[np.ndarray, str]]]:
-    from corpus.manifest import audio_path, read_manifest
+    from runtime.manifest import audio_path, read_manifest
     from runtime.audio import load_audio
 
     out = {}
@@ -110,7 +110,7 @@ def rescore_section(bundle: str, real: Path, corpus: Path, n_synth: int) -> list
     scores (runtime.pipeline.Stream.second_pass_log)."""
     import jiwer
 
-    from corpus.manifest import audio_path, read_manifest
+    from runtime.manifest import audio_path, read_manifest
     from runtime.audio import load_audio
     from runtime.pipeline import Pipeline
     from runtime.whisper import RescoreConfig

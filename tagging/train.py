@@ -39,7 +39,7 @@ import torch
 import torch.nn.functional as F
 
 from tagging.data import Example, Tables, atis_train_dev, encode, load_bio, load_conll2003, load_corpus, load_hypotheses
-from tagging.metrics import intent_accuracy, slot_f1
+from runtime.tag_metrics import intent_accuracy, slot_f1
 from tagging.model import KINDS, Tagger, TaggerConfig
 
 

@@ -67,7 +67,7 @@ def four_utts(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """Four short sentences spoken by one espeak-ng voice: train.jsonl and dev.jsonl (the same four)."""
     import soundfile as sf
 
-    from corpus.manifest import Utterance, write_manifest
+    from runtime.manifest import Utterance, write_manifest
     from corpus.tts import synthesize
 
     root = tmp_path_factory.mktemp("four")

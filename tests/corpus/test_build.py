@@ -9,7 +9,7 @@ import soundfile as sf
 
 from corpus import build
 from corpus.build import BuildConfig, BuildError, build_corpus, load_sentences, make_plan, parse_size, render_item
-from corpus.manifest import SPLITS, audio_path, read_manifest
+from runtime.manifest import SPLITS, audio_path, read_manifest
 from corpus.sentence import check_spoken
 from corpus.tts import VOICES
 

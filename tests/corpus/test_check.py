@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from corpus.check import (CheckReport, VoiceRow, check_corpus, conditions, drop_candidates, format_report, is_clean,
-                          snr_bin, wer)
-from corpus.manifest import Utterance, write_manifest
+from corpus.check import CheckReport, VoiceRow, check_corpus, drop_candidates, format_report
+from runtime.scoring import conditions, is_clean, snr_bin, wer
+from runtime.manifest import Utterance, write_manifest
 
 FLITE = "flite/slt"
 ESPEAK = "espeak-ng/en"

@@ -15,7 +15,7 @@ from hypothesis import strategies as st
 
 from corpus.importers import (CorpusImportError, add_import_parser, import_bio, import_kaldi,
                               import_librispeech, write_import)
-from corpus.manifest import ManifestError, audio_path, parse_line, read_manifest
+from runtime.manifest import ManifestError, audio_path, parse_line, read_manifest
 
 FIXTURES = Path(__file__).parents[1] / "fixtures" / "import"
 SR = 16000

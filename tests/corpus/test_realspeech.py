@@ -18,7 +18,7 @@ import pytest
 import soundfile as sf
 
 from corpus.importers import add_import_parser
-from corpus.manifest import audio_path, read_manifest
+from runtime.manifest import audio_path, read_manifest
 from corpus.realspeech import (SOURCES, RealSpeechError, body_start, import_realspeech, mfa_exact_text, report,
                                svg_word_tier, unpack)
 

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from corpus.manifest import ManifestError, Utterance, write_manifest
+from runtime.manifest import ManifestError, Utterance, write_manifest
 from corpus.stats import add_stats_parser, corpus_stats, format_stats, plot_stats
 
 SR = 8000

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from corpus.manifest import Utterance, write_manifest
+from runtime.manifest import Utterance, write_manifest
 from corpus.streams import SAMPLE_RATE, build_streams, load_mono_int16
 
 MIN_S, MAX_S = 8.0, 16.0

@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 import soundfile as sf
 
-from corpus.manifest import audio_path, read_manifest
+from runtime.manifest import audio_path, read_manifest
 from corpus.unlabelled import import_unlabelled
 from tests.corpus.test_realspeech import deb, fake_klettres, fake_mfa, tone
 

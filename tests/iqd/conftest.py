@@ -10,7 +10,7 @@ import pytest
 
 @pytest.fixture(scope="session")
 def iqd_corpus(four_utts: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from corpus.manifest import read_manifest, write_manifest
+    from runtime.manifest import read_manifest, write_manifest
 
     root = tmp_path_factory.mktemp("iqd-corpus")
     (root / "wav").symlink_to(four_utts / "wav")

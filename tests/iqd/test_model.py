@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 import torch
 
-from iqd.metrics import eer
+from runtime.detection_metrics import eer
 from iqd.model import (AcousticDetector, IqdConfig, IqEnsemble, IqJoint, TextClassifier, frame_mask, masked_bce,
                        token_history_index)
 

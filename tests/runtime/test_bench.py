@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from corpus.manifest import read_manifest
+from runtime.manifest import read_manifest
 
 
 ROOT = Path(__file__).resolve().parents[2]

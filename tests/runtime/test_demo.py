@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from corpus.manifest import read_manifest
+from runtime.manifest import read_manifest
 from runtime.audio import load_audio
 from runtime.demo import View, describe, load_examples
 from runtime.pipeline import Pipeline

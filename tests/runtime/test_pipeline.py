@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from corpus.manifest import read_manifest
+from runtime.manifest import read_manifest
 from runtime.audio import AudioError, load_audio, to_mono_float
 from runtime.pipeline import Bundle, BundleError, Pipeline
 

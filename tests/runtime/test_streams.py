@@ -6,7 +6,7 @@ from pathlib import Path
 
 import numpy as np
 
-from corpus.manifest import read_manifest
+from runtime.manifest import read_manifest
 from runtime.audio import load_audio
 from runtime.pipeline import Pipeline
 

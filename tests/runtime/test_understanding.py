@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from corpus.manifest import read_manifest
+from runtime.manifest import read_manifest
 from runtime.audio import load_audio
 from runtime.pipeline import BundleError, Pipeline
 from tests.tagging.conftest import toy_examples, toy_export, toy_hybrid  # noqa: F401 (fixtures)

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 from corpus.augment import make_noise
-from corpus.manifest import read_manifest
+from runtime.manifest import read_manifest
 from runtime.audio import load_audio
 from runtime.pipeline import BundleError, Pipeline
 

@@ -6,7 +6,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from corpus.manifest import Utterance, write_manifest
+from runtime.manifest import Utterance, write_manifest
 
 from .conftest import toy_examples
 

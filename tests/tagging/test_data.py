@@ -4,7 +4,7 @@ from pathlib import Path
 
 import pytest
 
-from corpus.manifest import Utterance, write_manifest
+from runtime.manifest import Utterance, write_manifest
 from tagging.data import Example, Tables, encode, load_corpus
 
 from .conftest import toy_examples

@@ -15,7 +15,7 @@ from functools import lru_cache
 import pytest
 
 from corpus.assistant import generate_assistant
-from corpus.verbalize import (_is_time_slot, number_words, ordinal_words, pair_words, spoken_form,
+from runtime.verbalize import (_is_time_slot, number_words, ordinal_words, pair_words, spoken_form,
                               spoken_from_written, time_words, year_words)
 
 # ---------------------------------------------------------------- a writer, as Whisper writes
@@ -287,7 +287,7 @@ def test_importable_by_the_runtime() -> None:
     """The runtime imports spoken_from_written: no torch, and none of the corpus extra's packages
     but num2words (a runtime dependency)."""
     heavy = ["torch", "faker", "yaml", "scipy", "matplotlib", "faster_whisper", "corpus.assistant"]
-    code = ("import sys; from corpus.verbalize import spoken_from_written; "
+    code = ("import sys; from runtime.verbalize import spoken_from_written; "
             f"print([m for m in {heavy!r} if m in sys.modules])")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"

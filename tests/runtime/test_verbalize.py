@@ -1,7 +1,7 @@
-"""Hand-checked readings of written tokens and free text (corpus/verbalize.py)."""
+"""Hand-checked readings of written tokens and free text (runtime/verbalize.py)."""
 import pytest
 
-from corpus.verbalize import (number_words, ordinal_words, pair_words, spoken_form, time_words,
+from runtime.verbalize import (number_words, ordinal_words, pair_words, spoken_form, time_words,
                               verbalize_token, year_words)
 
 

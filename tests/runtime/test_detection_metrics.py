@@ -4,7 +4,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from iqd.metrics import decision_curve, det_curve, eer, eer_from_curve, eer_threshold, fa_fr, latency_stats
+from runtime.detection_metrics import decision_curve, det_curve, eer, eer_from_curve, eer_threshold, fa_fr, latency_stats
 
 
 def test_perfectly_separated_scores_have_zero_eer() -> None:

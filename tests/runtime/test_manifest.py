@@ -8,7 +8,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from corpus.manifest import ManifestError, Utterance, audio_path, parse_line, read_manifest, write_manifest
+from runtime.manifest import ManifestError, Utterance, audio_path, parse_line, read_manifest, write_manifest
 
 
 def utt(**kw) -> Utterance:

@@ -5,7 +5,7 @@ Pure functions over lists of labels; no torch, so the runtime's `heed eval` can 
 Offline
 - `spans(tags)`: the slot spans of one BIO sequence, read as conlleval and seqeval read them
   (an `I-x` that does not continue an `x` chunk starts one), so `slot_f1` equals seqeval's
-  micro F1 (tests/tagging/test_metrics.py checks that).
+  micro F1 (tests/runtime/test_tag_metrics.py checks that).
 - `slot_f1(refs, hyps)`: micro precision / recall / F1 over exact (slot, start, end) spans.
 - `slot_value_f1`: micro F1 over (slot, value) pairs, for recognised text whose words differ
   from the reference's (slot F1 through the ASR).

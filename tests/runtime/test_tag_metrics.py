@@ -4,7 +4,7 @@ import random
 
 import pytest
 
-from tagging.metrics import (
+from runtime.tag_metrics import (
     correction_time, delayed, edit_overhead, exact_matches, hindsight_exact_matches, intent_accuracy,
     relative_correctness, slot_f1, slot_value_f1, spans, streaming_scores,
 )

@@ -1,12 +1,12 @@
-"""Written text -> spoken form (see corpus/sentence.py): numbers, times, codes and symbols in words.
+"""Written text -> spoken form (corpus/sentence.py checks the result): numbers, times, codes and symbols in words.
 
 Entry points:
     spoken_form(text)              free English text (fortunes, chat, dialogue) -> one clean string or None
     spoken_from_written(text)      a recogniser's written output (Whisper) -> spoken form, never None
     verbalize_token(token, context) one written ATIS-style token, read according to its slot tag
 
-One verbaliser for the corpus and the runtime: this module needs only num2words and
-corpus.sentence (no torch, no corpus data), so runtime/ imports spoken_from_written from here.
+One verbaliser for the corpus and the runtime: this module needs only num2words (no torch, no
+corpus data); the corpus's generators and the second pass both import it from here.
 
 Number spelling comes from num2words; this module only decides *which* reading a token gets
 and cleans num2words' output ("twenty-one" -> ["twenty", "one"]).
@@ -18,7 +18,9 @@ import unicodedata
 
 from num2words import num2words
 
-from corpus.sentence import WORD_RE
+# a spoken-form word: lower-case letters with inner apostrophes (corpus.sentence checks sentences with it)
+WORD_RE = re.compile(r"^[a-z]+(?:'[a-z]+)*$")
+
 
 # ---------------------------------------------------------------------------------------------
 # Numbers
