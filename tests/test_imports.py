@@ -74,6 +74,18 @@ def test_the_module_import_graph_is_acyclic() -> None:
     assert cycle is None, "import cycle: " + " -> ".join(cycle)
 
 
+def test_the_package_import_graph_is_acyclic_with_the_runtime_at_the_bottom() -> None:
+    """runtime/ runs on the device with onnxruntime and numpy: it imports no other heed package,
+    and the packages above it import each other without a cycle."""
+    packages: dict[str, set[str]] = {}
+    for mod, targets in import_graph().items():
+        packages.setdefault(mod.split(".")[0], set()).update(t.split(".")[0] for t in targets)
+    packages = {p: ts - {p} for p, ts in packages.items()}
+    assert packages["runtime"] == set(), f"runtime imports {sorted(packages['runtime'])}"
+    cycle = find_cycle(packages)
+    assert cycle is None, "package import cycle: " + " -> ".join(cycle)
+
+
 def test_the_check_finds_a_cycle_hidden_in_a_function() -> None:
     graph = import_graph()
     assert "runtime.lm" in graph["runtime.pipeline"]  # imported inside Pipeline.__init__
