@@ -133,6 +133,7 @@ class StudentEncoder:
 
     def __init__(self, folder: str | Path, threads: int = 1, precision: str = "int8", session: Any = None) -> None:
         folder = Path(folder)
+        self.folder = folder
         meta_path = folder / "student.json"
         if not meta_path.is_file():
             raise PartialsError(f"{folder}: no student.json; make it with `heed export student`")
