@@ -21,6 +21,13 @@ Continuous recordings (`cache_stream_split`, `--streams N`): the stream decodes 
 chunk with its endpointer (`iqd.streams.run_asr`), one cached row per matched utterance.
 
     python -m iqd.replay --asr CKPT --corpus DIR --cache DIR --split S [--limit N] [--crop] [--search beam --lm LM.npz]
+
+Without a checkpoint (`build_bundle_cache`, `--bundle`): the bundle's int8 transducer and its own
+search stream each utterance as the pipeline does; `--student` adds a second cache of the same
+rows with the streaming student's states (the IQD on the student, docs/iqd_student.md):
+
+    python -m iqd.replay --bundle models/default --student exp/student/onnx --student-cache CACHE_S \
+        --corpus DIR --cache CACHE_T --split S [--limit N] [--crop]
 """
 from __future__ import annotations
 
@@ -30,6 +37,7 @@ import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
@@ -42,6 +50,9 @@ from runtime.asr import AsrStream
 from runtime.audio import read_audio
 from runtime.features import FbankConfig
 from runtime.lm import FUSION_DEFAULTS, LmFusion
+
+if TYPE_CHECKING:
+    from runtime.partials import StudentEncoder
 
 
 @dataclass(frozen=True)
@@ -179,6 +190,109 @@ def build_cache(asr: TorchTransducer, tokens_decode, manifest: str | Path, cache
     return write_split(cache_dir, split, encs, fbs, rows, search.describe())
 
 
+def bundle_stream(bundle_dir: str | Path) -> tuple[AsrStream, list[str], dict]:
+    """The bundle's exported transducer and search as the shipped pipeline runs them (int8 ONNX,
+    320 ms chunks, its modified beam search with the LM fused), its pieces and the search's
+    description (SPLIT.search.json)."""
+    from runtime.bundle import Bundle
+    from runtime.pipeline import Pipeline
+
+    bundle = Bundle.load(bundle_dir)
+    pipe = Pipeline(bundle, threads=1, vad=False, second_pass=False, heard_partials=False)
+    beam = int(pipe.search.get("beam", 4)) if pipe.search.get("method") == "modified_beam_search" else 1
+    asr_entry = bundle.manifest["asr"]
+    search = {"method": "beam" if beam > 1 else "greedy", "beam": beam, "history": "fed",
+              "lm": asr_entry["lm"]["file"] if asr_entry.get("lm") and beam > 1 else None, "bundle": str(bundle_dir)}
+    return AsrStream(pipe.asr, beam=beam, lm=pipe.lm if beam > 1 else None), list(pipe.asr.tokens), search
+
+
+def stream_utterance(stream: AsrStream, fb: np.ndarray) -> tuple[np.ndarray, list[int], list[int], list[int]]:
+    """One utterance's fbank frames (T, n_mels) through the stream chunk by chunk from a fresh
+    start, as the runtime decodes it: its encoder output (n, J), the tokens and frames the IQD is
+    fed, and the finished transcript's tokens."""
+    stream.restart(0)
+    stream.feed_fbank(fb)
+    chunks = stream.decode() + stream.input_finished()
+    tokens, frames = [], []
+    for c in chunks:
+        t, f = c.emitted()
+        tokens += t
+        frames += f
+    enc = np.concatenate([c.encoder_out for c in chunks]) if chunks else np.zeros((0, 1), np.float32)
+    return enc, tokens, frames, list(stream.final_hypothesis().tokens)
+
+
+def build_bundle_cache(bundle_dir: str | Path, corpus: str | Path, split: str, cache_dir: str | Path,
+                       student_dir: str | Path | StudentEncoder | None = None, student_cache: str | Path | None = None,
+                       limit: int | None = None, crop: bool = False, progress: bool = True,
+                       name: str | None = None) -> Path:
+    """`build_cache` with the bundle's exported transducer (no checkpoint needed): CORPUS/SPLIT's
+    first `limit` labelled utterances into CACHE. With `student_dir` (a `heed export student`
+    folder), a second cache `student_cache` gets the same rows (label history, fbank, times) with
+    the streaming student's states, pooled to the transducer's 40 ms frames
+    (`runtime.student_frames`), in place of the transducer's encoder output: two detectors trained
+    on the two caches differ only in the encoder they read. `name`: the cached split's name
+    (default SPLIT). Returns the index path."""
+    from runtime.student_frames import StudentFrames, fit_frames
+
+    cache_dir = Path(cache_dir)
+    stream, pieces, search = bundle_stream(bundle_dir)
+    name = name or split
+    index_path = cache_dir / f"{name}.index.jsonl"
+    if index_path.exists():
+        check_reuse(cache_dir, name, search)
+        return index_path
+    student = None
+    if student_dir is not None:
+        from runtime.partials import StudentEncoder
+
+        if student_cache is None:
+            raise ValueError("a student folder needs a student cache folder")
+        enc = student_dir if isinstance(student_dir, StudentEncoder) else StudentEncoder(student_dir)
+        student = StudentFrames(enc, np.load(Path(bundle_dir) / "whisper" / "mel_filters.npy"))
+        student_dir = getattr(enc, "folder", student_dir)
+    manifest = Path(corpus) / f"{split}.jsonl"
+    utts = [u for u in read_manifest(manifest) if u.directed is not None and u.speech_start is not None][:limit]
+    cfg = FbankConfig()
+    encs, sencs, fbs, rows = [], [], [], []
+    enc_off = fb_off = 0
+    t0 = time.monotonic()
+    for k, u in enumerate(utts):
+        samples, sr = read_audio(audio_path(manifest, u))
+        samples = samples.mean(axis=1)
+        start = 0.0
+        if crop:
+            start = max(0.0, u.speech_start - 0.5)
+            samples = samples[int(start * sr) : int((u.speech_end + 0.3) * sr)]
+        samples = np.ascontiguousarray(samples, np.float32)
+        fb = fbank(torch.from_numpy(samples), cfg).numpy()
+        enc, toks, frs, text_toks = stream_utterance(stream, fb)
+        encs.append(enc.astype(np.float16))
+        if student is not None:
+            sencs.append(fit_frames(student.whole(samples), len(enc)).astype(np.float16))
+        fbs.append(fb.astype(np.float16))
+        text = "".join(pieces[t] for t in text_toks).replace("\u2581", " ").strip()
+        rows.append(CachedUtt(u.id, bool(u.directed), round(u.speech_start - start, 3), round(u.speech_end - start, 3),
+                              round(len(fb) * cfg.frame_shift_ms / 1000 + 0.015, 3), enc_off, len(enc), fb_off, len(fb),
+                              toks, frs, " ".join(text.split()), u.text, u.source, u.voice))
+        enc_off += len(enc)
+        fb_off += len(fb)
+        if progress and (k + 1) % 200 == 0:
+            print(f"  {split}: {k + 1}/{len(utts)} utterances, {time.monotonic() - t0:.0f} s", file=sys.stderr, flush=True)
+    cache_dir.mkdir(parents=True, exist_ok=True)
+    asr_file = Path(bundle_dir) / "asr" / "encoder.int8.onnx"
+    write_meta(cache_dir, asr_file, len(pieces), encs[0].shape[1], pieces)
+    out = write_split(cache_dir, name, encs, fbs, rows, search)
+    if student is not None:
+        student_cache = Path(student_cache)
+        student_cache.mkdir(parents=True, exist_ok=True)
+        write_meta(student_cache, asr_file, len(pieces), student.dim, pieces)
+        meta = json.loads((student_cache / "meta.json").read_text())
+        (student_cache / "meta.json").write_text(json.dumps({**meta, "student": str(student_dir)}) + "\n")
+        write_split(student_cache, name, sencs, fbs, rows, search)
+    return out
+
+
 def _load_asr(asr_ckpt: str | Path, cache_dir: str | Path):
     """The checkpoint as a TorchTransducer, its tokenizer, and CACHE/meta.json written for it."""
     from asr.tokenizer import Tokenizer
@@ -277,10 +391,16 @@ def search_from_args(a: argparse.Namespace) -> SearchConfig:
 
 def main(argv: list[str] | None = None) -> int:
     """python -m iqd.replay --asr CKPT --corpus DIR --cache DIR --split S [--limit N] [--crop]
-    [--search beam --lm LM.npz]: one split
+    [--search beam --lm LM.npz], or --bundle DIR [--student DIR --student-cache DIR] in place of
+    --asr and the search: one split
     (lets a script fill the splits in parallel processes before `heed train iqd --cache DIR`)."""
     p = argparse.ArgumentParser(prog="python -m iqd.replay", description=main.__doc__)
-    p.add_argument("--asr", required=True)
+    src = p.add_mutually_exclusive_group(required=True)
+    src.add_argument("--asr", help="the ASR's checkpoint (torch)")
+    src.add_argument("--bundle", help="instead: a bundle's exported transducer and search, as the pipeline runs them "
+                                      "(build_bundle_cache; no streams)")
+    p.add_argument("--student", help="with --bundle: a `heed export student` folder; its states go to --student-cache")
+    p.add_argument("--student-cache", help="with --student: the cache folder of the student's states")
     p.add_argument("--corpus", required=True)
     p.add_argument("--cache", required=True)
     p.add_argument("--split", required=True)
@@ -293,8 +413,16 @@ def main(argv: list[str] | None = None) -> int:
     add_search_args(p)
     a = p.parse_args(argv)
     torch.set_num_threads(a.threads)
-    search = search_from_args(a)
     t0 = time.monotonic()
+    if a.bundle:
+        if a.streams:
+            p.error("--streams needs --asr")
+        if bool(a.student) != bool(a.student_cache):
+            p.error("--student and --student-cache go together")
+        build_bundle_cache(a.bundle, a.corpus, a.split, a.cache, a.student, a.student_cache, a.limit, a.crop)
+        print(f"cached {a.split} in {time.monotonic() - t0:.0f} s", file=sys.stderr)
+        return 0
+    search = search_from_args(a)
     if a.streams:
         cache_stream_split(a.asr, a.corpus, a.cache, a.split, a.streams, skip=a.limit or 0, search=search)
     else:
