@@ -203,7 +203,8 @@ def bundle_stream(bundle_dir: str | Path) -> tuple[AsrStream, list[str], dict]:
     asr_entry = bundle.manifest["asr"]
     search = {"method": "beam" if beam > 1 else "greedy", "beam": beam, "history": "fed",
               "lm": asr_entry["lm"]["file"] if asr_entry.get("lm") and beam > 1 else None, "bundle": str(bundle_dir)}
-    return AsrStream(pipe.asr, beam=beam, lm=pipe.lm if beam > 1 else None), list(pipe.asr.tokens), search
+    stream = AsrStream(pipe.asr, beam=beam, endpoint=pipe.endpoint, lm=pipe.lm if beam > 1 else None)
+    return stream, list(pipe.asr.tokens), search
 
 
 def stream_utterance(stream: AsrStream, fb: np.ndarray) -> tuple[np.ndarray, list[int], list[int], list[int]]:
@@ -225,19 +226,21 @@ def stream_utterance(stream: AsrStream, fb: np.ndarray) -> tuple[np.ndarray, lis
 def build_bundle_cache(bundle_dir: str | Path, corpus: str | Path, split: str, cache_dir: str | Path,
                        student_dir: str | Path | StudentEncoder | None = None, student_cache: str | Path | None = None,
                        limit: int | None = None, crop: bool = False, progress: bool = True,
-                       name: str | None = None) -> Path:
+                       name: str | None = None, streams: int = 0) -> Path:
     """`build_cache` with the bundle's exported transducer (no checkpoint needed): CORPUS/SPLIT's
     first `limit` labelled utterances into CACHE. With `student_dir` (a `heed export student`
     folder), a second cache `student_cache` gets the same rows (label history, fbank, times) with
     the streaming student's states, pooled to the transducer's 40 ms frames
     (`runtime.student_frames`), in place of the transducer's encoder output: two detectors trained
     on the two caches differ only in the encoder they read. `name`: the cached split's name
-    (default SPLIT). Returns the index path."""
+    (default SPLIT). `streams` > 0: instead, that many continuous recordings of the split's
+    utterances after the first `limit` (`cache_stream_split`'s rows, the bundle's endpointer; the
+    student restarted at each segment's first sample), as SPLIT-streams. Returns the index path."""
     from runtime.student_frames import StudentFrames, fit_frames
 
     cache_dir = Path(cache_dir)
     stream, pieces, search = bundle_stream(bundle_dir)
-    name = name or split
+    name = name or (f"{split}-streams" if streams else split)
     index_path = cache_dir / f"{name}.index.jsonl"
     if index_path.exists():
         check_reuse(cache_dir, name, search)
@@ -251,6 +254,13 @@ def build_bundle_cache(bundle_dir: str | Path, corpus: str | Path, split: str, c
         enc = student_dir if isinstance(student_dir, StudentEncoder) else StudentEncoder(student_dir)
         student = StudentFrames(enc, np.load(Path(bundle_dir) / "whisper" / "mel_filters.npy"))
         student_dir = getattr(enc, "folder", student_dir)
+    asr_file = Path(bundle_dir) / "asr" / "encoder.int8.onnx"
+    if streams:
+        work = _join(corpus, split, cache_dir, streams, limit or 0, 0, 30.0, 60.0)
+        silent = set(stream.model.silent_tokens)
+        encs, sencs, fbs, rows = _stream_rows(stream, lambda ids: " ".join("".join(pieces[t] for t in ids).replace("\u2581", " ").split()),
+                                              silent, work, split, streams, student, progress)
+        return _write_both(cache_dir, name, encs, fbs, rows, search, asr_file, pieces, student, student_dir, student_cache, sencs)
     manifest = Path(corpus) / f"{split}.jsonl"
     utts = [u for u in read_manifest(manifest) if u.directed is not None and u.speech_start is not None][:limit]
     cfg = FbankConfig()
@@ -279,8 +289,13 @@ def build_bundle_cache(bundle_dir: str | Path, corpus: str | Path, split: str, c
         fb_off += len(fb)
         if progress and (k + 1) % 200 == 0:
             print(f"  {split}: {k + 1}/{len(utts)} utterances, {time.monotonic() - t0:.0f} s", file=sys.stderr, flush=True)
+    return _write_both(cache_dir, name, encs, fbs, rows, search, asr_file, pieces, student, student_dir, student_cache, sencs)
+
+
+def _write_both(cache_dir: Path, name: str, encs: list, fbs: list, rows: list[CachedUtt], search: dict, asr_file: Path,
+                pieces: list[str], student, student_dir, student_cache, sencs: list) -> Path:
+    """The transducer's cache split, and with a student the student's (same rows, its frames)."""
     cache_dir.mkdir(parents=True, exist_ok=True)
-    asr_file = Path(bundle_dir) / "asr" / "encoder.int8.onnx"
     write_meta(cache_dir, asr_file, len(pieces), encs[0].shape[1], pieces)
     out = write_split(cache_dir, name, encs, fbs, rows, search)
     if student is not None:
@@ -327,48 +342,72 @@ def cache_stream_split(asr_ckpt: str | Path, corpus: str | Path, cache_dir: str 
     written under CACHE/streams-src/, never into the corpus. A finished split is reused.
     Returns the index path.
     """
-    from iqd.streams import decode_recording, join_recordings, labelled_utterances, load_timelines, stream_rows
-
     cache_dir = Path(cache_dir)
     name = f"{split}-streams"
     index_path = cache_dir / f"{name}.index.jsonl"
     if index_path.exists():
         check_reuse(cache_dir, name, search.describe())
         return index_path
+    work = _join(corpus, split, cache_dir, n_streams, skip, seed, min_s, max_s)
+    asr, tok = _load_asr(asr_ckpt, cache_dir)
+    rows = _stream_rows(search.stream(asr), tok.decode, set(asr.silent_tokens), work, split, n_streams, None, progress)
+    return write_split(cache_dir, name, rows[0], rows[2], rows[3], search.describe())
+
+
+def _join(corpus: str | Path, split: str, cache_dir: Path, n_streams: int, skip: int, seed: int,
+          min_s: float, max_s: float) -> Path:
+    """The split's recordings under CACHE/streams-src (`iqd.streams.join_recordings`) from its
+    labelled utterances after the first `skip` (all of them when fewer than two classes are left)."""
+    from iqd.streams import join_recordings
+
     labelled = [u for line in (Path(corpus) / f"{split}.jsonl").read_text().splitlines() if line.strip()
                 for u in [json.loads(line)] if u.get("directed") is not None and u.get("speech_start") is not None]
     rest = labelled[skip:]
     if len({u["directed"] for u in rest}) < 2:  # the utterance cache took (nearly) all: reuse them in new contexts
-        print(f"  {name}: fewer than two classes after the first {skip} utterances; the recordings use all "
+        print(f"  {split}-streams: fewer than two classes after the first {skip} utterances; the recordings use all "
               f"{len(labelled)}", file=sys.stderr)
         rest = labelled
-    work = join_recordings(corpus, split, rest, cache_dir / "streams-src", n_streams, seed, min_s, max_s)
-    asr, tok = _load_asr(asr_ckpt, cache_dir)
-    stream = search.stream(asr)
-    silent = set(asr.silent_tokens)
-    fs = frame_seconds()
-    sub, look = asr.subsampling, asr.step_frames - asr.shift_frames  # the fbank frames a segment's encoder frames read
-    encs, fbs, rows = [], [], []
+    return join_recordings(corpus, split, rest, cache_dir / "streams-src", n_streams, seed, min_s, max_s)
+
+
+def _stream_rows(stream: AsrStream, decode_text, silent: set[int], work: Path, split: str, n_streams: int,
+                 student=None, progress: bool = True) -> tuple[list, list, list, list[CachedUtt]]:
+    """Every recording of WORK streamed with the endpointer; per matched utterance its segment's
+    encoder frames, the student's frames of the segment's audio (a `StudentFrames` restarted at the
+    segment's first sample, as the runtime restarts it; empty without `student`), its fbank frames
+    and its row."""
+    from iqd.streams import decode_recording, labelled_utterances, load_timelines, stream_rows
+    from runtime.audio import load_audio
+    from runtime.student_frames import fit_frames
+
+    m = stream.model
+    fs, sub, look = m.frame_s, m.subsampling, m.step_frames - m.shift_frames  # the fbank frames a segment reads
+    hop = m.frame_samples
+    encs, sencs, fbs, rows = [], [], [], []
     enc_off = fb_off = 0
     t0 = time.monotonic()
     for k, (wav, tl) in enumerate(load_timelines(work, split)):
-        feats, enc, segments = decode_recording(stream, wav, search.history_mode)
+        feats, enc, segments = decode_recording(stream, wav, "fed")
+        audio = load_audio(wav) if student is not None else None
         for seg, u in stream_rows(segments, labelled_utterances(tl), fs, silent):
             off = seg.start * fs
             e = enc[seg.start : seg.end]
             fb = feats[sub * seg.start : sub * seg.end + look]
             encs.append(e.astype(np.float16))
+            if student is not None:
+                frames = student.whole(np.ascontiguousarray(audio[seg.start * hop : seg.end * hop], np.float32))
+                sencs.append(fit_frames(frames, len(e)).astype(np.float16))
             fbs.append(fb.astype(np.float16))
             rows.append(CachedUtt(f"{tl['id']}/{u['utt_id']}", bool(u["directed"]), round(u["speech_start"] - off, 3),
                                   round(u["speech_end"] - off, 3), round((seg.end - seg.start) * fs, 3), enc_off, len(e),
                                   fb_off, len(fb), list(seg.tokens), [f - seg.start for f in seg.frames],
-                                  tok.decode(seg.transcript), u["text"], u.get("source"), u.get("voice")))
+                                  decode_text(seg.transcript), u["text"], u.get("source"), u.get("voice")))
             enc_off += len(e)
             fb_off += len(fb)
         if progress:
-            print(f"  {name}: {k + 1}/{n_streams} recordings, {len(rows)} utterances, {time.monotonic() - t0:.0f} s",
+            print(f"  {split}-streams: {k + 1}/{n_streams} recordings, {len(rows)} utterances, {time.monotonic() - t0:.0f} s",
                   file=sys.stderr, flush=True)
-    return write_split(cache_dir, name, encs, fbs, rows, search.describe())
+    return encs, sencs, fbs, rows
 
 
 def add_search_args(p: argparse.ArgumentParser) -> None:
@@ -415,11 +454,10 @@ def main(argv: list[str] | None = None) -> int:
     torch.set_num_threads(a.threads)
     t0 = time.monotonic()
     if a.bundle:
-        if a.streams:
-            p.error("--streams needs --asr")
         if bool(a.student) != bool(a.student_cache):
             p.error("--student and --student-cache go together")
-        build_bundle_cache(a.bundle, a.corpus, a.split, a.cache, a.student, a.student_cache, a.limit, a.crop)
+        build_bundle_cache(a.bundle, a.corpus, a.split, a.cache, a.student, a.student_cache, a.limit, a.crop,
+                           streams=a.streams)
         print(f"cached {a.split} in {time.monotonic() - t0:.0f} s", file=sys.stderr)
         return 0
     search = search_from_args(a)
