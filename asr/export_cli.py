@@ -267,7 +267,9 @@ def _copy_component(src: Path, dest: Path, meta_name: str, precisions: list[str]
     meta["bytes"] = {name: n for name, n in meta.get("bytes", {}).items() if name in keep}
     if dest.exists():
         shutil.rmtree(dest)
-    shutil.copytree(src, dest, ignore=lambda _d, names: [n for n in names if n.endswith(".onnx") and n not in keep])
+    # the graphs of other precisions are left out; a subfolder (the IQD's student) is copied whole
+    shutil.copytree(src, dest, ignore=lambda d, names: [n for n in names if n.endswith(".onnx") and n not in keep
+                                                        and Path(d) == src])
     (dest / meta_name).write_text(json.dumps(meta, indent=1) + "\n")
     return meta
 

@@ -60,6 +60,9 @@ def add_export_parser(sub: argparse._SubParsersAction) -> None:
     e.add_argument("--out", required=True, help="folder for iqd.onnx, iqd.int8.onnx and iqd.json")
     e.add_argument("--no-int8", action="store_true", help="fp32 graph only, no int8 quantization")
     e.add_argument("--check-frames", type=positive_int, default=200, help="frames compared between torch and onnxruntime")
+    e.add_argument("--mel-filters", default="models/default/whisper/mel_filters.npy",
+                   help="Whisper's mel filters, copied beside the student for a detector trained on its states "
+                        "(default: the default bundle's second pass, made by scripts/setup)")
     e.set_defaults(func=run_export)
 
 
@@ -144,10 +147,13 @@ def run_export(args: argparse.Namespace) -> int:
             frames.append(dev.enc(i))
             n += len(frames[-1])
         check_enc = np.concatenate(frames) if n >= args.check_frames else None
+    student = None
+    if (cache / "meta.json").exists():
+        student = json.loads((cache / "meta.json").read_text()).get("student")
     try:
         manifest = export_iqd(model, ckpt, args.out, int8=not args.no_int8, check_frames=args.check_frames,
-                              check_enc=check_enc)
-    except ExportMismatch as e:
+                              check_enc=check_enc, student=student, mel_filters=args.mel_filters)
+    except (ExportMismatch, FileNotFoundError, ValueError) as e:
         return _fail("export iqd", str(e))
     print(json.dumps({k: manifest[k] for k in ("files", "policy", "theta", "parity", "n_params", "bytes")}, indent=1))
     return 0

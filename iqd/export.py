@@ -97,8 +97,14 @@ def check_parity(model: IqJoint | IqEnsemble, onnx_path: Path, enc: np.ndarray, 
 
 
 def export_iqd(model: IqJoint | IqEnsemble, ckpt: dict[str, Any], out_dir: str | Path, int8: bool = True, check_frames: int = 200,
-               check_enc: np.ndarray | None = None) -> dict[str, Any]:
-    """Write iqd.onnx (and iqd.int8.onnx) and iqd.json to out_dir; returns iqd.json's content."""
+               check_enc: np.ndarray | None = None, student: str | Path | None = None,
+               mel_filters: str | Path | None = None) -> dict[str, Any]:
+    """Write iqd.onnx (and iqd.int8.onnx) and iqd.json to out_dir; returns iqd.json's content.
+
+    student: for a detector trained on the student's states (its cache's meta.json names the
+    `heed export student` folder), that folder's int8 step graph and student.json are copied to
+    OUT/student with Whisper's mel filters (`mel_filters`), iqd.json gets `encoder: {"kind":
+    "student", "dir": "student"}`, and the folder is loaded back by the runtime's IqdModel."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     model = model.eval()
@@ -139,8 +145,40 @@ def export_iqd(model: IqJoint | IqEnsemble, ckpt: dict[str, Any], out_dir: str |
         "bytes": {f: (out / f).stat().st_size for f in [*files.values(), *([text_entry["file"]] if text_entry else [])]},
         "asr": ckpt.get("train_config", {}).get("asr"),
     }
+    if student is not None:
+        manifest["encoder"] = export_student_copy(Path(student), Path(mel_filters) if mel_filters else None, out, cfg.enc_dim)
     (out / "iqd.json").write_text(json.dumps(manifest, indent=1) + "\n")
+    if student is not None:  # the runtime opens it: graph, metadata, filters and widths agree
+        from runtime.iqd import IqdModel
+
+        IqdModel(out, "int8" if int8 else "fp32")
     return manifest
+
+
+def export_student_copy(student: Path, mel_filters: Path | None, out: Path, enc_dim: int) -> dict[str, Any]:
+    """The student's int8 step graph, its student.json (listing only that graph) and the mel
+    filters under OUT/student; returns iqd.json's `encoder` entry."""
+    import shutil
+
+    meta_path = student / "student.json"
+    if not meta_path.is_file():
+        raise FileNotFoundError(f"{meta_path} missing: the detector was trained on a student's states; export it "
+                                "with heed export student")
+    meta = json.loads(meta_path.read_text())
+    if int(meta["n_state"]) != enc_dim:
+        raise ExportMismatch(f"{student}: the student gives {meta['n_state']}-wide states, the detector reads {enc_dim}")
+    if mel_filters is None or not mel_filters.is_file():
+        raise FileNotFoundError(f"{mel_filters}: Whisper's mel filters are needed beside the student (--mel-filters)")
+    dest = out / "student"
+    if dest.exists():
+        shutil.rmtree(dest)
+    dest.mkdir(parents=True)
+    graph = meta["files"]["int8"]
+    shutil.copy(student / graph, dest / graph)
+    shutil.copy(mel_filters, dest / "mel_filters.npy")
+    meta["files"] = {"int8": graph}
+    (dest / "student.json").write_text(json.dumps(meta, indent=1) + "\n")
+    return {"kind": "student", "dir": "student", "from": str(student), "bytes": (dest / graph).stat().st_size}
 
 
 CHECK_TEXTS = ("", "set an alarm for seven", "hey tom play that song again", "what a lovely day it is",

@@ -16,6 +16,14 @@ GRU states -> `probability` (N,) P(directed) and the next states. Sizes come fro
 the speech-onset gate, `runtime/iqd_policy.py`), fuses the posterior with the label history read as
 text when the detector has a reader (`runtime/iqd_text.py`) and runs the decision state machine
 (`runtime.iqd_policy.Decider`). numpy only: no torch.
+
+A detector trained on the streaming student's states (docs/iqd_student.md) has iqd.json's
+`encoder` entry `{"kind": "student", "dir": "student"}`: the folder holds the student's step graph
+(`heed export student`: student.json, its int8 graph) and Whisper's `mel_filters.npy`. Its stream
+then hears the segment's audio itself (`accept_audio`, from the segment's first sample; `finish_audio`
+at the end of speech) and reads each chunk's frames from the student (`runtime/student_frames.py`)
+in place of the transducer's encoder output; the label history and the frame clock stay the
+transducer's.
 """
 from __future__ import annotations
 
@@ -76,6 +84,35 @@ class IqdModel:
         if m.get("text"):
             self.text = HistoryText.from_file(self.folder / m["text"]["file"], m["text"]["weight"])
         self.session = onnx_session(self.folder / m["files"][precision], threads)
+        self.student: Any = None  # runtime.partials.StudentEncoder when the detector hears the student
+        self.mel_filters: np.ndarray | None = None
+        encoder = m.get("encoder", {"kind": "transducer"})
+        if encoder.get("kind") == "student":
+            self._load_student(f, self.folder / str(encoder.get("dir", "student")), threads)
+        elif encoder.get("kind") != "transducer":
+            raise ValueError(f"{f}: encoder kind {encoder.get('kind')!r}: 'transducer' or 'student'")
+
+    def _load_student(self, f: Path, folder: Path, threads: int, session: Any = None) -> None:
+        """The student beside the detector (iqd.json's `encoder`); its width, filters and graph checked."""
+        import json
+
+        from runtime.partials import StudentEncoder
+
+        try:
+            n_state = int(json.loads((folder / "student.json").read_text())["n_state"])
+        except (OSError, ValueError, KeyError, TypeError) as e:
+            raise ValueError(f"{folder / 'student.json'}: missing or unreadable ({e}); iqd.json names a student "
+                             f"folder for the detector") from None
+        if n_state != self.enc_dim:
+            raise ValueError(f"{f}: the joint network reads {self.enc_dim}-wide frames, the student gives {n_state}")
+        self.student = StudentEncoder(folder, threads=threads, session=session)
+        filters = folder / "mel_filters.npy"
+        try:
+            self.mel_filters = np.load(filters)
+        except (OSError, ValueError) as e:
+            raise ValueError(f"{filters}: unreadable mel filters ({e})") from None
+        if self.mel_filters.shape != (self.student.n_mels, 201):
+            raise ValueError(f"{filters}: shape {self.mel_filters.shape}, the student reads {self.student.n_mels} mel bins")
 
     @classmethod
     def from_dir(cls, folder: str | Path, precision: str = "int8", threads: int = 1) -> "IqdModel":
@@ -114,6 +151,11 @@ class IqdStream:
         self.decider = Decider(policy, frame_s * 1000)
         self.gate = OnsetGate(policy, frame_s * 1000)
         self.n_band_bins = band_bins(policy.onset_band_hz, fbank_cfg)
+        self.student = None
+        if model.student is not None:
+            from runtime.student_frames import StudentFrames
+
+            self.student = StudentFrames(model.student, model.mel_filters)
         self.reset()
 
     def reset(self) -> None:
@@ -127,6 +169,25 @@ class IqdStream:
         self.spoken = False  # a spoken token has been emitted in the segment
         self.onset = False  # spoken and the gate open: the decider runs
         self.speech_frame: int | None = None  # the VAD's speech start, when a VAD gates the stream
+        if self.student is not None:
+            self.student.reset()
+            self.heard = np.zeros((0, self.student.dim), np.float32)  # the student's frames not yet read
+
+    @property
+    def hears_audio(self) -> bool:
+        """Whether the stream needs the segment's audio (`accept_audio`): a detector on the student."""
+        return self.student is not None
+
+    def accept_audio(self, samples: np.ndarray) -> None:
+        """The segment's audio, from its first sample (the transducer's first frame of the segment) on;
+        nothing for a detector on the transducer's encoder."""
+        if self.student is not None and len(samples):
+            self.heard = np.concatenate([self.heard, self.student.accept(samples)])
+
+    def finish_audio(self) -> None:
+        """The segment's speech ended (its audio's end padded as the student was trained): its last frames."""
+        if self.student is not None:
+            self.heard = np.concatenate([self.heard, self.student.finish()])
 
     def speech_from(self, frame: int) -> None:
         """The voice-activity detector's speech start (stream encoder frame): the onset's gate is
@@ -139,6 +200,10 @@ class IqdStream:
         gate's; required unless the policy has no gate, onset_min_ms = 0, or `speech_from` set the
         VAD's start)."""
         enc, first_frame, fbank = chunk.encoder_out, chunk.first_frame, chunk.fbank
+        if self.student is not None:  # the student's frames of the same audio (ready before the transducer's)
+            from runtime.student_frames import fit_frames
+
+            enc, self.heard = fit_frames(self.heard[: len(enc)], len(enc)), self.heard[len(enc) :]
         energy_gate = self.gate.enabled and self.speech_frame is None
         if energy_gate and fbank is None:
             raise ValueError("the policy's speech-onset gate needs the chunk's fbank frames")

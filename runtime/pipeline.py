@@ -306,6 +306,8 @@ class Stream:
                 self._iqd.speech_from(out.speech_start // self.frame_samples)
             self._feed(out.samples)
         elif isinstance(out, End):
+            if self._iqd is not None:
+                self._iqd.finish_audio()
             self.asr.input_finished(decode=False)
             self._decode()
             self._close_segment()
@@ -315,6 +317,8 @@ class Stream:
 
     def _feed(self, x: np.ndarray) -> None:
         self.segment_audio.append(x)
+        if self._iqd is not None:
+            self._iqd.accept_audio(x)  # a detector on the student hears the segment's audio itself
         if self._heard is not None:
             from runtime.partials import PartialEvent
 
@@ -367,6 +371,8 @@ class Stream:
             for out in self._vad.input_finished():
                 self._gated(out)
         if self._in_segment:
+            if self._iqd is not None:
+                self._iqd.finish_audio()
             self.asr.input_finished(decode=False)
             self._decode()
         self._close_segment(last=True)
@@ -488,6 +494,8 @@ class Stream:
             self._iqd.reset()
             if self._vad is not None and self._vad.speech:  # an endpoint inside speech
                 self._iqd.speech_from(self.asr.segment_start)
+            if self._iqd.hears_audio:  # the next segment's audio fed so far, from its first sample
+                self._iqd.accept_audio(self.segment_audio.between(end, self.segment_audio.end).copy())
         self._last_text = ""
 
     def _empty_partial(self) -> dict[str, Any]:

@@ -1,0 +1,115 @@
+"""The IQD on the student's states in the runtime (runtime/iqd.py with iqd.json's `encoder`): the
+stream reads, for each of the transducer's chunks, the student's frames of the same audio, exactly
+the frames a cache holds (`StudentFrames.whole`, `fit_frames`), whatever the audio's piece size;
+and the export refuses a student of the wrong width or without its filters."""
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from iqd.export import ExportMismatch, export_iqd, export_student_copy
+from iqd.model import IqdConfig, IqJoint
+from runtime.asr import ChunkResult
+from runtime.iqd import IqdModel, IqdStream
+from runtime.iqd_policy import DecisionPolicy
+from runtime.student_frames import StudentFrames, fit_frames
+from tests.runtime.test_student_frames import _PositionStudent
+
+STUDENT_META = {"schema_version": 1, "chunk_frames": 16, "n_audio_ctx": 1500, "mel_max_init": -1.0, "n_mels": 80,
+                "n_audio_layer": 4, "n_text_layer": 4, "n_state": 8, "files": {"int8": "student.int8.onnx"}}
+
+
+def _student_folder(path: Path, n_state: int = 8) -> Path:
+    path.mkdir(parents=True, exist_ok=True)
+    (path / "student.json").write_text(json.dumps({**STUDENT_META, "n_state": n_state}))
+    (path / "student.int8.onnx").write_bytes(b"not a graph")
+    return path
+
+
+@pytest.fixture
+def student_iqd(tmp_path: Path) -> IqdModel:
+    """A random joint network over 8-wide frames, exported; then given a stand-in student graph."""
+    torch.manual_seed(0)
+    model = IqJoint(IqdConfig(enc_dim=8, vocab_size=30))
+    ckpt = {"policy": DecisionPolicy().to_dict(), "theta": 0.5}
+    export_iqd(model, ckpt, tmp_path / "iqd", int8=False, check_frames=20)
+    iqd = IqdModel(tmp_path / "iqd", "fp32")
+    folder = _student_folder(tmp_path / "iqd" / "student")
+    np.save(folder / "mel_filters.npy", np.abs(np.random.default_rng(0).normal(size=(80, 201))))
+    iqd._load_student(tmp_path / "iqd" / "iqd.json", folder, 1, session=_PositionStudent())
+    return iqd
+
+
+@pytest.mark.parametrize("piece", [320, 1600, 7777])
+def test_the_stream_reads_the_students_frames_of_its_chunks(student_iqd: IqdModel, piece: int) -> None:
+    x = np.random.default_rng(2).normal(scale=0.1, size=16000 * 2 + 300).astype(np.float32)
+    n_frames = len(x) // 640
+    frames = fit_frames(StudentFrames(student_iqd.student, student_iqd.mel_filters).whole(x), n_frames)
+    state, want = student_iqd.init_state(), []
+    for t in range(n_frames):
+        p, state = student_iqd.step(frames[t], [], state)
+        want.append(p)
+    stream = IqdStream(student_iqd, 0.04, DecisionPolicy(onset_min_ms=0.0))
+    assert stream.hears_audio
+    got, fed, done = [], 0, 0
+    while done < n_frames:
+        if fed < len(x):  # audio arrives in pieces; a chunk of 8 frames is decoded once its audio is in
+            stream.accept_audio(x[fed : fed + piece])
+            fed += piece
+        if fed >= len(x) and fed != -1:
+            stream.finish_audio()
+            fed = -1 if fed >= len(x) else fed
+        ready = n_frames if fed == -1 else min(n_frames, (fed - 350) // 640 // 8 * 8)
+        while done + 8 <= ready or (fed == -1 and done < ready):
+            n = min(8, n_frames - done)
+            stream.accept(ChunkResult(np.zeros((n, 256), np.float32), done, None, ((),) * n, False))
+            got.append(stream.probability)
+            done += n
+        if fed == -1:
+            break
+    assert done == n_frames
+    np.testing.assert_allclose(got[-1], want[-1], rtol=1e-5)
+    np.testing.assert_allclose(got, [want[min(i * 8 + 7, n_frames - 1)] for i in range(len(got))], rtol=1e-5)
+
+
+def test_a_transducer_detector_needs_no_audio(tmp_path: Path) -> None:
+    model = IqJoint(IqdConfig(enc_dim=8, vocab_size=30))
+    export_iqd(model, {"policy": DecisionPolicy().to_dict(), "theta": 0.5}, tmp_path / "iqd", int8=False, check_frames=20)
+    stream = IqdStream(IqdModel(tmp_path / "iqd", "fp32"), 0.04, DecisionPolicy())
+    assert not stream.hears_audio
+    stream.accept_audio(np.zeros(1600, np.float32))  # a no-op
+    stream.finish_audio()
+
+
+def test_the_student_copy_is_checked(tmp_path: Path) -> None:
+    filters = tmp_path / "mel_filters.npy"
+    np.save(filters, np.zeros((80, 201)))
+    with pytest.raises(ExportMismatch, match="8-wide"):
+        export_student_copy(_student_folder(tmp_path / "wide", n_state=8), filters, tmp_path / "out", enc_dim=384)
+    with pytest.raises(FileNotFoundError, match="mel filters"):
+        export_student_copy(_student_folder(tmp_path / "ok"), tmp_path / "missing.npy", tmp_path / "out", enc_dim=8)
+    with pytest.raises(FileNotFoundError, match="student.json"):
+        export_student_copy(tmp_path / "nothing", filters, tmp_path / "out", enc_dim=8)
+    entry = export_student_copy(_student_folder(tmp_path / "ok"), filters, tmp_path / "out", enc_dim=8)
+    assert entry["kind"] == "student" and (tmp_path / "out" / "student" / "mel_filters.npy").is_file()
+
+
+def test_iqd_json_naming_a_bad_student_is_refused(student_iqd: IqdModel, tmp_path: Path) -> None:
+    folder = tmp_path / "copy"
+    shutil.copytree(student_iqd.folder, folder)
+    meta = json.loads((folder / "iqd.json").read_text())
+    (folder / "iqd.json").write_text(json.dumps({**meta, "encoder": {"kind": "wav2vec"}}))
+    with pytest.raises(ValueError, match="encoder kind"):
+        IqdModel(folder, "fp32")
+    (folder / "iqd.json").write_text(json.dumps({**meta, "encoder": {"kind": "student", "dir": "student"}}))
+    (folder / "student" / "student.json").write_text(json.dumps({**STUDENT_META, "n_state": 384}))
+    with pytest.raises(ValueError, match="8-wide frames, the student gives 384"):
+        IqdModel(folder, "fp32")
+    shutil.rmtree(folder / "student")
+    with pytest.raises(ValueError, match="student.json"):
+        IqdModel(folder, "fp32")
