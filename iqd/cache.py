@@ -211,3 +211,31 @@ def open_stream_split(cache_dir: str | Path, split: str) -> IqdCache:
         raise FileNotFoundError(f"{cache_dir}/{split}-streams.index.jsonl missing: "
                                 f"python -m iqd.replay --split {split} --streams N first")
     return IqdCache(cache_dir, f"{split}-streams")
+
+
+def join_caches(first: str | Path, second: str | Path, out: str | Path, splits: list[str] | None = None) -> Path:
+    """A cache whose encoder frames are FIRST's and SECOND's side by side (the same rows: caches
+    filled together by `iqd.replay.build_bundle_cache`, the transducer's and the student's), for a
+    detector that reads both; the other files are FIRST's (linked). meta.json: FIRST's, enc_dim
+    the sum, `joined` the two widths in order, and SECOND's `student` when it has one."""
+    first, second, out = Path(first), Path(second), Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    if splits is None:
+        splits = sorted(p.name[: -len(".index.jsonl")] for p in first.glob("*.index.jsonl")
+                        if (second / p.name).exists())
+    for split in splits:
+        a, b = IqdCache(first, split), IqdCache(second, split)
+        if [(u.id, u.n_enc) for u in a.utts] != [(u.id, u.n_enc) for u in b.utts]:
+            raise ValueError(f"{first} and {second} hold different rows for {split}")
+        np.save(out / f"{split}.enc.npy", np.concatenate([np.asarray(a._enc), np.asarray(b._enc)], axis=1))
+        for suffix in (".fbank.npy", ".search.json", ".index.jsonl"):  # the index last: the split is complete
+            link = out / f"{split}{suffix}"
+            link.unlink(missing_ok=True)
+            link.symlink_to((first / f"{split}{suffix}").resolve())
+    ma = json.loads((first / "meta.json").read_text())
+    mb = json.loads((second / "meta.json").read_text())
+    meta = {**ma, "enc_dim": ma["enc_dim"] + mb["enc_dim"], "joined": [ma["enc_dim"], mb["enc_dim"]]}
+    if mb.get("student"):
+        meta["student"] = mb["student"]
+    (out / "meta.json").write_text(json.dumps(meta) + "\n")
+    return out

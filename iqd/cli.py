@@ -147,12 +147,15 @@ def run_export(args: argparse.Namespace) -> int:
             frames.append(dev.enc(i))
             n += len(frames[-1])
         check_enc = np.concatenate(frames) if n >= args.check_frames else None
-    student = None
+    student, transducer_dim = None, 0
     if (cache / "meta.json").exists():
-        student = json.loads((cache / "meta.json").read_text()).get("student")
+        cache_meta = json.loads((cache / "meta.json").read_text())
+        student = cache_meta.get("student")
+        transducer_dim = cache_meta.get("joined", [0])[0] if student else 0
     try:
         manifest = export_iqd(model, ckpt, args.out, int8=not args.no_int8, check_frames=args.check_frames,
-                              check_enc=check_enc, student=student, mel_filters=args.mel_filters)
+                              check_enc=check_enc, student=student, mel_filters=args.mel_filters,
+                              transducer_dim=transducer_dim)
     except (ExportMismatch, FileNotFoundError, ValueError) as e:
         return _fail("export iqd", str(e))
     print(json.dumps({k: manifest[k] for k in ("files", "policy", "theta", "parity", "n_params", "bytes")}, indent=1))

