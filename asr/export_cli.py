@@ -235,16 +235,22 @@ def write_bundle(src: Path, out: Path, precisions: list[str], beam: int = 4, met
         manifest["tagger"] = {"dir": "tagger", "precisions": sorted(tj["files"]), "kind": tj["kind"],
                               "policy": tj["policy"]}
     if iqd is not None:
-        ij = _copy_component(Path(iqd), out / "iqd", "iqd.json", precisions, "iqd")
-        from runtime.iqd_policy import DecisionPolicy
-
-        policy = DecisionPolicy.from_dict(ij["policy"]).to_dict()  # an export older than the onset gate: its defaults
-        if policy != ij["policy"]:
-            ij["policy"] = policy
-            (out / "iqd" / "iqd.json").write_text(json.dumps(ij, indent=1) + "\n")
-        manifest["iqd"] = {"dir": "iqd", "precisions": sorted(ij["files"]), "kind": ij["kind"], "policy": ij["policy"],
-                           "theta": ij.get("theta"), "n_params": ij.get("n_params")}
+        manifest["iqd"] = install_iqd(Path(iqd), out, precisions)
     (out / "bundle.json").write_text(json.dumps(manifest, indent=1) + "\n")
+
+
+def install_iqd(iqd: Path, out: Path, precisions: list[str]) -> dict:
+    """Copy an IQD export (`heed export iqd`) into bundle folder OUT/iqd (its student too, when it
+    hears one); returns bundle.json's `iqd` entry."""
+    ij = _copy_component(iqd, out / "iqd", "iqd.json", precisions, "iqd")
+    from runtime.iqd_policy import DecisionPolicy
+
+    policy = DecisionPolicy.from_dict(ij["policy"]).to_dict()  # an export older than the onset gate: its defaults
+    if policy != ij["policy"]:
+        ij["policy"] = policy
+        (out / "iqd" / "iqd.json").write_text(json.dumps(ij, indent=1) + "\n")
+    return {"dir": "iqd", "precisions": sorted(ij["files"]), "kind": ij["kind"], "policy": ij["policy"],
+            "theta": ij.get("theta"), "n_params": ij.get("n_params")}
 
 
 def _whole(x: float) -> float | int:

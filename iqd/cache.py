@@ -50,6 +50,9 @@ class CachedUtt:
     text: str
     source: str | None = None
     voice: str | None = None
+    # the heard partials (Whisper's decoder, runtime/partials.py) over the row's audio: [frame, text]
+    # where the text changed, the frame the first of the chunk whose audio completed the reading
+    heard: list | None = None
 
 
 def frame_seconds(fbank_cfg: FbankConfig = FbankConfig()) -> float:

@@ -27,6 +27,9 @@ def add_train_parser(sub: argparse._SubParsersAction) -> None:
                    help="fusion: experiment folder of the e2e detector (holds model.pt); repeated: joint networks "
                         "of other seeds, averaged (their mean logit) before the text is fused")
     t.add_argument("--cascade", help="fusion: experiment folder of the cascade detector (holds model.pt)")
+    t.add_argument("--text-reads", choices=["pieces", "heard"], default="pieces",
+                   help="fusion: the text the cascade's classifier reads: the label history's pieces (default) or "
+                        "the heard partials' words (Whisper's decoder; a cache filled with --heard)")
     t.add_argument("--out", required=True, help="experiment folder: model.pt, dev.json, log.csv")
     t.add_argument("--asr", help="the frozen ASR's checkpoint (needed to fill the cache)")
     t.add_argument("--cache", help="cache folder of the frozen ASR's outputs (default OUT/cache); share it between kinds")
@@ -60,6 +63,8 @@ def add_export_parser(sub: argparse._SubParsersAction) -> None:
     e.add_argument("--out", required=True, help="folder for iqd.onnx, iqd.int8.onnx and iqd.json")
     e.add_argument("--no-int8", action="store_true", help="fp32 graph only, no int8 quantization")
     e.add_argument("--check-frames", type=positive_int, default=200, help="frames compared between torch and onnxruntime")
+    e.add_argument("--into", metavar="BUNDLE",
+                   help="also install the export (its int8 graph) as BUNDLE's detector: BUNDLE/iqd and bundle.json's iqd entry")
     e.add_argument("--mel-filters", default="models/default/whisper/mel_filters.npy",
                    help="Whisper's mel filters, copied beside the student for a detector trained on its states "
                         "(default: the default bundle's second pass, made by scripts/setup)")
@@ -87,7 +92,7 @@ def run_fusion(args: argparse.Namespace) -> int:
         if not p.exists():
             return _fail("train iqd", f"{p}: no such checkpoint")
     try:
-        path = fit_fusion(e2e, cascade, args.out, cache=args.cache, progress=not args.quiet)
+        path = fit_fusion(e2e, cascade, args.out, cache=args.cache, progress=not args.quiet, reads=args.text_reads)
     except (FileNotFoundError, ValueError) as e:
         return _fail("train iqd", str(e))
     print(f"checkpoint: {path}")
@@ -159,4 +164,17 @@ def run_export(args: argparse.Namespace) -> int:
     except (ExportMismatch, FileNotFoundError, ValueError) as e:
         return _fail("export iqd", str(e))
     print(json.dumps({k: manifest[k] for k in ("files", "policy", "theta", "parity", "n_params", "bytes")}, indent=1))
+    if args.into:
+        from asr.export_cli import install_iqd
+        from runtime.bundle import Bundle, BundleError
+
+        try:
+            bundle = Bundle.load(args.into)
+        except BundleError as e:
+            return _fail("export iqd", str(e))
+        entry = install_iqd(Path(args.out), bundle.path, ["int8"] if "int8" in manifest["files"] else ["fp32"])
+        bm = json.loads(bundle.json_path.read_text())
+        bm["iqd"] = entry
+        bundle.json_path.write_text(json.dumps(bm, indent=1) + "\n")
+        print(f"installed in {bundle.path}/iqd")
     return 0

@@ -207,4 +207,4 @@ def export_text(ckpt: dict[str, Any], out: Path) -> dict[str, Any]:
     if worst > FP32_TOLERANCE * 10:
         raise ExportMismatch(f"text.npz: the numpy scorer differs from torch by {worst:.2e}")
     return {"file": "text.npz", "weight": float(t["weight"]), "n_hash": len(weights), "from": "onset",
-            "cascade": t.get("cascade"), "parity": worst}
+            "reads": t.get("reads", "pieces"), "cascade": t.get("cascade"), "parity": worst}

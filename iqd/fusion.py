@@ -57,14 +57,27 @@ def cache_pieces(cache: IqdCache | ConcatCache) -> list[str]:
 
 
 def fuse_tracks(tracks: Sequence[Track], histories: Sequence[tuple[Sequence[int], Sequence[int]]],
-                text: HistoryText, pieces: Sequence[str]) -> list[Track]:
+                text: HistoryText, pieces: Sequence[str], heard: Sequence[Sequence] | None = None) -> list[Track]:
     """Each track with its posterior fused with the text of its history (tokens, frames in the
-    track's frames), read from the track's onset on, as `runtime.iqd.IqdStream` does live."""
+    track's frames), read from the track's onset on, as `runtime.iqd.IqdStream` does live; with
+    `heard` (each row's `CachedUtt.heard`), the heard partials' text instead."""
     out = []
-    for tr, (tokens, frames) in zip(tracks, histories):
-        logits = text.frame_logits(tokens, frames, tr.onset, len(tr.p), pieces)
+    for i, (tr, (tokens, frames)) in enumerate(zip(tracks, histories)):
+        if heard is not None:
+            logits = text.heard_logits(heard[i], tr.onset, len(tr.p))
+        else:
+            logits = text.frame_logits(tokens, frames, tr.onset, len(tr.p), pieces)
         out.append(dataclasses.replace(tr, p=text.fuse_track(tr.p, logits)) if len(tr.p) else tr)
     return out
+
+
+def heard_of(cache: IqdCache | ConcatCache) -> list[list]:
+    """Every row's heard partials (`CachedUtt.heard`); an error naming the cache when one lacks them."""
+    missing = [u.id for u in cache.utts if u.heard is None]
+    if missing:
+        raise ValueError(f"{cache.dir}/{cache.split}: {len(missing)} rows without heard partials (e.g. {missing[0]}); "
+                         "fill the cache with python -m iqd.replay --bundle ... --heard")
+    return [u.heard for u in cache.utts]
 
 
 def cache_tracks(model: torch.nn.Module, ckpt: dict[str, Any], cache: IqdCache | ConcatCache,
@@ -77,12 +90,13 @@ def cache_tracks(model: torch.nn.Module, ckpt: dict[str, Any], cache: IqdCache |
     text = history_text(ckpt)
     if text is None:
         return tracks
-    return fuse_tracks(tracks, [(u.tokens, u.token_frames) for u in cache.utts], text, cache_pieces(cache))
+    heard = heard_of(cache) if ckpt["text"].get("reads") == "heard" else None
+    return fuse_tracks(tracks, [(u.tokens, u.token_frames) for u in cache.utts], text, cache_pieces(cache), heard)
 
 
 def choose_weight(tracks: Sequence[Track], histories: Sequence[tuple[Sequence[int], Sequence[int]]],
                   reader: HistoryText, pieces: Sequence[str], budget: float, base: DecisionPolicy,
-                  weights: Sequence[float] = WEIGHTS, progress: bool = False):
+                  weights: Sequence[float] = WEIGHTS, progress: bool = False, heard: Sequence[Sequence] | None = None):
     """The fusion weight (and, at each weight, the policy: `choose_policy`) with the lowest EER over
     the tracks among those whose median latency is within budget. reader: the classifier (its own
     weight ignored). Returns (HistoryText at the chosen weight, policy, theta, the fused tracks, a
@@ -90,7 +104,7 @@ def choose_weight(tracks: Sequence[Track], histories: Sequence[tuple[Sequence[in
     rows, best = [], None
     for w in weights:
         text = HistoryText(reader.weights, reader.bias, w)
-        fused = fuse_tracks(tracks, histories, text, pieces)
+        fused = fuse_tracks(tracks, histories, text, pieces, heard)
         policy, theta, search = choose_policy(fused, budget, base)
         r = {"weight": w, "eer": search["chosen"]["eer"], "median_s": search["chosen"]["median_s"]}
         rows.append(r)
@@ -123,10 +137,13 @@ def ensemble(paths: Sequence[str | Path]) -> tuple[IqEnsemble, dict[str, Any]]:
 
 def fit_fusion(e2e_path: str | Path | Sequence[str | Path], cascade_path: str | Path, out: str | Path,
                weights: Sequence[float] = WEIGHTS, cache: str | Path | None = None,
-               progress: bool = True) -> Path:
+               progress: bool = True, reads: str = "pieces") -> Path:
     """Choose w on dev (module docstring); write OUT/model.pt and OUT/dev.json. Returns the checkpoint
     path. Several e2e checkpoints (other seeds) are fused as one `IqEnsemble`: the mean of their
-    logits, then the text; its policy, re-chosen, replaces theirs."""
+    logits, then the text; its policy, re-chosen, replaces theirs. reads: the text read, "pieces"
+    (the label history's) or "heard" (the heard partials', cached with `--heard`)."""
+    if reads not in ("pieces", "heard"):
+        raise ValueError(f"the text reader reads 'pieces' or 'heard', not {reads!r}")
     paths = [e2e_path] if isinstance(e2e_path, (str, Path)) else list(e2e_path)
     model, ckpt = load_detector(paths[0]) if len(paths) == 1 else ensemble(paths)
     cascade, cckpt = load_detector(cascade_path)
@@ -140,7 +157,8 @@ def fit_fusion(e2e_path: str | Path | Sequence[str | Path], cascade_path: str | 
     tracks = tracks_of(dev, posteriors(model, dev), base)
     histories = [(u.tokens, u.token_frames) for u in dev.utts]
     pieces = cache_pieces(dev)
-    found = choose_weight(tracks, histories, from_cascade(cascade, 0.0), pieces, budget, base, weights, progress)
+    heard = heard_of(dev) if reads == "heard" else None
+    found = choose_weight(tracks, histories, from_cascade(cascade, 0.0), pieces, budget, base, weights, progress, heard)
     if found is None:
         raise ValueError(f"no fusion weight decides within the dev median latency budget of {budget} s")
     text, policy, theta, fused, rows = found
@@ -148,7 +166,7 @@ def fit_fusion(e2e_path: str | Path | Sequence[str | Path], cascade_path: str | 
     result.pop("curve", None)
     fused_ckpt = {**ckpt, "policy": policy.to_dict(), "theta": theta, "dev": result,
                   "text": {"weights": text.weights, "bias": text.bias, "weight": text.weight,
-                           "cascade": str(cascade_path), "search": rows},
+                           "cascade": str(cascade_path), "search": rows, "reads": reads},
                   "plain_dev": ckpt["dev"], "plain_policy": ckpt["policy"], "plain_theta": ckpt["theta"]}
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)

@@ -207,6 +207,36 @@ def bundle_stream(bundle_dir: str | Path) -> tuple[AsrStream, list[str], dict]:
     return stream, list(pipe.asr.tokens), search
 
 
+def heard_partials(bundle_dir: str | Path):
+    """The bundle's heard partials (`runtime.partials.Partials`: Whisper's decoder reading the
+    segment, bundle.json's `partials` settings), as the pipeline makes them."""
+    from runtime.bundle import Bundle
+    from runtime.pipeline import Pipeline
+
+    pipe = Pipeline(Bundle.load(bundle_dir), threads=1, vad=False, second_pass=True, heard_partials=True)
+    if pipe.partials is None:
+        raise ValueError(f"{bundle_dir}: the bundle has no heard partials (bundle.json `partials`)")
+    return pipe.partials
+
+
+def heard_track(partials, samples: np.ndarray, chunk_samples: int, chunk_frames: int) -> list[list]:
+    """A segment's audio (from its first sample) read by the heard partials chunk by chunk as the
+    pipeline feeds them: [frame, text] where the partial's text changed, the frame the first of the
+    chunk whose audio completed the reading (the pipeline's IQD sees it with that chunk)."""
+    from runtime.partials import PartialEvent
+
+    stream = partials.stream()
+    out: list[list] = []
+    text = ""
+    for k, i in enumerate(range(0, len(samples), chunk_samples)):
+        for ev in stream.feed_segment(samples[i : i + chunk_samples]):
+            if isinstance(ev, PartialEvent):
+                text = ev.text
+        if (out[-1][1] if out else "") != text:
+            out.append([k * chunk_frames, text])
+    return out
+
+
 def stream_utterance(stream: AsrStream, fb: np.ndarray) -> tuple[np.ndarray, list[int], list[int], list[int]]:
     """One utterance's fbank frames (T, n_mels) through the stream chunk by chunk from a fresh
     start, as the runtime decodes it: its encoder output (n, J), the tokens and frames the IQD is
@@ -226,7 +256,7 @@ def stream_utterance(stream: AsrStream, fb: np.ndarray) -> tuple[np.ndarray, lis
 def build_bundle_cache(bundle_dir: str | Path, corpus: str | Path, split: str, cache_dir: str | Path,
                        student_dir: str | Path | StudentEncoder | None = None, student_cache: str | Path | None = None,
                        limit: int | None = None, crop: bool = False, progress: bool = True,
-                       name: str | None = None, streams: int = 0) -> Path:
+                       name: str | None = None, streams: int = 0, heard: bool = False) -> Path:
     """`build_cache` with the bundle's exported transducer (no checkpoint needed): CORPUS/SPLIT's
     first `limit` labelled utterances into CACHE. With `student_dir` (a `heed export student`
     folder), a second cache `student_cache` gets the same rows (label history, fbank, times) with
@@ -235,7 +265,9 @@ def build_bundle_cache(bundle_dir: str | Path, corpus: str | Path, split: str, c
     on the two caches differ only in the encoder they read. `name`: the cached split's name
     (default SPLIT). `streams` > 0: instead, that many continuous recordings of the split's
     utterances after the first `limit` (`cache_stream_split`'s rows, the bundle's endpointer; the
-    student restarted at each segment's first sample), as SPLIT-streams. Returns the index path."""
+    student restarted at each segment's first sample), as SPLIT-streams. `heard`: each row also
+    gets the heard partials' texts over its audio (`heard_track`; a text reader on what Whisper's
+    decoder heard, docs/iqd_student.md). Returns the index path."""
     from runtime.student_frames import StudentFrames, fit_frames
 
     cache_dir = Path(cache_dir)
@@ -255,11 +287,14 @@ def build_bundle_cache(bundle_dir: str | Path, corpus: str | Path, split: str, c
         student = StudentFrames(enc, np.load(Path(bundle_dir) / "whisper" / "mel_filters.npy"))
         student_dir = getattr(enc, "folder", student_dir)
     asr_file = Path(bundle_dir) / "asr" / "encoder.int8.onnx"
+    m = stream.model
+    partials = heard_partials(bundle_dir) if heard else None
+    track = (lambda x: heard_track(partials, x, m.chunk_frames * m.frame_samples, m.chunk_frames)) if heard else None
     if streams:
         work = _join(corpus, split, cache_dir, streams, limit or 0, 0, 30.0, 60.0)
         silent = set(stream.model.silent_tokens)
         encs, sencs, fbs, rows = _stream_rows(stream, lambda ids: " ".join("".join(pieces[t] for t in ids).replace("\u2581", " ").split()),
-                                              silent, work, split, streams, student, progress)
+                                              silent, work, split, streams, student, progress, track)
         return _write_both(cache_dir, name, encs, fbs, rows, search, asr_file, pieces, student, student_dir, student_cache, sencs)
     manifest = Path(corpus) / f"{split}.jsonl"
     utts = [u for u in read_manifest(manifest) if u.directed is not None and u.speech_start is not None][:limit]
@@ -284,7 +319,8 @@ def build_bundle_cache(bundle_dir: str | Path, corpus: str | Path, split: str, c
         text = "".join(pieces[t] for t in text_toks).replace("\u2581", " ").strip()
         rows.append(CachedUtt(u.id, bool(u.directed), round(u.speech_start - start, 3), round(u.speech_end - start, 3),
                               round(len(fb) * cfg.frame_shift_ms / 1000 + 0.015, 3), enc_off, len(enc), fb_off, len(fb),
-                              toks, frs, " ".join(text.split()), u.text, u.source, u.voice))
+                              toks, frs, " ".join(text.split()), u.text, u.source, u.voice,
+                              track(samples) if track else None))
         enc_off += len(enc)
         fb_off += len(fb)
         if progress and (k + 1) % 200 == 0:
@@ -371,7 +407,7 @@ def _join(corpus: str | Path, split: str, cache_dir: Path, n_streams: int, skip:
 
 
 def _stream_rows(stream: AsrStream, decode_text, silent: set[int], work: Path, split: str, n_streams: int,
-                 student=None, progress: bool = True) -> tuple[list, list, list, list[CachedUtt]]:
+                 student=None, progress: bool = True, track=None) -> tuple[list, list, list, list[CachedUtt]]:
     """Every recording of WORK streamed with the endpointer; per matched utterance its segment's
     encoder frames, the student's frames of the segment's audio (a `StudentFrames` restarted at the
     segment's first sample, as the runtime restarts it; empty without `student`), its fbank frames
@@ -388,7 +424,7 @@ def _stream_rows(stream: AsrStream, decode_text, silent: set[int], work: Path, s
     t0 = time.monotonic()
     for k, (wav, tl) in enumerate(load_timelines(work, split)):
         feats, enc, segments = decode_recording(stream, wav, "fed")
-        audio = load_audio(wav) if student is not None else None
+        audio = load_audio(wav) if student is not None or track is not None else None
         for seg, u in stream_rows(segments, labelled_utterances(tl), fs, silent):
             off = seg.start * fs
             e = enc[seg.start : seg.end]
@@ -401,7 +437,9 @@ def _stream_rows(stream: AsrStream, decode_text, silent: set[int], work: Path, s
             rows.append(CachedUtt(f"{tl['id']}/{u['utt_id']}", bool(u["directed"]), round(u["speech_start"] - off, 3),
                                   round(u["speech_end"] - off, 3), round((seg.end - seg.start) * fs, 3), enc_off, len(e),
                                   fb_off, len(fb), list(seg.tokens), [f - seg.start for f in seg.frames],
-                                  decode_text(seg.transcript), u["text"], u.get("source"), u.get("voice")))
+                                  decode_text(seg.transcript), u["text"], u.get("source"), u.get("voice"),
+                                  track(np.ascontiguousarray(audio[seg.start * hop : seg.end * hop], np.float32))
+                                  if track else None))
             enc_off += len(e)
             fb_off += len(fb)
         if progress:
@@ -440,6 +478,8 @@ def main(argv: list[str] | None = None) -> int:
                                       "(build_bundle_cache; no streams)")
     p.add_argument("--student", help="with --bundle: a `heed export student` folder; its states go to --student-cache")
     p.add_argument("--student-cache", help="with --student: the cache folder of the student's states")
+    p.add_argument("--heard", action="store_true", help="with --bundle: also each row's heard partials' texts")
+    p.add_argument("--name", help="with --bundle: the cached split's name (default SPLIT, or SPLIT-streams)")
     p.add_argument("--corpus", required=True)
     p.add_argument("--cache", required=True)
     p.add_argument("--split", required=True)
@@ -457,7 +497,7 @@ def main(argv: list[str] | None = None) -> int:
         if bool(a.student) != bool(a.student_cache):
             p.error("--student and --student-cache go together")
         build_bundle_cache(a.bundle, a.corpus, a.split, a.cache, a.student, a.student_cache, a.limit, a.crop,
-                           streams=a.streams)
+                           name=a.name, streams=a.streams, heard=a.heard)
         print(f"cached {a.split} in {time.monotonic() - t0:.0f} s", file=sys.stderr)
         return 0
     search = search_from_args(a)

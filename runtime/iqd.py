@@ -82,8 +82,12 @@ class IqdModel:
         self.state_shapes: dict[str, list[int]] = m["state"]
         self.enc_dim: int = m["enc_dim"]
         self.text: HistoryText | None = None
+        self.text_reads = "pieces"  # the label history's pieces, or "heard": the heard partials' words
         if m.get("text"):
             self.text = HistoryText.from_file(self.folder / m["text"]["file"], m["text"]["weight"])
+            self.text_reads = m["text"].get("reads", "pieces")
+            if self.text_reads not in ("pieces", "heard"):
+                raise ValueError(f"{f}: text.reads is {self.text_reads!r}: 'pieces' or 'heard'")
         self.session = onnx_session(self.folder / m["files"][precision], threads)
         self.student: Any = None  # runtime.partials.StudentEncoder when the detector hears the student
         self.mel_filters: np.ndarray | None = None
@@ -169,6 +173,7 @@ class IqdStream:
         self.gate.reset()
         self.probability: float | None = None  # the latest posterior (fused with the text's when read)
         self.text: list[str] = []  # pieces emitted from the onset on (HistoryText)
+        self.heard_text = ""  # the heard partial last read (a detector reading the heard partials)
         self.text_logit = 0.0
         self.spoken = False  # a spoken token has been emitted in the segment
         self.onset = False  # spoken and the gate open: the decider runs
@@ -198,11 +203,12 @@ class IqdStream:
         then open from that frame on, in place of the energy gate (`OnsetGate`). Set per segment."""
         self.speech_frame = int(frame)
 
-    def accept(self, chunk: "ChunkResult") -> None:
+    def accept(self, chunk: "ChunkResult", heard_text: str | None = None) -> None:
         """One decoded chunk of the ASR: its encoder frames (frame i at stream frame
         chunk.first_frame + i), the tokens the search emitted at each and its fbank frames (the
         gate's; required unless the policy has no gate, onset_min_ms = 0, or `speech_from` set the
-        VAD's start)."""
+        VAD's start). heard_text: the segment's heard partial as it stands (a detector whose text
+        reader reads it; None: it reads the label history's pieces instead)."""
         enc, first_frame, fbank = chunk.encoder_out, chunk.first_frame, chunk.fbank
         if self.student is not None:  # the student's frames of the same audio (ready before the transducer's)
             from runtime.student_frames import fit_frames
@@ -228,7 +234,10 @@ class IqdStream:
             gate_open = self.gate.open if self.speech_frame is None else first_frame + i >= self.speech_frame
             self.onset = self.spoken and gate_open
             if self.onset and self.model.text is not None:
-                if tokens:
+                if heard_text is not None and self.model.text_reads == "heard":
+                    if heard_text != self.heard_text:
+                        self.heard_text, self.text_logit = heard_text, self.model.text.logit(heard_text)
+                elif tokens:
                     self.text += [self.pieces[t] for t in tokens]
                     self.text_logit = self.model.text.logit(pieces_text(self.text))
                 self.probability = self.model.text.fuse(self.probability, self.text_logit)

@@ -1,7 +1,9 @@
 """The IQD's label history read as text: a logistic regression over what the ASR has said so far.
 
 `HistoryText` (optional, iqd.json's `text` entry): the pieces the search emitted from the
-decider's onset on, joined into words (`pieces_text`), scored by a logistic regression on hashed
+decider's onset on, joined into words (`pieces_text`), or, where the entry says `"reads":
+"heard"`, the segment's heard partial (Whisper's decoder reading the segment, `runtime/partials.py`)
+as it stands, scored by a logistic regression on hashed
 word, word-bigram and character-trigram counts (`text_features`, the cascade's classifier,
 trained on many more sentences than the joint network sees). Its logit is fused with the joint
 network's, `p = sigmoid((1 - w) logit(p_joint) + w text_logit)`, w chosen on dev (`iqd/fusion.py`);
@@ -82,6 +84,18 @@ class HistoryText:
             text.append(pieces[tok])
             last, t0 = self.logit(pieces_text(text)), f
         out[t0:] = last
+        return out
+
+    def heard_logits(self, heard: Sequence[Sequence], onset: int, n_frames: int) -> np.ndarray:
+        """Offline, for a detector that reads the heard partials (Whisper's decoder) as its text: the
+        text logit at each of n_frames frames, from the onset on, of the partial's text as it stood
+        at that frame. heard: [frame, text] where the partial changed (`iqd.cache.CachedUtt.heard`),
+        in frame order; the live stream (`runtime.iqd.IqdStream.accept`'s `heard_text`) gives the same."""
+        out = np.zeros(n_frames, np.float64)
+        for (f, text), nxt in zip(heard, [*heard[1:], [n_frames, None]]):
+            a, b = max(int(f), onset), min(int(nxt[0]), n_frames)
+            if b > a:
+                out[a:b] = self.logit(text)
         return out
 
     def fuse_track(self, p: np.ndarray, text_logits: np.ndarray) -> np.ndarray:

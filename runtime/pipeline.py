@@ -335,8 +335,9 @@ class Stream:
 
     def _chunk(self, chunk: ChunkResult) -> None:
         """One decoded chunk: to the IQD, then the segment's end (an endpoint) or a partial."""
-        if self._iqd is not None:
-            self._iqd.accept(chunk)
+        if self._iqd is not None:  # the heard partial as it stands, for a detector reading it (else the pieces)
+            heard = (self._heard_last.text if self._heard_last is not None else "") if self._heard is not None else None
+            self._iqd.accept(chunk, heard)
         if chunk.endpoint:
             self._close_segment()
             return

@@ -197,21 +197,61 @@ def training_section(asr: Path, tagger: Path, iqd: Path | None) -> list[str]:
                   + f"--out {tagger} --max-epochs {tc.get('max_epochs')} --max-minutes {tc.get('max_minutes'):g}",
                   "```", ""]
     if iqd is not None and iqd.exists():
-        meta = _read(iqd / "iqd.json") or {}
-        pol = meta.get("policy", {})
-        lines += [f"**Intended-query detector** (`{iqd}`): the {meta.get('kind', 'e2e')} detector, trained on the frozen "
-                  "ASR's encoder output and emitted tokens (recipe and commands in [docs/iqd.md](../../docs/iqd.md)); "
-                  + (f"{meta['ensemble']} joint networks (seeds) whose logits are averaged, {meta.get('n_params', 0):,} "
-                     "parameters in all (`iqd/model.py: IqEnsemble`); " if meta.get("ensemble") else "")
-                  + (f"it also reads the label history as text, the cascade's n-gram classifier over the pieces "
-                     f"emitted since the speech onset, its logit weighted {meta['text']['weight']:g} against the joint "
-                     f"network's {1 - meta['text']['weight']:g} (`iqd/fusion.py`, weight chosen on dev); "
-                     if meta.get("text") else "")
-                  + "decision policy chosen on dev: " + ", ".join(f"{k} {v:g}" for k, v in pol.items()) + ".", ""]
+        lines += iqd_paragraph(iqd)
     return lines
 
 
-def figures_section(docs: Path) -> list[str]:
+def iqd_paragraph(iqd: Path) -> list[str]:
+    """The detector's paragraph of the Training section, from its export's iqd.json."""
+    meta = _read(iqd / "iqd.json") or {}
+    pol = meta.get("policy", {})
+    student = (meta.get("encoder") or {}).get("kind") == "student"
+    heard = (meta.get("text") or {}).get("reads") == "heard"
+    hears = ("the streaming student's states (Whisper tiny.en's encoder distilled under a chunk mask without "
+             "transcripts, pooled to the transducer's 40 ms frames; its int8 graph ships in iqd/student; "
+             "[docs/iqd_student.md](../../docs/iqd_student.md)) and the frozen ASR's emitted tokens"
+             if student else "the frozen ASR's encoder output and emitted tokens")
+    reads = ("the heard partials (Whisper's decoder reading the open segment)" if heard
+             else "the pieces emitted since the speech onset")
+    return [f"**Intended-query detector** (`{iqd}`): the {meta.get('kind', 'e2e')} detector, trained on {hears} "
+            "(recipe and commands in [docs/iqd.md](../../docs/iqd.md)); "
+            + (f"{meta['ensemble']} joint networks (seeds) whose logits are averaged, {meta.get('n_params', 0):,} "
+               "parameters in all (`iqd/model.py: IqEnsemble`); " if meta.get("ensemble") else "")
+            + (f"it also reads text, the cascade's n-gram classifier over {reads}, its logit weighted "
+               f"{meta['text']['weight']:g} against the joint network's {1 - meta['text']['weight']:g} "
+               "(`iqd/fusion.py`, weight chosen on dev); " if meta.get("text") else "")
+            + "decision policy chosen on dev: " + ", ".join(f"{k} {v:g}" for k, v in pol.items()) + ".", ""]
+
+
+def iqd_figures(docs: Path, student: bool) -> list[str]:
+    """The detector's block of the Measured section: the student benchmark for a detector on the
+    student's states, else the transducer's."""
+    if student and (docs / "iqd_student_bench.md").exists():
+        return ["### Intended-query detection ([docs/iqd_student.md](../../docs/iqd_student.md), which gives the "
+                "command): the shipped detector is the `student states` rows; latency from the start of speech", "",
+                *(docs / "iqd_student_bench.md").read_text().strip().replace("**", "").splitlines(), ""]
+    if (docs / "iqd_bench.md").exists():
+        return ["### Intended-query detection ([docs/iqd.md](../../docs/iqd.md), which gives the command): "
+                "the shipped detector is the `int8 (onnx)` row (`e2e + text` when the E2E reads its label history "
+                "as text too); latency from the start of speech", "",
+                *(docs / "iqd_bench.md").read_text().strip().replace("**", "").splitlines(), ""]
+    return []
+
+
+def update_iqd(card: Path, iqd: Path, docs: Path) -> None:
+    """Rewrite only the detector's paragraph and figures of an existing card (a new IQD installed in
+    a bundle whose other parts' training folders are gone)."""
+    lines = card.read_text().splitlines()
+    para = next(i for i, line in enumerate(lines) if line.startswith("**Intended-query detector**"))
+    lines[para : para + 2] = iqd_paragraph(iqd)
+    head = next(i for i, line in enumerate(lines) if line.startswith("### Intended-query detection"))
+    end = next(i for i in range(head + 1, len(lines)) if lines[i].startswith("#"))
+    student = ((_read(iqd / "iqd.json") or {}).get("encoder") or {}).get("kind") == "student"
+    lines[head:end] = iqd_figures(docs, student)
+    card.write_text("\n".join(lines) + "\n")
+
+
+def figures_section(docs: Path, student_iqd: bool = False) -> list[str]:
     lines = ["## Measured", "",
              f"Measured on a {platform.machine()} machine with {__import__('os').cpu_count()} cores, one onnxruntime "
              "thread, int8 graphs, by `scripts/build_default_bundle.sh`; the full reports are the files named.", ""]
@@ -251,11 +291,7 @@ def figures_section(docs: Path) -> list[str]:
         lines += [f"| {k} | {v['slot_f1']:.2f} | {v['intent_accuracy']:.2f} | {v['exact_match']:.2f} | "
                   f"{v['edit_overhead']:.3f} | {v['gflops']:.2f} | {v['ms_per_word']:.3f} |" for k, v in rows.items()]
         lines.append("")
-    if (docs / "iqd_bench.md").exists():
-        lines += ["### Intended-query detection ([docs/iqd.md](../../docs/iqd.md), which gives the command): "
-                  "the shipped detector is the `int8 (onnx)` row (`e2e + text` when the E2E reads its label history "
-                  "as text too); latency from the start of speech", "",
-                  *(docs / "iqd_bench.md").read_text().strip().replace("**", "").splitlines(), ""]
+    lines += iqd_figures(docs, student_iqd)
     rt = _read(docs / "runtime_bench.json")
     if rt:
         lines += ["### Runtime ([docs/runtime_bench.md](../../docs/runtime_bench.md)): `heed bench --hour`", "",
@@ -280,8 +316,15 @@ def main() -> int:
     ap.add_argument("--tagger", default="exp/tagger-hybrid", help="tagger training folder")
     ap.add_argument("--iqd", help="IQD export folder")
     ap.add_argument("--docs", default="docs")
+    ap.add_argument("--update-iqd", action="store_true",
+                    help="rewrite only the detector's paragraph and figures of the bundle's existing card (--iqd: "
+                         "the export installed)")
     args = ap.parse_args()
     bundle = Path(args.bundle)
+    if args.update_iqd:
+        update_iqd(bundle / "MODEL_CARD.md", Path(args.iqd or bundle / "iqd"), Path(args.docs))
+        print(f"updated the detector in {bundle / 'MODEL_CARD.md'}")
+        return 0
     lines = ["# heed default model", "",
              "What ships in this folder: a streaming transducer ASR, a HEAR slot tagger and an intended-query "
              "detector, as int8 ONNX graphs run by `runtime/` (onnxruntime + numpy), silero-vad's voice-activity "
@@ -305,7 +348,8 @@ def main() -> int:
     lines += lm_paragraph(_read(bundle / "bundle.json") or {})
     lines += vad_paragraph(_read(bundle / "bundle.json") or {})
     lines += second_pass_paragraph(bundle, _read(bundle / "bundle.json") or {})
-    lines += figures_section(Path(args.docs))
+    iqd_meta = (_read(Path(args.iqd) / "iqd.json") or {}) if args.iqd else {}
+    lines += figures_section(Path(args.docs), (iqd_meta.get("encoder") or {}).get("kind") == "student")
     (bundle / "MODEL_CARD.md").write_text("\n".join(lines) + "\n")
     print(f"wrote {bundle / 'MODEL_CARD.md'}")
     return 0

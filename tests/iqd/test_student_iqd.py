@@ -143,3 +143,31 @@ def test_a_detector_reading_both_gets_the_transducers_frame_then_the_students(tm
     assert stream.probability == pytest.approx(p, rel=1e-5)
     with pytest.raises(ValueError, match="4-wide transducer"):
         stream.accept(ChunkResult(np.zeros((8, 5), np.float32), 8, None, ((),) * 8, False))
+
+
+def test_the_heard_partials_read_live_are_what_the_cache_reads(tmp_path: Path) -> None:
+    from runtime.iqd_text import HistoryText
+
+    torch.manual_seed(2)
+    export_iqd(IqJoint(IqdConfig(enc_dim=8, vocab_size=30)), {"policy": DecisionPolicy().to_dict(), "theta": 0.5},
+               tmp_path / "iqd", int8=False, check_frames=20)
+    iqd = IqdModel(tmp_path / "iqd", "fp32")
+    iqd.text = HistoryText(np.random.default_rng(5).normal(size=1024).astype(np.float32), 0.3, 0.5)
+    iqd.text_reads = "heard"
+    enc = np.random.default_rng(6).normal(size=(40, 8)).astype(np.float32)
+    heard = [[8, "set"], [16, "set an alarm"], [32, "set an alarm for seven"]]  # as iqd.replay.heard_track gives
+    state, joint = iqd.init_state(), []
+    for t in range(40):
+        p, state = iqd.step(enc[t], [5] if t == 3 else [], state)
+        joint.append(p)
+    onset = 3  # the first spoken token (the gate is off)
+    want = iqd.text.fuse_track(np.array(joint), iqd.text.heard_logits(heard, onset, 40))
+    stream = IqdStream(iqd, 0.04, DecisionPolicy(onset_min_ms=0.0), pieces=["<b>"] + ["x"] * 29)
+    got = []
+    for k in range(5):
+        text = next((h[1] for h in reversed(heard) if h[0] <= 8 * k), "")
+        tokens = tuple((5,) if 8 * k + i == 3 else () for i in range(8))
+        stream.accept(ChunkResult(enc[8 * k : 8 * k + 8], 8 * k, None, tokens, False), heard_text=text)
+        got.append(stream.probability)
+    np.testing.assert_allclose(got, want[7::8], rtol=1e-5)
+    assert iqd.text.heard_logits(heard, 20, 40)[:20].tolist() == [0.0] * 20  # nothing before the onset
