@@ -43,7 +43,6 @@ from runtime.manifest import Utterance, read_manifest, write_manifest
 
 DIRECTED_REAL = ("pocketsphinx-goforward", "pocketsphinx-cards-")
 MAX_REAL_S = 30.0
-SYSTEMS = {"shipped": "transducer encoder, shipped IQD", "t": "transducer encoder", "s": "student states"}
 
 
 def speech_span(x: np.ndarray, sr: int, floor_db: float = -40.0, frame_s: float = 0.02) -> tuple[float, float]:
@@ -72,11 +71,11 @@ def real_manifest(real: Path, out: Path) -> Path:
     return out
 
 
-def shipped_tracks(iqd_dir: Path, cache: IqdCache) -> tuple[dict, list]:
-    """The bundle's exported IQD (int8, stepped by the runtime's IqdModel) over the transducer cache,
-    its text fused as the runtime fuses it; returns a checkpoint-like dict (policy, theta) and the tracks."""
+def export_tracks(iqd_dir: Path, cache: IqdCache) -> tuple[dict, list]:
+    """An exported detector (`heed export iqd`: int8, stepped by the runtime's IqdModel) over a cache
+    of what it reads, its text fused as the runtime fuses it; returns (policy and theta, tracks)."""
     from iqd.bench import onnx_posteriors
-    from iqd.fusion import cache_pieces, fuse_tracks
+    from iqd.fusion import cache_pieces, fuse_tracks, heard_of
     from iqd.train import tracks_of
     from runtime.iqd import IqdModel
     from runtime.iqd_policy import DecisionPolicy
@@ -84,36 +83,42 @@ def shipped_tracks(iqd_dir: Path, cache: IqdCache) -> tuple[dict, list]:
     iqd = IqdModel.from_dir(iqd_dir)
     tracks = tracks_of(cache, onnx_posteriors(iqd_dir, cache), DecisionPolicy.from_dict(iqd.manifest["policy"]))
     if iqd.text is not None:
-        tracks = fuse_tracks(tracks, [(u.tokens, u.token_frames) for u in cache.utts], iqd.text, cache_pieces(cache))
+        heard = heard_of(cache) if iqd.text_reads == "heard" else None
+        tracks = fuse_tracks(tracks, [(u.tokens, u.token_frames) for u in cache.utts], iqd.text, cache_pieces(cache), heard)
     return {"policy": iqd.manifest["policy"], "theta": iqd.manifest["theta"]}, tracks
 
 
-def score(exp: Path, system: str, split: str, bundle: Path, fusion: str = "fusion") -> dict:
-    if system == "shipped":
-        ckpt, tracks = shipped_tracks(bundle / "iqd", IqdCache(exp / "cache-t", split))
-        model = None
+def score(detector: Path, cache_dir: Path, split: str) -> dict:
+    """A detector (a `heed train iqd` folder with model.pt, or a `heed export iqd` folder with
+    iqd.json) over one cached split of what it reads."""
+    cache = IqdCache(cache_dir, split)
+    if (detector / "iqd.json").exists():
+        model, (ckpt, tracks) = None, export_tracks(detector, cache)
     else:
-        model, ckpt = load_detector(exp / f"{fusion}-{system}" / "model.pt")
-        tracks = cache_tracks(model, ckpt, IqdCache(exp / f"cache-{system}", split))
+        model, ckpt = load_detector(detector / "model.pt")
+        tracks = cache_tracks(model, ckpt, cache)
     r = frame_system(model, ckpt, tracks)
     r.pop("curve", None)
     return r
 
 
 def markdown(results: dict) -> str:
-    rows = ["| set | IQD reads | n (directed) | EER | median latency | false accepts | false rejects |",
+    rows = ["| set | detector | n (directed) | EER | median latency | false accepts | false rejects |",
             "|---|---|---:|---:|---:|---:|---:|"]
     for name, by_system in results.items():
-        for s, r in by_system.items():
-            rows.append(f"| {name} | {SYSTEMS[s]} | {r['n']} ({r['n_directed']}) | {100 * r['eer']:.1f}% | "
+        for label, r in by_system.items():
+            rows.append(f"| {name} | {label} | {r['n']} ({r['n_directed']}) | {100 * r['eer']:.1f}% | "
                         f"{r['median_s']:.2f} s | {r['fa']}/{r['n_undirected']} | {r['fr']}/{r['n_directed']} |")
     return "\n".join(rows) + "\n"
 
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--exp", required=True)
+    p.add_argument("--exp", required=True, help="holds cache-t/ and cache-s/ (filled here where a set is missing)")
     p.add_argument("--student", required=True, help="`heed export student` folder")
+    p.add_argument("--detector", action="append", required=True, metavar="LABEL=DIR:CACHE",
+                   help="a detector to score: a heed train iqd folder (model.pt) or a heed export iqd folder "
+                        "(iqd.json), and which of the caches it reads (t: the transducer's, s: the student's)")
     p.add_argument("--bundle", default="models/default")
     p.add_argument("--corpus", default="data/c14k")
     p.add_argument("--unseen", help="scripts/unseen_text_set.py output")
@@ -121,10 +126,16 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--recordings", type=int, default=0,
                    help="also this many continuous recordings of the test split (30-60 s, the bundle's endpointer; "
                         "an utterance no segment caught is left out)")
-    p.add_argument("--fusion", default="fusion", help="the detectors are EXP/FUSION-t and EXP/FUSION-s")
     p.add_argument("--out", required=True, help="writes OUT.json and OUT.md")
     a = p.parse_args(argv)
     exp = Path(a.exp)
+    detectors = {}
+    for spec in a.detector:
+        label, _, rest = spec.partition("=")
+        path, _, which = rest.rpartition(":")
+        if not label or which not in ("t", "s") or not path:
+            p.error(f"--detector {spec!r}: LABEL=DIR:t or LABEL=DIR:s")
+        detectors[label] = (Path(path), exp / f"cache-{which}")
     sets = {"test split": (Path(a.corpus), "test", "test")}
     if a.unseen:
         sets["unseen text"] = (Path(a.unseen), "test", "unseen")
@@ -135,8 +146,8 @@ def main(argv: list[str] | None = None) -> int:
     results = {}
     for name, (corpus, split, cached) in sets.items():
         build_bundle_cache(a.bundle, corpus, split, exp / "cache-t", a.student, exp / "cache-s", name=cached,
-                           streams=a.recordings if cached.endswith("-streams") else 0)
-        results[name] = {s: score(exp, s, cached, Path(a.bundle), a.fusion) for s in SYSTEMS}
+                           streams=a.recordings if cached.endswith("-streams") else 0, heard=True)
+        results[name] = {label: score(path, cache, cached) for label, (path, cache) in detectors.items()}
     out = Path(a.out)
     out.with_suffix(".json").write_text(json.dumps(results, indent=1) + "\n")
     md = markdown(results)

@@ -171,3 +171,16 @@ def test_the_heard_partials_read_live_are_what_the_cache_reads(tmp_path: Path) -
         got.append(stream.probability)
     np.testing.assert_allclose(got, want[7::8], rtol=1e-5)
     assert iqd.text.heard_logits(heard, 20, 40)[:20].tolist() == [0.0] * 20  # nothing before the onset
+
+
+def test_installing_a_detector_copies_its_student_and_only_the_bundles_graphs(tmp_path: Path) -> None:
+    from asr.export_cli import install_iqd
+
+    export_iqd(IqJoint(IqdConfig(enc_dim=8, vocab_size=30)), {"policy": DecisionPolicy().to_dict(), "theta": 0.5},
+               tmp_path / "exp", int8=True, check_frames=20)
+    _student_folder(tmp_path / "exp" / "student")
+    entry = install_iqd(tmp_path / "exp", tmp_path / "bundle", ["int8"])
+    assert entry["dir"] == "iqd" and entry["precisions"] == ["int8"] and entry["theta"] == 0.5
+    assert (tmp_path / "bundle" / "iqd" / "iqd.int8.onnx").is_file()
+    assert not (tmp_path / "bundle" / "iqd" / "iqd.onnx").exists()  # no fp32 graph in an int8 bundle
+    assert (tmp_path / "bundle" / "iqd" / "student" / "student.int8.onnx").is_file()  # the student's graph stays
