@@ -21,6 +21,7 @@ within a share of their spread and greedy search over the check chunks giving th
 from __future__ import annotations
 
 import json
+import shutil
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -262,3 +263,39 @@ def export_asr(
     summary["bytes"] = {p.name: p.stat().st_size for p in out.iterdir() if p.suffix == ".onnx"}
     summary["n_params"] = model.n_params()
     return summary
+
+
+def copy_component(src: Path, dest: Path, meta_name: str, precisions: list[str], what: str) -> dict:
+    """Copy an export folder (`heed export tagger|iqd`) to `dest` with only the ONNX graphs of the
+    bundle's precisions (an int8 bundle carries no fp32 graphs), rewriting its metadata file
+    `meta_name` to list just those; returns that metadata."""
+    if not (src / meta_name).exists():
+        raise FileNotFoundError(f"{src / meta_name} missing; run heed export {what} first")
+    meta = json.loads((src / meta_name).read_text())
+    missing = [p for p in precisions if p not in meta["files"]]
+    if missing:
+        raise FileNotFoundError(f"{src} has no {', '.join(missing)} graphs; export the {what} with them")
+    meta["files"] = {p: meta["files"][p] for p in precisions}
+    keep = {name for files_ in meta["files"].values() for name in (files_.values() if isinstance(files_, dict) else [files_])}
+    meta["bytes"] = {name: n for name, n in meta.get("bytes", {}).items() if name in keep}
+    if dest.exists():
+        shutil.rmtree(dest)
+    # the graphs of other precisions are left out; a subfolder (the IQD's student) is copied whole
+    shutil.copytree(src, dest, ignore=lambda d, names: [n for n in names if n.endswith(".onnx") and n not in keep
+                                                        and Path(d) == src])
+    (dest / meta_name).write_text(json.dumps(meta, indent=1) + "\n")
+    return meta
+
+
+def install_iqd(iqd: Path, out: Path, precisions: list[str]) -> dict:
+    """Copy an IQD export (`heed export iqd`) into bundle folder OUT/iqd (its student too, when it
+    hears one); returns bundle.json's `iqd` entry."""
+    ij = copy_component(iqd, out / "iqd", "iqd.json", precisions, "iqd")
+    from runtime.iqd_policy import DecisionPolicy
+
+    policy = DecisionPolicy.from_dict(ij["policy"]).to_dict()  # an export older than the onset gate: its defaults
+    if policy != ij["policy"]:
+        ij["policy"] = policy
+        (out / "iqd" / "iqd.json").write_text(json.dumps(ij, indent=1) + "\n")
+    return {"dir": "iqd", "precisions": sorted(ij["files"]), "kind": ij["kind"], "policy": ij["policy"],
+            "theta": ij.get("theta"), "n_params": ij.get("n_params")}

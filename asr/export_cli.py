@@ -197,6 +197,8 @@ def write_bundle(src: Path, out: Path, precisions: list[str], beam: int = 4, met
                  tagger: Path | None = None, iqd: Path | None = None) -> None:
     """Copy an ASR export (and a tagger export, an IQD export) into bundle folder `out` and write its
     bundle.json (INTERFACES.md section 2)."""
+    from asr.export import copy_component, install_iqd
+
     suffix = {"int8": ".int8.onnx", "fp32": ".onnx"}
     (out / "asr").mkdir(parents=True, exist_ok=True)
     files = {}
@@ -231,7 +233,7 @@ def write_bundle(src: Path, out: Path, precisions: list[str], beam: int = 4, met
         "metrics": metrics or {},
     }
     if tagger is not None:
-        tj = _copy_component(Path(tagger), out / "tagger", "tagger.json", precisions, "tagger")
+        tj = copy_component(Path(tagger), out / "tagger", "tagger.json", precisions, "tagger")
         manifest["tagger"] = {"dir": "tagger", "precisions": sorted(tj["files"]), "kind": tj["kind"],
                               "policy": tj["policy"]}
     if iqd is not None:
@@ -239,45 +241,9 @@ def write_bundle(src: Path, out: Path, precisions: list[str], beam: int = 4, met
     (out / "bundle.json").write_text(json.dumps(manifest, indent=1) + "\n")
 
 
-def install_iqd(iqd: Path, out: Path, precisions: list[str]) -> dict:
-    """Copy an IQD export (`heed export iqd`) into bundle folder OUT/iqd (its student too, when it
-    hears one); returns bundle.json's `iqd` entry."""
-    ij = _copy_component(iqd, out / "iqd", "iqd.json", precisions, "iqd")
-    from runtime.iqd_policy import DecisionPolicy
-
-    policy = DecisionPolicy.from_dict(ij["policy"]).to_dict()  # an export older than the onset gate: its defaults
-    if policy != ij["policy"]:
-        ij["policy"] = policy
-        (out / "iqd" / "iqd.json").write_text(json.dumps(ij, indent=1) + "\n")
-    return {"dir": "iqd", "precisions": sorted(ij["files"]), "kind": ij["kind"], "policy": ij["policy"],
-            "theta": ij.get("theta"), "n_params": ij.get("n_params")}
-
-
 def _whole(x: float) -> float | int:
     """x as an int when it is whole (bundle.json says 320, not 320.0)."""
     return int(x) if float(x).is_integer() else x
-
-
-def _copy_component(src: Path, dest: Path, meta_name: str, precisions: list[str], what: str) -> dict:
-    """Copy an export folder (`heed export tagger|iqd`) to `dest` with only the ONNX graphs of the
-    bundle's precisions (an int8 bundle carries no fp32 graphs), rewriting its metadata file
-    `meta_name` to list just those; returns that metadata."""
-    if not (src / meta_name).exists():
-        raise FileNotFoundError(f"{src / meta_name} missing; run heed export {what} first")
-    meta = json.loads((src / meta_name).read_text())
-    missing = [p for p in precisions if p not in meta["files"]]
-    if missing:
-        raise FileNotFoundError(f"{src} has no {', '.join(missing)} graphs; export the {what} with them")
-    meta["files"] = {p: meta["files"][p] for p in precisions}
-    keep = {name for files_ in meta["files"].values() for name in (files_.values() if isinstance(files_, dict) else [files_])}
-    meta["bytes"] = {name: n for name, n in meta.get("bytes", {}).items() if name in keep}
-    if dest.exists():
-        shutil.rmtree(dest)
-    # the graphs of other precisions are left out; a subfolder (the IQD's student) is copied whole
-    shutil.copytree(src, dest, ignore=lambda d, names: [n for n in names if n.endswith(".onnx") and n not in keep
-                                                        and Path(d) == src])
-    (dest / meta_name).write_text(json.dumps(meta, indent=1) + "\n")
-    return meta
 
 
 def _precisions(text: str) -> tuple[str, ...]:

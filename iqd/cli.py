@@ -165,7 +165,7 @@ def run_export(args: argparse.Namespace) -> int:
         return _fail("export iqd", str(e))
     print(json.dumps({k: manifest[k] for k in ("files", "policy", "theta", "parity", "n_params", "bytes")}, indent=1))
     if args.into:
-        from asr.export_cli import install_iqd
+        from asr.export import install_iqd
         from runtime.bundle import Bundle, BundleError
 
         try:

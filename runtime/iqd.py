@@ -160,7 +160,7 @@ class IqdStream:
         self.gate = OnsetGate(policy, frame_s * 1000)
         self.n_band_bins = band_bins(policy.onset_band_hz, fbank_cfg)
         self.student = None
-        if model.student is not None:
+        if getattr(model, "student", None) is not None:  # a stand-in model may predate the student
             from runtime.student_frames import StudentFrames
 
             self.student = StudentFrames(model.student, model.mel_filters)
@@ -234,7 +234,7 @@ class IqdStream:
             gate_open = self.gate.open if self.speech_frame is None else first_frame + i >= self.speech_frame
             self.onset = self.spoken and gate_open
             if self.onset and self.model.text is not None:
-                if heard_text is not None and self.model.text_reads == "heard":
+                if heard_text is not None and getattr(self.model, "text_reads", "pieces") == "heard":
                     if heard_text != self.heard_text:
                         self.heard_text, self.text_logit = heard_text, self.model.text.logit(heard_text)
                 elif tokens:

@@ -174,7 +174,7 @@ def test_the_heard_partials_read_live_are_what_the_cache_reads(tmp_path: Path) -
 
 
 def test_installing_a_detector_copies_its_student_and_only_the_bundles_graphs(tmp_path: Path) -> None:
-    from asr.export_cli import install_iqd
+    from asr.export import install_iqd
 
     export_iqd(IqJoint(IqdConfig(enc_dim=8, vocab_size=30)), {"policy": DecisionPolicy().to_dict(), "theta": 0.5},
                tmp_path / "exp", int8=True, check_frames=20)
