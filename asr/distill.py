@@ -31,6 +31,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from runtime.config import reject_unknown
 from asr.student import Student, StudentConfig, StudentError, log_mel_power, normalise
 from asr.whisper import HOP, SAMPLE_RATE, Whisper
 
@@ -103,9 +104,7 @@ class DistillConfig:
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> "DistillConfig":
         d = dict(d)
-        unknown = set(d) - set(cls.__dataclass_fields__)
-        if unknown:
-            raise ValueError(f"unknown student training settings: {', '.join(sorted(unknown))}")
+        reject_unknown(cls, d, "student training settings")
         model = StudentConfig.from_dict(d.pop("model", {}))
         tuples = {k: tuple(v) for k, v in d.items() if isinstance(v, list)}
         return cls(model=model, **{**d, **tuples})

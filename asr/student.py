@@ -35,6 +35,8 @@ from torch import nn
 
 from asr.whisper import HOP, N_FFT, EncoderBlock, Whisper, WhisperDims, mel_filters
 
+from runtime.config import reject_unknown
+
 LOG_FLOOR = -10.0  # log10 of the power clamp (1e-10), as Whisper
 DYNAMIC_RANGE = 8.0  # decades kept below the maximum, as Whisper
 
@@ -57,9 +59,7 @@ class StudentConfig:
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> "StudentConfig":
-        unknown = set(d) - set(cls.__dataclass_fields__)
-        if unknown:
-            raise ValueError(f"unknown student config keys: {', '.join(sorted(unknown))}")
+        reject_unknown(cls, d, "student config keys")
         return cls(**d)
 
 

@@ -33,6 +33,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from runtime.config import reject_unknown
 from runtime.iqd import IqdState
 from runtime.iqd_text import text_features  # noqa: F401  (the cascade's, shared with the runtime)
 from runtime.search import MAX_SYMBOLS_PER_FRAME
@@ -66,9 +67,7 @@ class IqdConfig:
     def from_dict(cls, d: dict[str, Any]) -> "IqdConfig":
         """Rebuild from `to_dict()`; an unknown key is an error (a checkpoint saved before a field
         existed gets its default)."""
-        unknown = set(d) - set(cls.__dataclass_fields__)
-        if unknown:
-            raise ValueError(f"unknown IqdConfig keys: {sorted(unknown)}")
+        reject_unknown(cls, d, "IqdConfig keys")
         return cls(**d)
 
 

@@ -48,7 +48,9 @@ from runtime.manifest import audio_path, read_manifest
 from iqd.cache import CachedUtt, check_reuse, frame_seconds, write_meta, write_split
 from runtime.asr import AsrStream
 from runtime.audio import read_audio
+from runtime.config import reject_unknown
 from runtime.features import FbankConfig
+from runtime.iqd_text import pieces_text
 from runtime.lm import FUSION_DEFAULTS, LmFusion
 
 if TYPE_CHECKING:
@@ -89,9 +91,7 @@ class SearchConfig:
     @classmethod
     def from_describe(cls, d: dict) -> "SearchConfig":
         """The config of a SPLIT.search.json; an unknown key is an error."""
-        unknown = set(d) - set(cls.__dataclass_fields__)
-        if unknown:
-            raise ValueError(f"unknown search setting(s) {', '.join(sorted(unknown))} in {d}")
+        reject_unknown(cls, d, f"search setting(s) in {d}")
         return cls(**d)
 
     def fusion(self, vocab_size: int) -> LmFusion | None:
@@ -190,33 +190,31 @@ def build_cache(asr: TorchTransducer, tokens_decode, manifest: str | Path, cache
     return write_split(cache_dir, split, encs, fbs, rows, search.describe())
 
 
-def bundle_stream(bundle_dir: str | Path) -> tuple[AsrStream, list[str], dict]:
+def bundle_search(bundle_dir: str | Path) -> dict:
+    """The search a bundle's pipeline runs (bundle.json `asr.search`, its LM), as SPLIT.search.json describes it."""
+    from runtime.bundle import Bundle
+
+    asr = Bundle.load(bundle_dir).manifest["asr"]
+    search = asr.get("search", {"method": "modified_beam_search", "beam": 4})
+    beam = int(search.get("beam", 4)) if search.get("method") == "modified_beam_search" else 1
+    return {"method": "beam" if beam > 1 else "greedy", "beam": beam, "history": "fed",
+            "lm": asr["lm"]["file"] if asr.get("lm") and beam > 1 else None, "bundle": str(bundle_dir)}
+
+
+def bundle_stream(bundle_dir: str | Path, heard: bool = False) -> tuple[AsrStream, list[str], object]:
     """The bundle's exported transducer and search as the shipped pipeline runs them (int8 ONNX,
-    320 ms chunks, its modified beam search with the LM fused), its pieces and the search's
-    description (SPLIT.search.json)."""
+    320 ms chunks, its modified beam search with the LM fused, its endpointer), its pieces, and with
+    `heard` its heard partials (`runtime.partials.Partials`: Whisper's decoder reading the segment,
+    bundle.json's `partials` settings; else None)."""
     from runtime.bundle import Bundle
     from runtime.pipeline import Pipeline
 
-    bundle = Bundle.load(bundle_dir)
-    pipe = Pipeline(bundle, threads=1, vad=False, second_pass=False, heard_partials=False)
-    beam = int(pipe.search.get("beam", 4)) if pipe.search.get("method") == "modified_beam_search" else 1
-    asr_entry = bundle.manifest["asr"]
-    search = {"method": "beam" if beam > 1 else "greedy", "beam": beam, "history": "fed",
-              "lm": asr_entry["lm"]["file"] if asr_entry.get("lm") and beam > 1 else None, "bundle": str(bundle_dir)}
-    stream = AsrStream(pipe.asr, beam=beam, endpoint=pipe.endpoint, lm=pipe.lm if beam > 1 else None)
-    return stream, list(pipe.asr.tokens), search
-
-
-def heard_partials(bundle_dir: str | Path):
-    """The bundle's heard partials (`runtime.partials.Partials`: Whisper's decoder reading the
-    segment, bundle.json's `partials` settings), as the pipeline makes them."""
-    from runtime.bundle import Bundle
-    from runtime.pipeline import Pipeline
-
-    pipe = Pipeline(Bundle.load(bundle_dir), threads=1, vad=False, second_pass=True, heard_partials=True)
-    if pipe.partials is None:
+    pipe = Pipeline(Bundle.load(bundle_dir), threads=1, vad=False, second_pass=heard, heard_partials=heard)
+    if heard and pipe.partials is None:
         raise ValueError(f"{bundle_dir}: the bundle has no heard partials (bundle.json `partials`)")
-    return pipe.partials
+    beam = bundle_search(bundle_dir)["beam"]
+    stream = AsrStream(pipe.asr, beam=beam, endpoint=pipe.endpoint, lm=pipe.lm if beam > 1 else None)
+    return stream, list(pipe.asr.tokens), pipe.partials
 
 
 def heard_track(partials, samples: np.ndarray, chunk_samples: int, chunk_frames: int) -> list[list]:
@@ -271,12 +269,13 @@ def build_bundle_cache(bundle_dir: str | Path, corpus: str | Path, split: str, c
     from runtime.student_frames import StudentFrames, fit_frames
 
     cache_dir = Path(cache_dir)
-    stream, pieces, search = bundle_stream(bundle_dir)
+    search = bundle_search(bundle_dir)
     name = name or (f"{split}-streams" if streams else split)
     index_path = cache_dir / f"{name}.index.jsonl"
     if index_path.exists():
         check_reuse(cache_dir, name, search)
         return index_path
+    stream, pieces, partials = bundle_stream(bundle_dir, heard)
     student = None
     if student_dir is not None:
         from runtime.partials import StudentEncoder
@@ -288,12 +287,11 @@ def build_bundle_cache(bundle_dir: str | Path, corpus: str | Path, split: str, c
         student_dir = getattr(enc, "folder", student_dir)
     asr_file = Path(bundle_dir) / "asr" / "encoder.int8.onnx"
     m = stream.model
-    partials = heard_partials(bundle_dir) if heard else None
     track = (lambda x: heard_track(partials, x, m.chunk_frames * m.frame_samples, m.chunk_frames)) if heard else None
     if streams:
         work = _join(corpus, split, cache_dir, streams, limit or 0, 0, 30.0, 60.0)
         silent = set(stream.model.silent_tokens)
-        encs, sencs, fbs, rows = _stream_rows(stream, lambda ids: " ".join("".join(pieces[t] for t in ids).replace("\u2581", " ").split()),
+        encs, sencs, fbs, rows = _stream_rows(stream, lambda ids: pieces_text([pieces[t] for t in ids]),
                                               silent, work, split, streams, student, progress, track)
         return _write_both(cache_dir, name, encs, fbs, rows, search, asr_file, pieces, student, student_dir, student_cache, sencs)
     manifest = Path(corpus) / f"{split}.jsonl"
@@ -316,10 +314,9 @@ def build_bundle_cache(bundle_dir: str | Path, corpus: str | Path, split: str, c
         if student is not None:
             sencs.append(fit_frames(student.whole(samples), len(enc)).astype(np.float16))
         fbs.append(fb.astype(np.float16))
-        text = "".join(pieces[t] for t in text_toks).replace("\u2581", " ").strip()
         rows.append(CachedUtt(u.id, bool(u.directed), round(u.speech_start - start, 3), round(u.speech_end - start, 3),
                               round(len(fb) * cfg.frame_shift_ms / 1000 + 0.015, 3), enc_off, len(enc), fb_off, len(fb),
-                              toks, frs, " ".join(text.split()), u.text, u.source, u.voice,
+                              toks, frs, pieces_text([pieces[t] for t in text_toks]), u.text, u.source, u.voice,
                               track(samples) if track else None))
         enc_off += len(enc)
         fb_off += len(fb)

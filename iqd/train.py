@@ -30,6 +30,7 @@ import torch
 from iqd.augment import drop_tokens, time_mask
 from iqd.cache import ConcatCache, IqdCache, frame_seconds, open_splits, open_stream_split, same_search, split_search
 from iqd.evaluate import Track, choose_policy, evaluate_policy, final_scores, onset_and_endpoint, onset_frame
+from runtime.config import reject_unknown
 from runtime.detection_metrics import eer, eer_threshold, fa_fr, latency_stats
 from iqd.model import (E2E_MODELS, N_TOKEN_SLOTS, AcousticDetector, IqdConfig, IqEnsemble, IqJoint, TextClassifier,
                        endpoint_bce, frame_mask, masked_bce)
@@ -90,9 +91,7 @@ class TrainConfig:
     def from_dict(cls, d: dict[str, Any]) -> "TrainConfig":
         """Rebuild from `to_dict()`; an unknown key is an error (a checkpoint saved before a field
         existed gets its default)."""
-        unknown = set(d) - set(cls.__dataclass_fields__)
-        if unknown:
-            raise ValueError(f"unknown IQD TrainConfig keys: {sorted(unknown)}")
+        reject_unknown(cls, d, "IQD TrainConfig keys")
         return cls(**{**d, "extra_train": tuple(d.get("extra_train", ())), "model": IqdConfig.from_dict(d.get("model", {}))})
 
 

@@ -36,6 +36,7 @@ import numpy as np
 from runtime.features import FbankConfig
 from runtime.iqd_policy import Decider, DecisionPolicy, OnsetGate, band_bins, frame_energy_db
 from runtime.iqd_text import HistoryText, pieces_text
+from runtime.student_frames import StudentFrames, fit_frames
 
 if TYPE_CHECKING:
     from runtime.asr import ChunkResult, TransducerModel
@@ -161,8 +162,6 @@ class IqdStream:
         self.n_band_bins = band_bins(policy.onset_band_hz, fbank_cfg)
         self.student = None
         if getattr(model, "student", None) is not None:  # a stand-in model may predate the student
-            from runtime.student_frames import StudentFrames
-
             self.student = StudentFrames(model.student, model.mel_filters)
         self.reset()
 
@@ -211,8 +210,6 @@ class IqdStream:
         reader reads it; None: it reads the label history's pieces instead)."""
         enc, first_frame, fbank = chunk.encoder_out, chunk.first_frame, chunk.fbank
         if self.student is not None:  # the student's frames of the same audio (ready before the transducer's)
-            from runtime.student_frames import fit_frames
-
             heard, self.heard = fit_frames(self.heard[: len(enc)], len(enc)), self.heard[len(enc) :]
             if self.model.transducer_dim:
                 if enc.shape[1] != self.model.transducer_dim:

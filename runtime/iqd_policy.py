@@ -40,6 +40,7 @@ from typing import Any
 import numpy as np
 
 from runtime.features import FbankConfig, band_centres_hz
+from runtime.config import reject_unknown
 
 DIRECTED, UNDIRECTED = "directed", "undirected"
 ONSET_MARGIN_DB, ONSET_MIN_MS, NOISE_FLOOR_RISE_DB_PER_S = 6.0, 80.0, 3.0  # chosen on dev, docs/history/iqd.md
@@ -89,9 +90,7 @@ class DecisionPolicy:
     def from_dict(cls, d: dict[str, Any]) -> "DecisionPolicy":
         """Rebuild from `to_dict()`; an unknown key is an error. A policy saved before the speech-onset
         gate existed (checkpoints, iqd.json) has no onset_* keys and gets the gate's defaults."""
-        unknown = set(d) - set(cls.__dataclass_fields__)
-        if unknown:
-            raise ValueError(f"unknown decision policy keys: {sorted(unknown)}")
+        reject_unknown(cls, d, "decision policy keys")
         return cls(**{k: float(v) for k, v in d.items()})
 
 

@@ -34,6 +34,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from runtime.config import reject_unknown
 from runtime.whisper import HOP, N_FFT, SAMPLE_RATE, SecondPass, hann_window, to_spoken
 
 STATE_NAMES = ("mel_max", "mel_cache", "conv_cache", "key_cache", "value_cache", "offset")
@@ -66,9 +67,7 @@ class PartialsConfig:
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> "PartialsConfig":
-        unknown = set(d) - set(cls.__dataclass_fields__)
-        if unknown:
-            raise PartialsError(f"unknown partials keys: {', '.join(sorted(unknown))}")
+        reject_unknown(cls, d, "partials keys", PartialsError)
         return cls(**d)
 
 

@@ -43,6 +43,8 @@ from typing import Any, NamedTuple
 import numpy as np
 import onnxruntime as ort
 
+from runtime.config import reject_unknown
+
 
 class VadError(ValueError):
     """A VAD model file that is missing, corrupt or not a silero VAD graph."""
@@ -70,9 +72,7 @@ class VadConfig:
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> "VadConfig":
-        unknown = set(d) - set(cls.__dataclass_fields__)
-        if unknown:
-            raise ValueError(f"unknown VAD policy keys: {sorted(unknown)}")
+        reject_unknown(cls, d, "VAD policy keys")
         return cls(**{k: float(v) for k, v in d.items()})
 
 

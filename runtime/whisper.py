@@ -31,6 +31,8 @@ from typing import Any
 
 import numpy as np
 
+from runtime.config import reject_unknown
+
 SAMPLE_RATE = 16000
 N_FFT, HOP = 400, 160
 
@@ -56,9 +58,7 @@ class DecodeOptions:
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> "DecodeOptions":
-        unknown = set(d) - set(cls.__dataclass_fields__)
-        if unknown:
-            raise SecondPassError(f"unknown second-pass options: {', '.join(sorted(unknown))}")
+        reject_unknown(cls, d, "second-pass options", SecondPassError)
         return cls(**d)
 
 
@@ -403,9 +403,7 @@ class SegmentPolicy:
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> "SegmentPolicy":
-        unknown = set(d) - set(cls.__dataclass_fields__)
-        if unknown:
-            raise SecondPassError(f"unknown second_pass.segment keys: {', '.join(sorted(unknown))}")
+        reject_unknown(cls, d, "second_pass.segment keys", SecondPassError)
         return cls(**d)
 
     def span(self, segment_start_s: float, end_s: float, words: list[dict[str, Any]]) -> tuple[float, float]:
@@ -431,9 +429,7 @@ class RescoreConfig:
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> "RescoreConfig":
-        unknown = set(d) - set(cls.__dataclass_fields__)
-        if unknown:
-            raise SecondPassError(f"unknown second_pass.rescore keys: {', '.join(sorted(unknown))}")
+        reject_unknown(cls, d, "second_pass.rescore keys", SecondPassError)
         return cls(**d)
 
     @property

@@ -31,9 +31,9 @@ import json
 import sys
 from pathlib import Path
 
-import numpy as np
 import soundfile as sf
 
+from corpus.augment import trim_silence
 from iqd.bench import frame_system
 from iqd.cache import IqdCache
 from iqd.fusion import cache_tracks
@@ -45,15 +45,6 @@ DIRECTED_REAL = ("pocketsphinx-goforward", "pocketsphinx-cards-")
 MAX_REAL_S = 30.0
 
 
-def speech_span(x: np.ndarray, sr: int, floor_db: float = -40.0, frame_s: float = 0.02) -> tuple[float, float]:
-    """Seconds where the frames within floor_db of the loudest start and end."""
-    f = int(frame_s * sr)
-    n = len(x) // f
-    e = 10 * np.log10(np.mean(x[: n * f].reshape(n, f) ** 2, axis=1) + 1e-12)
-    on = np.flatnonzero(e > e.max() + floor_db)
-    return on[0] * frame_s, (on[-1] + 1) * frame_s
-
-
 def real_manifest(real: Path, out: Path) -> Path:
     """data/real's dev and train clips (<= 30 s) with directed labels, as OUT/real.jsonl."""
     utts = []
@@ -62,7 +53,8 @@ def real_manifest(real: Path, out: Path) -> Path:
             if u.duration is None or u.duration > MAX_REAL_S:
                 continue
             x, sr = sf.read(real / u.audio, dtype="float32", always_2d=True)
-            s, e = speech_span(x.mean(axis=1), sr)
+            a, b = trim_silence(x.mean(axis=1), sr)  # as the corpus finds a clean clip's speech
+            s, e = a / sr, b / sr
             utts.append(Utterance(u.id, u.text, u.words, "test", str((real / u.audio).resolve()), u.duration, sr,
                                   directed=u.id.startswith(DIRECTED_REAL), speech_start=round(float(s), 3),
                                   speech_end=round(float(e), 3), voice=u.voice, source=u.source))

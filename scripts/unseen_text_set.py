@@ -7,8 +7,8 @@ person or read aloud), written for this check; the script refuses one that is in
 text pool (`corpus.build.load_sentences` of the build seed). Each is spoken by `--voices` of the
 corpus's held-out voices in turn, with 0.5 s of a faint noise floor (-60 dBFS) before and after;
 speech start and end are where the synthesiser's own output rises above -40 dB of its peak
-(20 ms frames). Writes OUT/test.jsonl (split "test", `directed`, speech times, voice, source
-"unseen-directed" / "unseen-undirected") and OUT/wav/.
+(`corpus.augment.trim_silence`, as the corpus finds them). Writes OUT/test.jsonl (split "test",
+`directed`, speech times, voice, source "unseen-directed" / "unseen-undirected") and OUT/wav/.
 """
 from __future__ import annotations
 
@@ -19,6 +19,7 @@ from pathlib import Path
 import numpy as np
 import soundfile as sf
 
+from corpus.augment import trim_silence
 from corpus.tts import SAMPLE_RATE, VOICES, available_voices, synthesize
 from runtime.manifest import Utterance, write_manifest
 
@@ -36,14 +37,6 @@ def read_texts(path: Path = TEXTS) -> list[tuple[bool, str]]:
             raise SystemExit(f"{path}:{n}: label must be directed or undirected, got {label!r}")
         out.append((label == "directed", text.strip()))
     return out
-
-
-def speech_span(x: np.ndarray, floor_db: float = -40.0, frame: int = 320) -> tuple[int, int]:
-    """First and last sample of the frames whose energy is within floor_db of the loudest frame."""
-    n = len(x) // frame
-    e = 10 * np.log10(np.mean(x[: n * frame].reshape(n, frame) ** 2, axis=1) + 1e-12)
-    on = np.flatnonzero(e > e.max() + floor_db)
-    return int(on[0] * frame), int((on[-1] + 1) * frame)
 
 
 def corpus_texts(seed: int) -> set[str]:
@@ -80,7 +73,7 @@ def main(argv: list[str] | None = None) -> int:
             voice = voices[k % len(voices)].id
             k += 1
             x = synthesize(voice, text)
-            s, e = speech_span(x)
+            s, e = trim_silence(x, SAMPLE_RATE)
             pad = np.zeros(int(PAD_S * SAMPLE_RATE), np.float32)
             y = np.concatenate([pad, x, pad])
             y = (y + rng.normal(0, 10 ** (-60 / 20), len(y))).astype(np.float32)

@@ -126,3 +126,47 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo):
         reason = report.longrepr[2] if isinstance(report.longrepr, tuple) else str(report.longrepr)
         report.outcome = "failed"
         report.longrepr = f"skipped under HEED_STRICT_SKIPS=1: {reason}"
+
+
+def load_script(name: str):
+    """scripts/NAME.py as a module (the scripts are not a package)."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location(name, Path(__file__).resolve().parents[1] / "scripts" / f"{name}.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+STUDENT_META = {"schema_version": 1, "chunk_frames": 16, "n_audio_ctx": 1500, "mel_max_init": -1.0, "n_mels": 80,
+                "n_audio_layer": 4, "n_text_layer": 4, "n_state": 8, "files": {"int8": "student.int8.onnx"}}
+
+
+def student_folder(path: Path, n_state: int = 8) -> Path:
+    """A `heed export student` folder whose student.json is STUDENT_META (n_state wide) and whose
+    graph is not one: give StudentEncoder a stand-in session (`PositionStudent`)."""
+    import json
+
+    path.mkdir(parents=True, exist_ok=True)
+    (path / "student.json").write_text(json.dumps({**STUDENT_META, "n_state": n_state}))
+    (path / "student.int8.onnx").write_bytes(b"not a graph")
+    return path
+
+
+class PositionStudent:
+    """A student graph stand-in whose state i of a segment is the vector filled with i."""
+
+    def __init__(self) -> None:
+        self.calls = 0
+
+    def run(self, names, feeds):
+        import numpy as np
+
+        self.calls += 1
+        n = feeds["mel"].shape[2] // 2
+        off = int(feeds["offset"][0])
+        cross = [np.zeros((1, 6, 64, n) if i % 2 == 0 else (1, 6, n, 64), np.float32) for i in range(8)]
+        states = np.repeat(np.arange(off, off + n, dtype=np.float32)[None, :, None], 8, axis=2)
+        empty = np.zeros((4, 1, 0, 8), np.float32)
+        return [*cross, states, feeds["mel_max"], feeds["mel_cache"], feeds["conv_cache"], empty, empty,
+                feeds["offset"] + n]

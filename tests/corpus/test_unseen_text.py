@@ -2,23 +2,12 @@
 classes, spoken form, and none of them in the text pool of the corpus the detectors train on."""
 from __future__ import annotations
 
-import importlib.util
-from pathlib import Path
-
 from runtime.verbalize import WORD_RE
-
-ROOT = Path(__file__).resolve().parents[2]
-
-
-def _script():
-    spec = importlib.util.spec_from_file_location("unseen_text_set", ROOT / "scripts" / "unseen_text_set.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
+from tests.conftest import load_script
 
 
 def test_the_sentences_are_balanced_spoken_form_and_unseen() -> None:
-    mod = _script()
+    mod = load_script("unseen_text_set")
     texts = mod.read_texts()
     assert sum(d for d, _ in texts) == 40 and sum(not d for d, _ in texts) == 40
     assert len({t for _, t in texts}) == len(texts)

@@ -13,7 +13,7 @@ from iqd.cache import IqdCache
 from iqd.replay import build_bundle_cache
 from runtime.manifest import read_manifest
 from runtime.partials import StudentEncoder
-from tests.runtime.test_student_frames import _PositionStudent
+from tests.conftest import PositionStudent, student_folder
 
 ROOT = Path(__file__).resolve().parents[2]
 BUNDLE = ROOT / "models" / "default"
@@ -35,12 +35,7 @@ def corpus(tmp_path: Path) -> Path:
 
 
 def test_the_two_caches_share_every_row_but_the_encoder(corpus: Path, tmp_path: Path) -> None:
-    (tmp_path / "st").mkdir()
-    (tmp_path / "st" / "student.json").write_text(json.dumps({
-        "schema_version": 1, "chunk_frames": 16, "n_audio_ctx": 1500, "mel_max_init": -1.0, "n_mels": 80,
-        "n_audio_layer": 4, "n_text_layer": 4, "n_state": 8, "files": {"int8": "student.int8.onnx"}}))
-    (tmp_path / "st" / "student.int8.onnx").write_bytes(b"")
-    student = StudentEncoder(tmp_path / "st", session=_PositionStudent())
+    student = StudentEncoder(student_folder(tmp_path / "st"), session=PositionStudent())
     if not (BUNDLE / "whisper" / "mel_filters.npy").is_file():
         pytest.skip("models/default/whisper is made by scripts/setup")
     build_bundle_cache(BUNDLE, corpus, "test", tmp_path / "t", student, tmp_path / "s", progress=False)

@@ -18,18 +18,7 @@ from runtime.asr import ChunkResult
 from runtime.iqd import IqdModel, IqdStream
 from runtime.iqd_policy import DecisionPolicy
 from runtime.student_frames import StudentFrames, fit_frames
-from tests.runtime.test_student_frames import _PositionStudent
-
-STUDENT_META = {"schema_version": 1, "chunk_frames": 16, "n_audio_ctx": 1500, "mel_max_init": -1.0, "n_mels": 80,
-                "n_audio_layer": 4, "n_text_layer": 4, "n_state": 8, "files": {"int8": "student.int8.onnx"}}
-
-
-def _student_folder(path: Path, n_state: int = 8) -> Path:
-    path.mkdir(parents=True, exist_ok=True)
-    (path / "student.json").write_text(json.dumps({**STUDENT_META, "n_state": n_state}))
-    (path / "student.int8.onnx").write_bytes(b"not a graph")
-    return path
-
+from tests.conftest import STUDENT_META, PositionStudent, student_folder
 
 @pytest.fixture
 def student_iqd(tmp_path: Path) -> IqdModel:
@@ -39,9 +28,9 @@ def student_iqd(tmp_path: Path) -> IqdModel:
     ckpt = {"policy": DecisionPolicy().to_dict(), "theta": 0.5}
     export_iqd(model, ckpt, tmp_path / "iqd", int8=False, check_frames=20)
     iqd = IqdModel(tmp_path / "iqd", "fp32")
-    folder = _student_folder(tmp_path / "iqd" / "student")
+    folder = student_folder(tmp_path / "iqd" / "student")
     np.save(folder / "mel_filters.npy", np.abs(np.random.default_rng(0).normal(size=(80, 201))))
-    iqd._load_student(tmp_path / "iqd" / "iqd.json", folder, 1, session=_PositionStudent())
+    iqd._load_student(tmp_path / "iqd" / "iqd.json", folder, 1, session=PositionStudent())
     return iqd
 
 
@@ -90,12 +79,12 @@ def test_the_student_copy_is_checked(tmp_path: Path) -> None:
     filters = tmp_path / "mel_filters.npy"
     np.save(filters, np.zeros((80, 201)))
     with pytest.raises(ExportMismatch, match="8-wide"):
-        export_student_copy(_student_folder(tmp_path / "wide", n_state=8), filters, tmp_path / "out", enc_dim=384)
+        export_student_copy(student_folder(tmp_path / "wide", n_state=8), filters, tmp_path / "out", enc_dim=384)
     with pytest.raises(FileNotFoundError, match="mel filters"):
-        export_student_copy(_student_folder(tmp_path / "ok"), tmp_path / "missing.npy", tmp_path / "out", enc_dim=8)
+        export_student_copy(student_folder(tmp_path / "ok"), tmp_path / "missing.npy", tmp_path / "out", enc_dim=8)
     with pytest.raises(FileNotFoundError, match="student.json"):
         export_student_copy(tmp_path / "nothing", filters, tmp_path / "out", enc_dim=8)
-    entry = export_student_copy(_student_folder(tmp_path / "ok"), filters, tmp_path / "out", enc_dim=8)
+    entry = export_student_copy(student_folder(tmp_path / "ok"), filters, tmp_path / "out", enc_dim=8)
     assert entry["kind"] == "student" and (tmp_path / "out" / "student" / "mel_filters.npy").is_file()
 
 
@@ -122,7 +111,7 @@ def test_a_detector_reading_both_gets_the_transducers_frame_then_the_students(tm
     meta = json.loads((tmp_path / "iqd" / "iqd.json").read_text())
     meta["encoder"] = {"kind": "student", "dir": "student", "with_transducer": True, "transducer_dim": 4}
     (tmp_path / "iqd" / "iqd.json").write_text(json.dumps(meta))
-    folder = _student_folder(tmp_path / "iqd" / "student")
+    folder = student_folder(tmp_path / "iqd" / "student")
     np.save(folder / "mel_filters.npy", np.abs(np.random.default_rng(0).normal(size=(80, 201))))
     with pytest.raises(ValueError):  # the loader opens the student's graph (a stand-in below)
         IqdModel(tmp_path / "iqd", "fp32")
@@ -130,7 +119,7 @@ def test_a_detector_reading_both_gets_the_transducers_frame_then_the_students(tm
     (tmp_path / "iqd" / "iqd.json").write_text(json.dumps(meta))
     iqd = IqdModel(tmp_path / "iqd", "fp32")
     iqd.transducer_dim = 4
-    iqd._load_student(tmp_path / "iqd" / "iqd.json", folder, 1, session=_PositionStudent())
+    iqd._load_student(tmp_path / "iqd" / "iqd.json", folder, 1, session=PositionStudent())
     x = np.random.default_rng(3).normal(scale=0.1, size=16000).astype(np.float32)
     trans = np.random.default_rng(4).normal(size=(8, 4)).astype(np.float32)
     heard = StudentFrames(iqd.student, iqd.mel_filters).accept(x)[:8]
@@ -178,7 +167,7 @@ def test_installing_a_detector_copies_its_student_and_only_the_bundles_graphs(tm
 
     export_iqd(IqJoint(IqdConfig(enc_dim=8, vocab_size=30)), {"policy": DecisionPolicy().to_dict(), "theta": 0.5},
                tmp_path / "exp", int8=True, check_frames=20)
-    _student_folder(tmp_path / "exp" / "student")
+    student_folder(tmp_path / "exp" / "student")
     entry = install_iqd(tmp_path / "exp", tmp_path / "bundle", ["int8"])
     assert entry["dir"] == "iqd" and entry["precisions"] == ["int8"] and entry["theta"] == 0.5
     assert (tmp_path / "bundle" / "iqd" / "iqd.int8.onnx").is_file()

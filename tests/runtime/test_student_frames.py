@@ -3,7 +3,6 @@ whatever the audio's block size, two states per frame, positions restarted per s
 past Whisper's 30 s, and cut or padded to the transducer's frame count."""
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import numpy as np
@@ -11,32 +10,12 @@ import pytest
 
 from runtime.partials import StudentEncoder
 from runtime.student_frames import StudentFrames, fit_frames
-
-
-class _PositionStudent:
-    """A student graph stand-in whose state i of a segment is the vector filled with i."""
-
-    def __init__(self) -> None:
-        self.calls = 0
-
-    def run(self, names, feeds):
-        self.calls += 1
-        n = feeds["mel"].shape[2] // 2
-        off = int(feeds["offset"][0])
-        cross = [np.zeros((1, 6, 64, n) if i % 2 == 0 else (1, 6, n, 64), np.float32) for i in range(8)]
-        states = np.repeat(np.arange(off, off + n, dtype=np.float32)[None, :, None], 8, axis=2)
-        empty = np.zeros((4, 1, 0, 8), np.float32)
-        return [*cross, states, feeds["mel_max"], feeds["mel_cache"], feeds["conv_cache"], empty, empty,
-                feeds["offset"] + n]
+from tests.conftest import PositionStudent, student_folder
 
 
 @pytest.fixture
 def frames(tmp_path: Path) -> StudentFrames:
-    (tmp_path / "student.json").write_text(json.dumps({
-        "schema_version": 1, "chunk_frames": 16, "n_audio_ctx": 1500, "mel_max_init": -1.0, "n_mels": 80,
-        "n_audio_layer": 4, "n_text_layer": 4, "n_state": 8, "files": {"int8": "student.int8.onnx"}}))
-    (tmp_path / "student.int8.onnx").write_bytes(b"")
-    enc = StudentEncoder(tmp_path, session=_PositionStudent())
+    enc = StudentEncoder(student_folder(tmp_path), session=PositionStudent())
     return StudentFrames(enc, np.abs(np.random.default_rng(0).normal(size=(80, 201))))
 
 
