@@ -223,9 +223,14 @@ def iqd_paragraph(iqd: Path) -> list[str]:
             + "decision policy chosen on dev: " + ", ".join(f"{k} {v:g}" for k, v in pol.items()) + ".", ""]
 
 
-def iqd_figures(docs: Path, student: bool) -> list[str]:
+def iqd_figures(docs: Path, student: bool, heard: bool = False) -> list[str]:
     """The detector's block of the Measured section: the student benchmark for a detector on the
-    student's states, else the transducer's."""
+    student's states, the heard-partials benchmark for one whose text reads them, else the transducer's."""
+    if heard and not student and (docs / "iqd_heard_bench.md").exists():
+        return ["### Intended-query detection ([docs/iqd.md](../../docs/iqd.md), \"Reading the heard partials\", "
+                "which gives the command): the shipped detector is the `shipped now` rows; latency from the start "
+                "of speech; the baselines (independent, cascade) are in [docs/iqd_bench.md](../../docs/iqd_bench.md)",
+                "", *(docs / "iqd_heard_bench.md").read_text().strip().replace("**", "").splitlines(), ""]
     if student and (docs / "iqd_student_bench.md").exists():
         return ["### Intended-query detection ([docs/iqd_student.md](../../docs/iqd_student.md), which gives the "
                 "command): the shipped detector is the `student states` rows; latency from the start of speech", "",
@@ -246,12 +251,13 @@ def update_iqd(card: Path, iqd: Path, docs: Path) -> None:
     lines[para : para + 2] = iqd_paragraph(iqd)
     head = next(i for i, line in enumerate(lines) if line.startswith("### Intended-query detection"))
     end = next(i for i in range(head + 1, len(lines)) if lines[i].startswith("#"))
-    student = ((_read(iqd / "iqd.json") or {}).get("encoder") or {}).get("kind") == "student"
-    lines[head:end] = iqd_figures(docs, student)
+    meta = _read(iqd / "iqd.json") or {}
+    student = (meta.get("encoder") or {}).get("kind") == "student"
+    lines[head:end] = iqd_figures(docs, student, (meta.get("text") or {}).get("reads") == "heard")
     card.write_text("\n".join(lines) + "\n")
 
 
-def figures_section(docs: Path, student_iqd: bool = False) -> list[str]:
+def figures_section(docs: Path, student_iqd: bool = False, heard_iqd: bool = False) -> list[str]:
     lines = ["## Measured", "",
              f"Measured on a {platform.machine()} machine with {__import__('os').cpu_count()} cores, one onnxruntime "
              "thread, int8 graphs, by `scripts/build_default_bundle.sh`; the full reports are the files named.", ""]
@@ -291,7 +297,7 @@ def figures_section(docs: Path, student_iqd: bool = False) -> list[str]:
         lines += [f"| {k} | {v['slot_f1']:.2f} | {v['intent_accuracy']:.2f} | {v['exact_match']:.2f} | "
                   f"{v['edit_overhead']:.3f} | {v['gflops']:.2f} | {v['ms_per_word']:.3f} |" for k, v in rows.items()]
         lines.append("")
-    lines += iqd_figures(docs, student_iqd)
+    lines += iqd_figures(docs, student_iqd, heard_iqd)
     rt = _read(docs / "runtime_bench.json")
     if rt:
         lines += ["### Runtime ([docs/runtime_bench.md](../../docs/runtime_bench.md)): `heed bench --hour`", "",
@@ -349,7 +355,8 @@ def main() -> int:
     lines += vad_paragraph(_read(bundle / "bundle.json") or {})
     lines += second_pass_paragraph(bundle, _read(bundle / "bundle.json") or {})
     iqd_meta = (_read(Path(args.iqd) / "iqd.json") or {}) if args.iqd else {}
-    lines += figures_section(Path(args.docs), (iqd_meta.get("encoder") or {}).get("kind") == "student")
+    lines += figures_section(Path(args.docs), (iqd_meta.get("encoder") or {}).get("kind") == "student",
+                             (iqd_meta.get("text") or {}).get("reads") == "heard")
     (bundle / "MODEL_CARD.md").write_text("\n".join(lines) + "\n")
     print(f"wrote {bundle / 'MODEL_CARD.md'}")
     return 0

@@ -87,3 +87,23 @@ def test_result_reads_the_stream_without_changing_it() -> None:
     assert events["quiet"] + list(quiet.events()) == events["asked"] + list(asked.events())
     assert quiet.result() == asked.result()
     assert quiet._tagger.stats == asked._tagger.stats  # the tagger was not stepped by result()
+
+
+def test_the_shipped_detector_reads_the_heard_partials_and_falls_back_to_the_pieces(pipe: Pipeline) -> None:
+    """iqd.json `text.reads: "heard"` (docs/iqd.md, "Reading the heard partials"): the text reader
+    reads the segment's heard partial; without heard partials it reads the transducer's pieces."""
+    assert pipe.iqd.text_reads == "heard"
+    x = load_audio(BUNDLE / "examples" / EXAMPLES[0]["audio"], pipe.sample_rate)
+    seen = {}
+    for heard in (True, False):
+        p = pipe if heard else Pipeline.from_bundle(BUNDLE, threads=1, heard_partials=False)
+        s = p.create_stream()
+        texts = set()
+        for i in range(0, len(x), 1600):
+            s.accept_waveform(x[i : i + 1600], 16000)
+            if s._iqd.onset:  # what the text reader has read once the onset passed
+                texts.add((s._iqd.heard_text, " ".join(s._iqd.text)))
+        s.input_finished()
+        seen[heard] = texts
+    assert any(h for h, _ in seen[True]) and not any(p for _, p in seen[True])
+    assert any(p for _, p in seen[False]) and not any(h for h, _ in seen[False])
