@@ -50,20 +50,25 @@ class PartialsError(ValueError):
 class PartialsConfig:
     """How often the decoder reads the segment and what it reads after it."""
 
-    update_chunks: int = 2  # decoder updates every this many 320 ms chunks
+    update_chunks: int = 2  # decoder updates every this many chunks
     # ... and every this many until the segment's first word is committed (0: update_chunks)
     first_update_chunks: int = 0
+    # the chunk: 320 ms, the streaming student's; Whisper's own encoder may read at any multiple of 10 ms
+    chunk_ms: float = 320.0
     # seconds of silence the encoder reads after the segment so far before the fill takes over
     # (the second pass reads 2 s; docs/partials.md measures 1 and 2)
     pad_s: float = 2.0
     agreement: int = 2  # LocalAgreement-n: words common to the last n hypotheses are committed
+    # ... and only while each of their tokens has at least this probability in the newest reading
+    min_prob: float = 0.0
     max_segment_s: float = 28.0  # a segment is ended (and the next started) when it reaches this
 
     def __post_init__(self) -> None:
         if self.update_chunks < 1 or self.first_update_chunks < 0 or self.agreement < 1 or self.pad_s < 0 or \
-                not 0 < self.max_segment_s <= 28.0:
+                not 0 < self.max_segment_s <= 28.0 or not 0 <= self.min_prob < 1 or self.chunk_ms < 10 or \
+                abs(self.chunk_ms / 10 - round(self.chunk_ms / 10)) > 1e-9:
             raise PartialsError(f"invalid partials config {self}: update_chunks and agreement >= 1, pad_s >= 0, "
-                                "0 < max_segment_s <= 28")
+                                "0 < max_segment_s <= 28, 0 <= min_prob < 1, chunk_ms a multiple of 10 ms")
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> "PartialsConfig":
@@ -185,17 +190,21 @@ class StudentEncoder:
 class LocalAgreement:
     """Which leading tokens of a hypothesis are committed: those the last `n` hypotheses agree on,
     cut back to whole words (a word is whole once the next token starts another, in all of them,
-    or the hypotheses end there). Committed tokens only grow; `update` returns how many there are."""
+    or the hypotheses end there), and with `min_prob` only up to the first token whose probability
+    in the newest reading (`update`'s `logprobs`) is below it. Committed tokens only grow; `update`
+    returns how many there are."""
 
-    def __init__(self, starts_word: Sequence[bool], n: int = 2) -> None:
+    def __init__(self, starts_word: Sequence[bool], n: int = 2, min_prob: float = 0.0) -> None:
         self.starts_word, self.n = starts_word, n
+        self.min_logprob = float(np.log(min_prob)) if min_prob > 0 else -np.inf
         self.history: list[list[int]] = []
         self.committed: list[int] = []
 
     def _boundary(self, hyp: list[int], m: int) -> bool:
         return m == len(hyp) or self.starts_word[hyp[m]]
 
-    def update(self, hyp: list[int]) -> int:
+    def update(self, hyp: list[int], logprobs: Sequence[float] | None = None) -> int:
+        """logprobs: each token's log-probability in the reading that gave `hyp` (for `min_prob`)."""
         if hyp[: len(self.committed)] != self.committed:
             raise PartialsError("a hypothesis that does not start with the committed tokens")
         self.history = (self.history + [list(hyp)])[-self.n :]
@@ -204,6 +213,8 @@ class LocalAgreement:
         m = min(len(h) for h in self.history)
         for h in self.history[1:]:
             m = next((i for i in range(m) if h[i] != self.history[0][i]), m)
+        if logprobs is not None and self.min_logprob > -np.inf:
+            m = next((i for i in range(len(self.committed), m) if logprobs[i] < self.min_logprob), m)
         # the m agreed tokens end a word only where every hypothesis starts another word (or ends) there
         while m > len(self.committed) and not all(self._boundary(h, m) for h in self.history):
             m -= 1
@@ -223,6 +234,7 @@ class Hypothesis:
     tokens: list[int]
     no_speech_prob: float
     decoder_calls: int  # decoder graph runs this update took (1 = the previous hypothesis held)
+    logprobs: list[float] = field(default_factory=list)  # each token's, in this reading
 
 
 class PartialDecoder:
@@ -240,9 +252,9 @@ class PartialDecoder:
         """The hypothesis for the segment so far: `previous` is fed in one call (after the prompt),
         kept up to the first token (after the `committed` first) that greedy search would no
         longer choose, and continued greedily from there (`SecondPass.continue_greedy`)."""
-        tokens, no_speech, _, calls = self.second.continue_greedy(cross, duration_s, previous, committed,
-                                                                  self.after_committed)
-        return Hypothesis(tokens, no_speech, calls)
+        tokens, no_speech, _, calls, logprobs = self.second.continue_greedy(cross, duration_s, previous, committed,
+                                                                            self.after_committed)
+        return Hypothesis(tokens, no_speech, calls, logprobs)
 
 
 # ---------------------------------------------------------------- one stream
@@ -257,6 +269,7 @@ class PartialEvent:
     time_s: float  # audio time of the stream when it was made
     written: str = ""  # Whisper's written form of the whole hypothesis
     decoder_calls: int = 0
+    segment_samples: int = 0  # the segment's audio it read
 
 
 @dataclass
@@ -302,6 +315,10 @@ class StudentReader:
         self.cross.append(kv)
         self.frames += mel.shape[1] // 2
 
+    def until_chunk(self) -> None:
+        """A read holds completed chunks only, whatever the pieces: no need to cut them."""
+        return None
+
     def finish(self) -> None:
         """The segment's end: its last frames (the audio's end padded with zeros)."""
         rest = np.concatenate([self.pending, self.mel.flush()], axis=1)
@@ -338,6 +355,11 @@ class WhisperReader:
         self.samples: list[np.ndarray] = []
         self.n = 0
 
+    def until_chunk(self) -> int:
+        """Samples to the end of the current chunk: a read covers the audio fed so far, so the stream
+        cuts its pieces there (a reading then holds whole chunks, whatever the pieces)."""
+        return self.chunk_samples - self.n % self.chunk_samples
+
     def accept(self, samples: np.ndarray) -> int:
         before = self.n // self.chunk_samples
         self.samples.append(samples)
@@ -371,6 +393,8 @@ class Partials:
                 raise PartialsError(f"the student reads {self.encoder.n_mels} mel bins, the second pass's filters "
                                     f"{second.filters.shape[0]}")
         self.config = config or PartialsConfig()
+        if self.encoder is not None and self.config.chunk_ms != 320.0:
+            raise PartialsError(f"the streaming student reads 320 ms chunks; chunk_ms is {self.config.chunk_ms:g}")
         self.decoder = PartialDecoder(second)
         self.starts_word = [t.startswith("Ġ") for t in second.vocab]
 
@@ -380,7 +404,7 @@ class Partials:
 
     def reader(self) -> StudentReader | WhisperReader:
         if self.encoder is None:
-            return WhisperReader(self.second, self.config.pad_s)
+            return WhisperReader(self.second, self.config.pad_s, round(self.config.chunk_ms * SAMPLE_RATE / 1000))
         return StudentReader(self.encoder, self.second.filters, self.config.pad_s)
 
     def stream(self) -> "PartialStream":
@@ -394,7 +418,7 @@ class PartialStream:
     def __init__(self, owner: Partials) -> None:
         self.owner, self.cfg = owner, owner.config
         self.reader = owner.reader()
-        self.policy = LocalAgreement(owner.starts_word, self.cfg.agreement)
+        self.policy = LocalAgreement(owner.starts_word, self.cfg.agreement, self.cfg.min_prob)
         self.vad = owner.vad.create_stream() if owner.vad is not None else None
         self.time_s = 0.0  # audio received by the stream, over all segments
         self._new_segment()
@@ -455,6 +479,8 @@ class PartialStream:
         max_samples = int(self.cfg.max_segment_s * SAMPLE_RATE)
         while len(samples):
             room = max_samples - self.segment_samples
+            step = self.reader.until_chunk()  # an update reads whole chunks, whatever the pieces
+            room = room if step is None else min(room, step)
             part, samples = samples[:room], samples[room:]
             self.segment_samples += len(part)
             self.time_s += len(part) / SAMPLE_RATE
@@ -467,18 +493,19 @@ class PartialStream:
                 out.append(self.end_segment())  # positions run out: the segment ends, the next starts at 0
         return out
 
-    def _decode(self) -> tuple[list[int], int]:
+    def _decode(self) -> Hypothesis:
         sp = self.owner.second
         committed = len(self.policy.committed)
         hyp = self.owner.decoder.update(self.reader.read(), self.segment_samples / SAMPLE_RATE, self.tokens, committed)
         if hyp.no_speech_prob > sp.options.no_speech_threshold and not committed:
-            return [], hyp.decoder_calls  # nothing heard yet
-        return hyp.tokens, hyp.decoder_calls
+            return Hypothesis([], hyp.no_speech_prob, hyp.decoder_calls)  # nothing heard yet
+        return hyp
 
     def _update(self) -> PartialEvent:
         self.chunks_since_update = 0
-        self.tokens, calls = self._decode()
-        self.policy.update(self.tokens)
+        hyp = self._decode()
+        self.tokens, calls = hyp.tokens, hyp.decoder_calls
+        self.policy.update(self.tokens, hyp.logprobs)
         event = self._event(self.tokens, calls)
         self.events.append(event)
         return event
@@ -489,7 +516,7 @@ class PartialStream:
         fixed = to_spoken(sp.decode_text(self.policy.committed)).split() if self.policy.committed else []
         words = to_spoken(written).split() if written else []
         words = fixed + words[len(fixed) :]
-        return PartialEvent(" ".join(words), len(fixed), round(self.time_s, 3), written, calls)
+        return PartialEvent(" ".join(words), len(fixed), round(self.time_s, 3), written, calls, self.segment_samples)
 
     # ------------------------------------------------------------ segment end
 
@@ -500,8 +527,8 @@ class PartialStream:
         result = SegmentResult("", "", fixed_words, round(self.time_s, 3), self.events)
         if self.segment_samples:
             self.reader.finish()
-            tokens, calls = self._decode()
-            last = self._event(tokens, calls)
+            hyp = self._decode()
+            last = self._event(hyp.tokens, hyp.decoder_calls)
             result = SegmentResult(last.text, last.written, fixed_words, round(self.time_s, 3), self.events)
         self._new_segment()
         return result

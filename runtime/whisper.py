@@ -259,13 +259,13 @@ class SecondPass:
 
     def continue_greedy(self, cross: list[np.ndarray], duration_s: float, previous: list[int] | tuple[int, ...] = (),
                         committed: int = 0, after_committed: np.ndarray | None = None
-                        ) -> tuple[list[int], float, float, int]:
+                        ) -> tuple[list[int], float, float, int, list[float]]:
         """Greedy decoding that starts from a previous hypothesis (the partials' reuse of their last
         reading; with none, plain greedy decoding). `previous` is fed after the prompt in one call and
         kept up to the first token, after its first `committed` (always kept), that greedy search would
         no longer choose; the search goes on from there. `after_committed`: the tokens suppressed right
         after the committed ones. -> (text tokens, no-speech probability, average log-probability,
-        decoder calls)."""
+        decoder calls, each text token's log-probability)."""
         opts = self.options
         max_tokens = max(opts.min_tokens, int(np.ceil(duration_s * opts.max_tokens_per_s)), committed)
         previous = list(previous)[:max_tokens]
@@ -277,12 +277,13 @@ class SecondPass:
                 return self.suppress_first
             return after_committed if position == committed and after_committed is not None else self.suppress
 
-        total, keep = 0.0, 0
+        total, keep, token_lps = 0.0, 0, []
         for j, tok in enumerate(previous):
             lp = _log_softmax(np.where(suppressed(j), -np.inf, logits[0, 1 + j]))
             if j >= committed and int(np.argmax(lp)) != tok:
                 break
             total, keep = total + float(lp[tok]), j + 1
+            token_lps.append(float(lp[tok]))
         tokens = previous[:keep]
         state = [s[:, :, : 2 + keep] for s in state]  # the cache of the prompt and the kept tokens
         last, calls = logits[0, 1 + keep], 1
@@ -293,11 +294,12 @@ class SecondPass:
             if tok == self.eot:
                 break
             tokens.append(tok)
+            token_lps.append(float(lp[tok]))
             if _looping(tokens, opts.max_repeats):
                 break
             logits, state = self._step(np.array([[tok]], np.int64), state, cross)
             last, calls = logits[0, -1], calls + 1
-        return tokens, no_speech, total / (len(tokens) + 1), calls
+        return tokens, no_speech, total / (len(tokens) + 1), calls, token_lps
 
     def score(self, cross: list[np.ndarray], texts: list[str]) -> list[float]:
         """Whisper's log-probability of each text as the segment's transcript (teacher-forced after

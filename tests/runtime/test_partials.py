@@ -60,16 +60,26 @@ def test_local_agreement_commits_common_whole_words_and_never_retracts() -> None
         la.update([0, 2])  # a hypothesis that drops committed tokens is a caller's bug
 
 
+def test_local_agreement_commits_only_up_to_the_first_unsure_token() -> None:
+    starts = [True] * 6  # every token a word
+    sure, unsure = np.log(0.9), np.log(0.3)
+    la = LocalAgreement(starts, n=2, min_prob=0.5)
+    la.update([0, 1, 2, 3])
+    assert la.update([0, 1, 2, 3], [sure, sure, unsure, sure]) == 2  # token 2 agreed but unsure: it and what follows wait
+    assert la.update([0, 1, 2, 3], [sure, sure, sure, sure]) == 4
+    assert la.update([0, 1, 2, 3, 4]) == 4  # without log-probabilities only the agreement counts
+
+
 def test_local_agreement_property_committed_only_grows_and_is_a_prefix() -> None:
     rng = np.random.default_rng(1)
     starts = list(rng.random(20) < 0.5)
     for _ in range(200):
-        la = LocalAgreement(starts, n=int(rng.integers(1, 4)))
+        la = LocalAgreement(starts, n=int(rng.integers(1, 4)), min_prob=float(rng.choice([0.0, 0.5])))
         committed: list[int] = []
         for _ in range(15):
             tail = list(rng.integers(0, 20, size=int(rng.integers(0, 4))))
             hyp = committed + (tail if rng.random() < 0.5 else list(rng.integers(0, 3, size=3)))
-            k = la.update(hyp)
+            k = la.update(hyp, list(np.log(rng.random(len(hyp)))))
             assert la.committed[: len(committed)] == committed
             assert hyp[:k] == la.committed
             committed = list(la.committed)
@@ -84,6 +94,11 @@ def test_config_is_strict() -> None:
         PartialsConfig(max_segment_s=40.0)
     with pytest.raises(PartialsError):
         PartialsConfig(first_update_chunks=-1)
+    with pytest.raises(PartialsError):
+        PartialsConfig(min_prob=1.0)
+    with pytest.raises(PartialsError):
+        PartialsConfig(chunk_ms=165.0)  # Whisper's frames are 10 ms
+    assert PartialsConfig(chunk_ms=160).chunk_ms == 160
 
 
 @pytest.fixture(scope="module")
@@ -107,6 +122,12 @@ def test_reusing_the_previous_hypothesis_gives_the_fresh_greedy_result(second: S
     # committed tokens are kept even where the decoder would now choose otherwise
     forced = dec.update(cross, len(x) / 16000, wrong, 4)
     assert forced.tokens[:4] == wrong[:4]
+    # each token's log-probability in this reading (the commit policy's min_prob). (The kept ones come
+    # from one call over all previous tokens; the int8 graph quantizes that call's activations
+    # together, so they differ from a token-by-token search's by up to about 0.1.)
+    for hyp in (held, again, forced):
+        assert len(hyp.logprobs) == len(hyp.tokens) and all(lp <= 0 for lp in hyp.logprobs)
+    assert min(forced.logprobs[2:4]) < min(held.logprobs)  # the swapped tokens, forced, are unlikely
 
 
 def test_nothing_may_continue_the_last_committed_word(second: SecondPass) -> None:
@@ -151,6 +172,8 @@ def test_positions_restart_at_every_segment_over_an_hour(second: SecondPass, tmp
     assert ends == 3600 // 28  # every 28 s the segment ends and the next starts at position 0
     assert max(fake.offsets) < 1500 and fake.offsets.count(0) >= ends
     assert stream.time_s == pytest.approx(3600.0)
+    with pytest.raises(PartialsError, match="320 ms"):  # the student's chunk is fixed by its export
+        Partials(second, StudentEncoder(tmp_path, session=fake), PartialsConfig(chunk_ms=160))
 
 
 def test_a_bundle_with_a_bad_partials_entry_is_refused(tmp_path: Path) -> None:
@@ -169,3 +192,14 @@ def test_a_bundle_with_a_bad_partials_entry_is_refused(tmp_path: Path) -> None:
         (bundle / "bundle.json").write_text(json.dumps({**manifest, "partials": bad}))
         with pytest.raises(BundleError, match=match):
             Pipeline.from_bundle(bundle)
+
+
+def test_whisper_reads_at_the_chunk_and_cadence_the_config_gives(second: SecondPass) -> None:
+    from runtime.partials import PartialEvent, Partials
+
+    x = load_audio(PERSON)[:16000]
+    for cfg, times in ((PartialsConfig(chunk_ms=160, update_chunks=3), [0.48, 0.96]),
+                       (PartialsConfig(update_chunks=1), [0.32, 0.64, 0.96])):
+        stream = Partials(second, None, cfg).stream()
+        events = [e for i in range(0, len(x), 160) for e in stream.feed_segment(x[i : i + 160])]
+        assert [e.time_s for e in events if isinstance(e, PartialEvent)] == times
