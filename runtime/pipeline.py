@@ -258,7 +258,9 @@ class Stream:
         self._vad = self.pipe.vad.create_stream(align=self.frame_samples) if self.pipe.vad is not None else None
         self._in_segment = self._vad is None  # the ASR is decoding (always, without a VAD)
         self._heard = self.pipe.partials.stream() if self.pipe.partials is not None else None
-        self._heard_last: Any = None  # the open segment's last PartialEvent from Whisper's reading
+        self._heard_last: Any = None  # the open segment's last PartialEvent from Whisper's reading that
+        # the decoded chunks have reached (shown in the partials, read by the IQD)
+        self._heard_ahead: list[Any] = []  # readings of audio the ASR has not decoded yet
         self._tagger = self.pipe.tagger.create_stream() if self.pipe.tagger is not None else None
         self._iqd = self.pipe.iqd.create_stream(self.pipe.asr) if self.pipe.iqd is not None else None
         self._understood: list[dict[str, Any]] = []  # slots and intent of each closed segment
@@ -310,7 +312,7 @@ class Stream:
                 self._iqd.finish_audio()
             self.asr.input_finished(decode=False)
             self._decode()
-            self._close_segment()
+            self._close_segment(ended_by="speech_end")
             self._in_segment = False
         else:
             self._feed(out.samples)
@@ -319,14 +321,15 @@ class Stream:
         self.segment_audio.append(x)
         if self._iqd is not None:
             self._iqd.accept_audio(x)  # a detector on the student hears the segment's audio itself
+        self._feed_heard(x)
+        self.asr.feed(x)
+        self._decode()
+
+    def _feed_heard(self, x: np.ndarray) -> None:
         if self._heard is not None:
             from runtime.partials import PartialEvent
 
-            for ev in self._heard.feed_segment(x):
-                if isinstance(ev, PartialEvent):
-                    self._heard_last = ev
-        self.asr.feed(x)
-        self._decode()
+            self._heard_ahead += [ev for ev in self._heard.feed_segment(x) if isinstance(ev, PartialEvent)]
 
     def _decode(self) -> None:
         """Chunk by chunk, so that an endpoint falls at the same chunk whatever the piece size."""
@@ -335,11 +338,16 @@ class Stream:
 
     def _chunk(self, chunk: ChunkResult) -> None:
         """One decoded chunk: to the IQD, then the segment's end (an endpoint) or a partial."""
+        # Whisper's readings of the audio up to this chunk's end (the segment's samples): so the IQD
+        # and the partials see the same readings at the same chunk whatever the pieces fed
+        reached = (chunk.first_frame + len(chunk.encoder_out) - self.asr.segment_start) * self.frame_samples
+        while self._heard_ahead and self._heard_ahead[0].segment_samples <= reached:
+            self._heard_last = self._heard_ahead.pop(0)
         if self._iqd is not None:  # the heard partial as it stands, for a detector reading it (else the pieces)
             heard = (self._heard_last.text if self._heard_last is not None else "") if self._heard is not None else None
             self._iqd.accept(chunk, heard)
         if chunk.endpoint:
-            self._close_segment()
+            self._close_segment(ended_by="endpoint")
             return
         ev = self._event(final=False)
         self._partial = ev
@@ -468,14 +476,16 @@ class Stream:
         slots = [{"slot": s["slot"], "value": s["value"], "start": s["start"], "end": s["end"]} for s in spans]
         return {"slots": slots, "intent": intent}
 
-    def _close_segment(self, last: bool = False) -> None:
-        """The segment is over (an endpoint, the end of speech, or with `last` the end of input):
-        its final event, with `segment` the span of audio decoded for it; segment_audio still
-        holds that audio here. A segment without words gives no event, except the stream's last."""
+    def _close_segment(self, last: bool = False, ended_by: str = "input_end") -> None:
+        """The segment is over (the ASR's endpoint rules, the VAD's end of speech, or with `last` the
+        end of input): its final event, with `segment` the span of audio decoded for it and what
+        ended it; segment_audio still holds that audio here. A segment without words gives no
+        event, except the stream's last."""
         ev = self._event(final=True)
         start = self.asr.segment_start * self.frame_samples if self._in_segment else self.n_samples
         end = self.asr.n_enc_frames * self.frame_samples if self._in_segment else self.n_samples
-        ev["segment"] = {"start": round(start / self.pipe.sample_rate, 3), "end": round(end / self.pipe.sample_rate, 3)}
+        ev["segment"] = {"start": round(start / self.pipe.sample_rate, 3), "end": round(end / self.pipe.sample_rate, 3),
+                         "ended_by": ended_by}
         if ev["words"] or (last and not self._segments):
             self._segments.append(ev["words"])
             self._understood.append(ev)
@@ -488,7 +498,7 @@ class Stream:
         self.asr.new_segment()
         if self._heard is not None:
             self._heard.discard_segment()
-            self._heard_last = None
+            self._heard_last, self._heard_ahead = None, []
         if self._tagger is not None:
             self._tagger.reset()  # each segment is its own query
         if self._iqd is not None:
@@ -497,6 +507,8 @@ class Stream:
                 self._iqd.speech_from(self.asr.segment_start)
             if self._iqd.hears_audio:  # the next segment's audio fed so far, from its first sample
                 self._iqd.accept_audio(self.segment_audio.between(end, self.segment_audio.end).copy())
+        if self._heard is not None and ended_by == "endpoint":  # Whisper's reading of the next segment, the same
+            self._feed_heard(self.segment_audio.between(end, self.segment_audio.end).copy())
         self._last_text = ""
 
     def _empty_partial(self) -> dict[str, Any]:

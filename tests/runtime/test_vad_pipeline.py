@@ -116,11 +116,11 @@ def test_every_final_carries_its_segment_and_the_stream_holds_its_audio(pipe: Pi
     seen = []
     close = Stream._close_segment
 
-    def spy(self, last=False):
+    def spy(self, last=False, ended_by="input_end"):
         seen.append((self.segment_audio.start, self.segment_audio.end, self.asr.segment_start * self.frame_samples,
                      self.asr.n_enc_frames * self.frame_samples if self._in_segment else None,
                      self.segment_audio.between(0, len(x))))
-        close(self, last)
+        close(self, last, ended_by)
 
     monkeypatch.setattr(Stream, "_close_segment", spy)
     before, after, _ = _run(pipe, x)
@@ -132,6 +132,8 @@ def test_every_final_carries_its_segment_and_the_stream_holds_its_audio(pipe: Pi
         assert seg["start"] <= ev["words"][0]["start"] and ev["words"][-1]["end"] <= seg["end"] + 1e-9
         assert seg["end"] == pytest.approx(ev["t"], abs=0.001)
     assert with_words[0]["segment"]["end"] < with_words[1]["segment"]["start"], "the silence between is no segment's"
+    assert with_words[0]["segment"]["ended_by"] == "speech_end"  # the VAD ended it, in the silence after it
+    assert finals[-1]["segment"]["ended_by"] in ("speech_end", "input_end")
     pad_s = pipe.vad.config.speech_pad_ms / 1000
     assert 2.0 - pad_s - 0.2 <= with_words[0]["segment"]["start"] <= 2.0, "the pre-roll reaches back about speech_pad_ms"
     for held_start, held_end, seg_start, seg_end, samples in seen:
