@@ -342,8 +342,8 @@ def install_second_pass(bundle: Path, check_audio: list[str] | None = None, if_n
     summary = export_whisper(out, clips)
     manifest["second_pass"] = {**entry, "source_sha256": src_sha}
     # partials read by the same decoder over Whisper's encoder (runtime/partials.py), unless the bundle says otherwise
-    manifest.setdefault("partials", {"reader": "whisper", "enabled": True, "update_chunks": 2, "first_update_chunks": 1,
-                                     "agreement": 2})
+    manifest.setdefault("partials", {"reader": "whisper", "enabled": True, "chunk_ms": 160, "update_chunks": 3,
+                                     "first_update_chunks": 2, "agreement": 2, "min_prob": 0.3})
     manifest_path.write_text(json.dumps(manifest, indent=1) + "\n", encoding="utf-8")
     return summary
 

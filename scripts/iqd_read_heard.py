@@ -85,6 +85,13 @@ def main(argv: list[str] | None = None) -> int:
         path.write_text(json.dumps(m, indent=1) + "\n")
         IqdModel.from_dir(folder)  # it loads back
         print(f"wrote {path}")
+        bundle_json = folder.parent / "bundle.json"  # a detector installed in a bundle: its copy of the policy too
+        if bundle_json.is_file():
+            b = json.loads(bundle_json.read_text())
+            if (folder.parent / b.get("iqd", {}).get("dir", "")).resolve() == folder.resolve():
+                b["iqd"].update(policy=m["policy"], theta=m["theta"])
+                bundle_json.write_text(json.dumps(b, indent=1) + "\n")
+                print(f"wrote {bundle_json}")
     return 0
 
 

@@ -145,13 +145,16 @@ def partials_sentence(bundle_meta: dict) -> str:
     p = bundle_meta.get("partials")
     if not p or not p.get("enabled", True):
         return ""
-    every = 320 * int(p.get("update_chunks", 2))
+    chunk = float(p.get("chunk_ms", 320))
+    every = round(chunk * int(p.get("update_chunks", 2)))
     first = int(p.get("first_update_chunks", 0))
-    start = f" (every {320 * first} ms until it has committed a word)" if first and first != p.get("update_chunks", 2) else ""
+    start = f" (every {round(chunk * first)} ms until it has committed a word)" if first and first != p.get("update_chunks", 2) else ""
+    sure = (f", up to the first token whose probability in the last reading is below {p['min_prob']:g}"
+            if p.get("min_prob") else "")
     reader = "the open segment again with its own encoder" if p.get("reader", "whisper") == "whisper" else \
         f"the streaming student's states of the open segment (`{p.get('dir')}/`)"
     return (f" The same decoder writes the partials: every {every} ms{start} it reads {reader}, reusing its previous "
-            f"hypothesis, and commits the words its last {p.get('agreement', 2)} readings agree on "
+            f"hypothesis, and commits the words its last {p.get('agreement', 2)} readings agree on{sure} "
             "([docs/partials.md](../../docs/partials.md)).")
 
 
@@ -338,11 +341,12 @@ def main() -> int:
              "writes each final (the second pass). Made by "
              "`scripts/build_default_bundle.sh`; this card by `scripts/write_model_card.py`.", "",
              "**Limitations.** The streaming ASR, the tagger and the IQD were trained on synthetic speech only, on "
-             "one CPU, for a short time: the directedness decision and the endpoints do not hear real people "
-             "(streaming WER 89% on the real dev set). The partials and the finals come from Whisper tiny.en, which "
-             "does (partials 10.4%, finals 10.0% there; [docs/partials.md](../../docs/partials.md), "
-             "[docs/second_pass_bench.md](../../docs/second_pass_bench.md)); on the synthetic voices held out of "
-             "training its partials are worse than the streaming pass's (57%). Expect higher error rates on accents, "
+             "one CPU, for a short time: they do not hear real people (streaming WER 89% on the real dev set). "
+             "The partials and the finals come from Whisper tiny.en, which does (partials 10.4%, finals 10.0% there; "
+             "[docs/partials.md](../../docs/partials.md), [docs/second_pass_bench.md](../../docs/second_pass_bench.md)); "
+             "on the synthetic voices held out of training its partials are worse than the streaming pass's (50%). "
+             "The directedness decision reads Whisper's partials as text, but its acoustic part is the streaming "
+             "encoder's; segments are ended by silero's voice-activity detector. Expect higher error rates on accents, "
              "far-field microphones and vocabulary outside travel and assistant requests. "
              "The three synthetic example recordings are held-out-voice clips picked as the ones it handles best "
              "(right directedness decision, then lowest WER; `scripts/pick_examples.py`): the test-split figures "

@@ -76,3 +76,6 @@ def test_second_pass_paragraph_names_source_licence_and_pin(tmp_path):
     assert "every 640 ms it reads" in text and "last 2 readings" in text and "docs/partials.md" in text
     meta["partials"]["first_update_chunks"] = 1
     assert "every 640 ms (every 320 ms until it has committed a word)" in card.second_pass_paragraph(tmp_path, meta)[0]
+    meta["partials"].update(chunk_ms=160, update_chunks=3, first_update_chunks=2, min_prob=0.2)
+    text = card.second_pass_paragraph(tmp_path, meta)[0]
+    assert "every 480 ms (every 320 ms until it has committed a word)" in text and "below 0.2" in text
