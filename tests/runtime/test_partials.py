@@ -188,7 +188,7 @@ def test_a_bundle_with_a_bad_partials_entry_is_refused(tmp_path: Path) -> None:
     shutil.copytree(ROOT / "models" / "default", bundle)
     manifest = json.loads((bundle / "bundle.json").read_text())
     for bad, match in (({"reader": "conformer"}, "reader"), ({"update_every": 2}, "update_every"),
-                       ({"reader": "student"}, "student")):
+                       ({"reader": "student"}, "student"), ({"chunk_ms": 165}, "chunk_ms"), ({"min_prob": 1.5}, "min_prob")):
         (bundle / "bundle.json").write_text(json.dumps({**manifest, "partials": bad}))
         with pytest.raises(BundleError, match=match):
             Pipeline.from_bundle(bundle)
