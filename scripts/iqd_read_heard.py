@@ -11,7 +11,7 @@ the lowest dev EER), beside the same search with the pieces for comparison. The 
 and its heard partials, as the pipeline runs them; docs/iqd_student.md, "Reproduce").
 
     PYTHONPATH=. OMP_NUM_THREADS=1 .venv/bin/python scripts/iqd_read_heard.py --iqd models/default/iqd \\
-        --cache exp/iqdF/cache-t --splits dev,dev-streams --budget 1.0 --write
+        --cache exp/iqdH/cache-t --splits dev,dev-streams --budget 1.0 --write
 """
 from __future__ import annotations
 
@@ -66,8 +66,8 @@ def main(argv: list[str] | None = None) -> int:
             print(f"{reads}: no weight decides within a dev median of {a.budget} s", file=sys.stderr)
             return 1
         text, policy, theta, _, rows = found
-        best = min((r for r in rows if r["median_s"] <= a.budget), key=lambda r: r["eer"])
-        chosen[reads] = {"weight": text.weight, "policy": policy.to_dict(), "theta": theta, "rows": rows,
+        best = next(r for r in rows if r["weight"] == text.weight)  # the row choose_weight chose
+        chosen[reads] = {"weight": text.weight, "policy": policy.to_dict(), "theta": theta,
                          "dev": {"eer": best["eer"], "median_s": best["median_s"]}}
         print(f"text reads {reads}: weight {text.weight}, theta {theta:.2f}, dev EER {100 * best['eer']:.2f}%, "
               f"median {best['median_s']:.2f} s  (" + ", ".join(
